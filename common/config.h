@@ -1,0 +1,18 @@
+// Flags with environment-variable fallbacks. ABSL_FLAG lives only in main.cc;
+// this fills each flag `foo_bar` from TELEMETRY_FOO_BAR when the command line
+// does not set it, so containers configure services through the environment.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace telemetry {
+
+// Applies environment fallbacks, then parses the command line (which wins).
+// Exits with a message on a bad value. Returns the positional arguments.
+std::vector<char*> InitFlags(int argc, char** argv, const char* usage);
+
+// The environment variable that backs flag `name`: TELEMETRY_<NAME>.
+std::string EnvVarForFlag(const std::string& name);
+
+}  // namespace telemetry

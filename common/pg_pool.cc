@@ -1,0 +1,124 @@
+#include "common/pg_pool.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+
+namespace telemetry {
+
+PgPool::PgPool(std::string conninfo, int max_connections, std::string name, Setup setup)
+    : conninfo_(std::move(conninfo)),
+      max_(max_connections),
+      name_(std::move(name)),
+      setup_(std::move(setup)) {}
+
+PgPool::~PgPool() = default;
+
+int PgPool::open_connections() const {
+  absl::MutexLock lock(&mu_);
+  return open_;
+}
+
+std::unique_ptr<pqxx::connection> PgPool::Acquire(std::chrono::milliseconds wait,
+                                                  absl::Status* status) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto can_go = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !idle_.empty() || open_ < max_;
+    };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&can_go), absl::FromChrono(wait))) {
+      *status = absl::UnavailableError(
+          absl::StrCat("postgres ", name_, ": all ", max_, " connections busy"));
+      return nullptr;
+    }
+    if (!idle_.empty()) {
+      auto c = std::move(idle_.back());
+      idle_.pop_back();
+      return c;
+    }
+    ++open_;
+  }
+  try {
+    auto conn = std::make_unique<pqxx::connection>(conninfo_);
+    if (setup_) setup_(*conn);
+    return conn;
+  } catch (const std::exception& e) {
+    absl::MutexLock lock(&mu_);
+    --open_;
+    *status = absl::UnavailableError(absl::StrCat("postgres ", name_, ": ", e.what()));
+    return nullptr;
+  }
+}
+
+void PgPool::Release(std::unique_ptr<pqxx::connection> conn, bool broken) {
+  absl::MutexLock lock(&mu_);
+  if (broken || !conn->is_open()) {
+    --open_;
+    return;
+  }
+  idle_.push_back(std::move(conn));
+}
+
+absl::Status PgPool::Run(const std::function<absl::Status(pqxx::connection&)>& fn,
+                         std::chrono::milliseconds wait) {
+  absl::Status status;
+  std::unique_ptr<pqxx::connection> conn = Acquire(wait, &status);
+  if (!conn) return status;
+  bool broken = false;
+  try {
+    status = fn(*conn);
+  } catch (const pqxx::broken_connection& e) {
+    broken = true;
+    status = absl::UnavailableError(absl::StrCat("postgres ", name_, ": ", e.what()));
+  } catch (const pqxx::in_doubt_error& e) {
+    broken = true;
+    status = absl::UnavailableError(absl::StrCat("postgres ", name_, ": ", e.what()));
+  } catch (const std::exception& e) {
+    status = StatusFromPgException(e);
+    // A failure in COPY or mid-transaction can leave the connection unusable.
+    broken = !conn->is_open();
+  }
+  Release(std::move(conn), broken);
+  return status;
+}
+
+absl::Status StatusFromPgException(const std::exception& e) {
+  std::string what = e.what();
+  while (!what.empty() && (what.back() == '\n' || what.back() == ' ')) what.pop_back();
+  if (dynamic_cast<const pqxx::broken_connection*>(&e)) return absl::UnavailableError(what);
+  if (dynamic_cast<const pqxx::unique_violation*>(&e)) return absl::AlreadyExistsError(what);
+  if (dynamic_cast<const pqxx::foreign_key_violation*>(&e)) return absl::FailedPreconditionError(what);
+  if (dynamic_cast<const pqxx::data_exception*>(&e)) return absl::InvalidArgumentError(what);
+  if (dynamic_cast<const pqxx::serialization_failure*>(&e)) return absl::AbortedError(what);
+  if (dynamic_cast<const pqxx::deadlock_detected*>(&e)) return absl::AbortedError(what);
+  if (auto* sql = dynamic_cast<const pqxx::sql_error*>(&e)) {
+    const std::string& state = sql->sqlstate();
+    // 57014: statement cancelled (statement_timeout, i.e. the call's deadline).
+    if (state == "57014") return absl::DeadlineExceededError(what);
+    // Class 57 (operator intervention: admin shutdown, cannot connect now),
+    // 08 (connection exception), 53 (insufficient resources): transient.
+    if (state.rfind("57", 0) == 0 || state.rfind("08", 0) == 0 || state.rfind("53", 0) == 0) {
+      return absl::UnavailableError(what);
+    }
+    // 25006: read-only transaction (a standby was asked to write).
+    if (state == "25006") return absl::FailedPreconditionError(what);
+    return absl::InternalError(what);
+  }
+  return absl::InternalError(what);
+}
+
+std::string PgTextArray(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out.push_back(',');
+    out.push_back('"');
+    for (char c : items[i]) {
+      if (c == '"' || c == '\\') out.push_back('\\');
+      out.push_back(c);
+    }
+    out.push_back('"');
+  }
+  out.push_back('}');
+  return out;
+}
+
+}  // namespace telemetry

@@ -1,0 +1,56 @@
+// A bounded pool of libpqxx connections to one Postgres server. Only *_impl
+// and *_pg files include this (libpqxx stays out of interfaces). Exceptions
+// from libpqxx never leave Run(): they become statuses (transient →
+// UNAVAILABLE, duplicate → ALREADY_EXISTS, bad data → INVALID_ARGUMENT,
+// cancelled by timeout → DEADLINE_EXCEEDED).
+#pragma once
+
+#include <pqxx/pqxx>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+
+namespace telemetry {
+
+class PgPool {
+ public:
+  // `setup` runs once on every new connection (prepare statements, SETs).
+  using Setup = std::function<void(pqxx::connection&)>;
+  PgPool(std::string conninfo, int max_connections, std::string name, Setup setup = nullptr);
+  ~PgPool();
+
+  // Runs `fn` on a pooled connection. Waits at most `wait` for a free one
+  // (then UNAVAILABLE). A broken connection is dropped, not returned.
+  absl::Status Run(const std::function<absl::Status(pqxx::connection&)>& fn,
+                   std::chrono::milliseconds wait = std::chrono::milliseconds(5000));
+
+  const std::string& name() const { return name_; }
+  int open_connections() const;
+
+ private:
+  std::unique_ptr<pqxx::connection> Acquire(std::chrono::milliseconds wait, absl::Status* status);
+  void Release(std::unique_ptr<pqxx::connection> conn, bool broken);
+
+  std::string conninfo_;
+  int max_;
+  std::string name_;
+  Setup setup_;
+  mutable absl::Mutex mu_;
+  std::vector<std::unique_ptr<pqxx::connection>> idle_ ABSL_GUARDED_BY(mu_);
+  int open_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Maps a libpqxx / std exception to a status (used by Run, exposed for tests).
+absl::Status StatusFromPgException(const std::exception& e);
+
+// A Postgres array literal ('{"a","b"}') of strings, safely quoted.
+std::string PgTextArray(const std::vector<std::string>& items);
+
+}  // namespace telemetry

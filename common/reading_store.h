@@ -1,0 +1,74 @@
+// The one interface in front of the raw and rollup tables. Every read and
+// write of readings goes through it, so the storage layout (today: narrow
+// rows in day-partitioned tables plus agg_1m/agg_1h) can change without
+// touching the services. Postgres implementation: reading_store_pg.cc.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/kafka.h"
+#include "common/model.h"
+
+namespace telemetry {
+
+class PgPool;
+
+struct RangeQuery {
+  int64_t tenant_id = 0;
+  std::string device;
+  std::vector<std::string> sensors;  // empty = all
+  int64_t start_ns = 0;
+  int64_t end_ns = 0;
+  int64_t limit = 0;  // 0 = none
+  int32_t page_size = 1000;
+  // Resume after this (sensor, unit, timestamp); empty sensor = from start.
+  std::string after_sensor;
+  std::string after_unit;
+  int64_t after_ts_ns = 0;
+};
+
+class ReadingStore {
+ public:
+  virtual ~ReadingStore() = default;
+
+  // Writer side. Atomically: inserts `rows` (duplicates of stored (series,
+  // timestamp) are dropped), merges only the newly inserted numeric rows into
+  // the 1-minute and 1-hour rollups, and records `next_offsets` as applied
+  // for `topic` (never moving an offset backwards).
+  virtual absl::StatusOr<ApplyResult> Apply(const std::vector<RawRow>& rows,
+                                            const std::string& topic,
+                                            const std::vector<PartitionOffset>& next_offsets) = 0;
+  // Next offset to apply per partition of `topic` (absent: nothing applied).
+  virtual absl::StatusOr<std::map<int32_t, int64_t>> AppliedOffsets(const std::string& topic) = 0;
+  // Records that offsets [from, to) of a partition were lost before being
+  // applied (dropped by the broker).
+  virtual absl::Status RecordLogGap(const std::string& topic, int32_t partition,
+                                    int64_t from_offset, int64_t to_offset) = 0;
+  // Creates the day partitions covering [from_ns, to_ns] if missing.
+  virtual absl::Status EnsurePartitions(int64_t from_ns, int64_t to_ns) = 0;
+
+  // Reader side; always scoped to one tenant.
+  virtual absl::StatusOr<std::vector<ReadingRow>> Latest(
+      int64_t tenant_id, const std::vector<std::string>& devices,
+      const std::vector<std::string>& sensors) = 0;
+  // Streams pages ordered by (sensor, unit, timestamp). `page` returns false
+  // to stop early. Memory is bounded by the page size.
+  virtual absl::Status Range(const RangeQuery& query,
+                             const std::function<bool(std::vector<ReadingRow>&&)>& page) = 0;
+};
+
+std::unique_ptr<ReadingStore> NewPgReadingStore(PgPool* pool);
+
+// UTC day index (days since the epoch) of a nanosecond timestamp.
+inline int64_t DayOf(int64_t ts_ns) {
+  constexpr int64_t kNsPerDay = 86'400'000'000'000;
+  return ts_ns >= 0 ? ts_ns / kNsPerDay : -((-ts_ns + kNsPerDay - 1) / kNsPerDay);
+}
+
+}  // namespace telemetry

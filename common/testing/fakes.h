@@ -1,0 +1,256 @@
+// In-memory fakes of the stores and the cache, for unit tests. They follow
+// the interfaces' contracts (dedup on (series, ts), rollups of new rows only,
+// offsets never moving backwards, cache newer-only) without Postgres/Redis.
+#pragma once
+
+#include <map>
+#include <set>
+#include <tuple>
+
+#include "absl/synchronization/mutex.h"
+#include "common/latest_cache.h"
+#include "common/metadata_store.h"
+#include "common/reading_store.h"
+
+namespace telemetry::testing {
+
+class FakeMetadataStore final : public MetadataStore {
+ public:
+  absl::StatusOr<std::optional<TenantInfo>> TenantByKeyHash(const std::string& hash) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake metadata down");
+    auto it = keys_.find(hash);
+    if (it == keys_.end()) return std::optional<TenantInfo>();
+    return std::optional<TenantInfo>(tenants_.at(it->second));
+  }
+  absl::StatusOr<bool> TenantExists(int64_t id) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake metadata down");
+    return tenants_.count(id) > 0;
+  }
+  absl::StatusOr<int64_t> CreateTenant(const NewTenant& t) override {
+    absl::MutexLock l(&mu_);
+    TenantInfo info;
+    info.id = static_cast<int64_t>(tenants_.size()) + 1;
+    info.name = t.name;
+    info.default_project_id = info.id * 100;
+    info.require_registered_devices = t.require_registered_devices;
+    info.sensor_whitelist = t.sensor_whitelist;
+    info.rate_per_sec = t.rate_per_sec;
+    info.burst = t.burst;
+    info.raw_retention_days = t.raw_retention_days;
+    tenants_[info.id] = info;
+    return info.id;
+  }
+  absl::Status AddApiKey(int64_t tenant_id, const std::string& hash) override {
+    absl::MutexLock l(&mu_);
+    keys_[hash] = tenant_id;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<int64_t> UpsertDevice(int64_t tenant_id, const DeviceInfo& d) override {
+    absl::MutexLock l(&mu_);
+    return DeviceLocked(tenant_id, d.name);
+  }
+  absl::StatusOr<std::map<std::string, int64_t>> ResolveDevices(
+      int64_t tenant_id, const std::vector<std::string>& names, bool create) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake metadata down");
+    std::map<std::string, int64_t> out;
+    for (const auto& n : names) {
+      auto it = devices_.find({tenant_id, n});
+      if (it != devices_.end()) {
+        out[n] = it->second;
+      } else if (create) {
+        out[n] = DeviceLocked(tenant_id, n);
+      }
+    }
+    return out;
+  }
+  absl::StatusOr<std::vector<int32_t>> ResolveSeries(int64_t tenant_id,
+                                                     const std::vector<SeriesSpec>& specs) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake metadata down");
+    std::vector<int32_t> out;
+    for (const auto& s : specs) {
+      int64_t dev = DeviceLocked(tenant_id, s.device);
+      auto key = std::make_tuple(dev, s.sensor, s.unit);
+      auto it = series_.find(key);
+      if (it == series_.end()) {
+        it = series_.emplace(key, static_cast<int32_t>(series_.size()) + 1).first;
+        series_info_[it->second] = {tenant_id, s.device, s.sensor, s.unit};
+      }
+      if (!s.labels_json.empty()) labels_[it->second] = s.labels_json;
+      out.push_back(it->second);
+    }
+    return out;
+  }
+  void SetUp(bool up) {
+    absl::MutexLock l(&mu_);
+    up_ = up;
+  }
+  struct SeriesInfo {
+    int64_t tenant;
+    std::string device, sensor, unit;
+  };
+  SeriesInfo Series(int32_t id) {
+    absl::MutexLock l(&mu_);
+    return series_info_.at(id);
+  }
+  int64_t device_count() {
+    absl::MutexLock l(&mu_);
+    return static_cast<int64_t>(devices_.size());
+  }
+
+ private:
+  int64_t DeviceLocked(int64_t tenant, const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto [it, fresh] = devices_.emplace(std::make_pair(tenant, name), 0);
+    if (fresh) it->second = static_cast<int64_t>(devices_.size());
+    return it->second;
+  }
+  absl::Mutex mu_;
+  bool up_ ABSL_GUARDED_BY(mu_) = true;
+  std::map<int64_t, TenantInfo> tenants_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int64_t> keys_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<int64_t, std::string>, int64_t> devices_ ABSL_GUARDED_BY(mu_);
+  std::map<std::tuple<int64_t, std::string, std::string>, int32_t> series_ ABSL_GUARDED_BY(mu_);
+  std::map<int32_t, SeriesInfo> series_info_ ABSL_GUARDED_BY(mu_);
+  std::map<int32_t, std::string> labels_ ABSL_GUARDED_BY(mu_);
+};
+
+class FakeReadingStore final : public ReadingStore {
+ public:
+  struct Agg {
+    int64_t cnt = 0;
+    double sum = 0, min = 0, max = 0, last_value = 0;
+    int64_t last_ts = 0;
+  };
+  absl::StatusOr<ApplyResult> Apply(const std::vector<RawRow>& rows, const std::string& topic,
+                                    const std::vector<PartitionOffset>& offsets) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake store down");
+    ApplyResult r;
+    for (const auto& row : rows) {
+      if (!raw_.emplace(std::make_pair(row.series_id, row.ts_ns), row).second) {
+        ++r.duplicates;
+        continue;
+      }
+      ++r.inserted;
+      if (row.kind == ValueKind::kString) continue;
+      double v = row.kind == ValueKind::kDouble ? row.d : (row.b ? 1.0 : 0.0);
+      auto add = [&](std::map<std::pair<int32_t, int64_t>, Agg>& aggs, int64_t width) {
+        Agg& a = aggs[{row.series_id, row.ts_ns - row.ts_ns % width}];
+        if (a.cnt == 0) a.min = a.max = v;
+        ++a.cnt;
+        a.sum += v;
+        a.min = std::min(a.min, v);
+        a.max = std::max(a.max, v);
+        if (row.ts_ns > a.last_ts) {
+          a.last_ts = row.ts_ns;
+          a.last_value = v;
+        }
+      };
+      add(agg_1m_, 60'000'000'000);
+      add(agg_1h_, 3'600'000'000'000);
+    }
+    for (const auto& po : offsets) {
+      auto& o = offsets_[topic][po.partition];
+      o = std::max(o, po.offset);
+    }
+    ++applies_;
+    return r;
+  }
+  absl::StatusOr<std::map<int32_t, int64_t>> AppliedOffsets(const std::string& topic) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake store down");
+    return offsets_[topic];
+  }
+  absl::Status RecordLogGap(const std::string& topic, int32_t partition, int64_t from,
+                            int64_t to) override {
+    absl::MutexLock l(&mu_);
+    gaps_.push_back({partition, from, to});
+    return absl::OkStatus();
+  }
+  absl::Status EnsurePartitions(int64_t, int64_t) override { return absl::OkStatus(); }
+  absl::StatusOr<std::vector<ReadingRow>> Latest(int64_t, const std::vector<std::string>&,
+                                                 const std::vector<std::string>&) override {
+    return absl::UnimplementedError("fake: reads are tested against Postgres");
+  }
+  absl::Status Range(const RangeQuery&,
+                     const std::function<bool(std::vector<ReadingRow>&&)>&) override {
+    return absl::UnimplementedError("fake: reads are tested against Postgres");
+  }
+
+  void SetUp(bool up) {
+    absl::MutexLock l(&mu_);
+    up_ = up;
+  }
+  size_t raw_count() {
+    absl::MutexLock l(&mu_);
+    return raw_.size();
+  }
+  std::map<std::pair<int32_t, int64_t>, Agg> agg_1m() {
+    absl::MutexLock l(&mu_);
+    return agg_1m_;
+  }
+  std::map<std::pair<int32_t, int64_t>, RawRow> raw() {
+    absl::MutexLock l(&mu_);
+    return raw_;
+  }
+  std::vector<std::tuple<int32_t, int64_t, int64_t>> gaps() {
+    absl::MutexLock l(&mu_);
+    return gaps_;
+  }
+  int applies() {
+    absl::MutexLock l(&mu_);
+    return applies_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool up_ ABSL_GUARDED_BY(mu_) = true;
+  std::map<std::pair<int32_t, int64_t>, RawRow> raw_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<int32_t, int64_t>, Agg> agg_1m_ ABSL_GUARDED_BY(mu_), agg_1h_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::map<int32_t, int64_t>> offsets_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::tuple<int32_t, int64_t, int64_t>> gaps_ ABSL_GUARDED_BY(mu_);
+  int applies_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+class FakeLatestCache final : public LatestCache {
+ public:
+  absl::Status UpdateIfNewer(int64_t tenant, const std::vector<ReadingRow>& rows) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake cache down");
+    for (const auto& r : rows) {
+      auto& cur = entries_[{tenant, r.device, r.sensor}];
+      if (cur.ts_ns < r.ts_ns) cur = r;
+    }
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<ReadingRow>> Get(int64_t tenant, const std::vector<std::string>& devices,
+                                              const std::vector<std::string>& sensors) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake cache down");
+    std::vector<ReadingRow> out;
+    for (const auto& [key, row] : entries_) {
+      if (std::get<0>(key) != tenant) continue;
+      if (std::find(devices.begin(), devices.end(), std::get<1>(key)) == devices.end()) continue;
+      if (!sensors.empty() &&
+          std::find(sensors.begin(), sensors.end(), std::get<2>(key)) == sensors.end()) {
+        continue;
+      }
+      out.push_back(row);
+    }
+    return out;
+  }
+  void SetUp(bool up) {
+    absl::MutexLock l(&mu_);
+    up_ = up;
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool up_ ABSL_GUARDED_BY(mu_) = true;
+  std::map<std::tuple<int64_t, std::string, std::string>, ReadingRow> entries_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace telemetry::testing

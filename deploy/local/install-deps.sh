@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs (Debian 12) every package the build, the tests and the local stack
+# need. Only missing packages are installed; `apt-get update` runs at most
+# once, and only when something is missing. Non-interactive. Uses sudo when
+# not root (and sudo exists).
+#
+# Usage: deploy/local/install-deps.sh
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  build-essential cmake ninja-build pkg-config
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
+  libpqxx-dev libhiredis-dev librdkafka-dev libabsl-dev libspdlog-dev
+  libcpp-httplib-dev libssl-dev
+  # tests
+  libgtest-dev libgmock-dev python3-grpcio
+  # local stack (deploy/local/)
+  postgresql-15 postgresql-client-15 redis-server mosquitto
+  iproute2 util-linux
+)
+
+log() { printf '[install-deps] %s\n' "$*" >&2; }
+
+SUDO=()
+if [[ "$(id -u)" -ne 0 ]]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+  else
+    log "ERROR: not root and sudo is not available: run this script as root"
+    exit 1
+  fi
+fi
+
+is_installed() {
+  [[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" == installed ]]
+}
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  is_installed "$pkg" || missing+=("$pkg")
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  log "all ${#PACKAGES[@]} packages already installed"
+  exit 0
+fi
+
+log "installing: ${missing[*]}"
+apt_env=(env DEBIAN_FRONTEND=noninteractive)
+"${SUDO[@]}" "${apt_env[@]}" apt-get update -q
+"${SUDO[@]}" "${apt_env[@]}" apt-get install -y -q --no-install-recommends \
+  -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+  "${missing[@]}"
+
+still_missing=()
+for pkg in "${missing[@]}"; do
+  is_installed "$pkg" || still_missing+=("$pkg")
+done
+if [[ ${#still_missing[@]} -ne 0 ]]; then
+  log "ERROR: still not installed: ${still_missing[*]}"
+  exit 1
+fi
+log "done"

@@ -1,0 +1,356 @@
+#!/usr/bin/env bash
+# Starts the local telemetry stack on 127.0.0.1:
+#   - PostgreSQL 15 primary + streaming-replication hot standby
+#   - redis-server (no persistence)
+#   - the Kafka dev broker (librdkafka mock cluster, tools/devbroker)
+# then writes $STATE/env and prints its path on stdout (progress goes to
+# stderr, so `set -a; . "$(deploy/local/up.sh)"; set +a` works).
+#
+# Idempotent: whatever is already running is left alone; re-running with
+# everything up just rewrites and prints the env file.
+#
+# Usage: deploy/local/up.sh [--build-dir DIR]
+# Env:   TELEMETRY_LOCAL_DIR (state dir, default /tmp/telemetry-local-<uid>)
+#        TELEMETRY_PG_PORT, TELEMETRY_PG_REPLICA_PORT, TELEMETRY_REDIS_PORT
+#        (fixed ports; default: free loopback ports, reused across runs)
+#        BUILD_DIR (default <repo>/build)
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=common.sh
+. "$SCRIPT_DIR/common.sh"
+
+usage() {
+  sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+BUILD_DIR_ARG="${BUILD_DIR:-}"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --build-dir) [[ $# -ge 2 ]] || die "--build-dir needs a value"; BUILD_DIR_ARG="$2"; shift 2 ;;
+    --build-dir=*) BUILD_DIR_ARG="${1#*=}"; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+  esac
+done
+if [[ -n "$BUILD_DIR_ARG" ]]; then
+  BUILD_DIR_ABS="$(realpath -m -- "$BUILD_DIR_ARG")"
+else
+  BUILD_DIR_ABS="$REPO_ROOT/build"
+fi
+DEVBROKER_BIN="$BUILD_DIR_ABS/tools/devbroker/telemetry-devbroker"
+
+START_TIME=$SECONDS
+init_state_paths
+
+# ---------------------------------------------------------------- preflight
+for tool in "$PG_BIN/initdb" "$PG_BIN/pg_ctl" "$PG_BIN/pg_basebackup" "$PG_BIN/pg_controldata"; do
+  [[ -x "$tool" ]] || die "$tool not found: install PostgreSQL 15 (deploy/local/install-deps.sh)"
+done
+for tool in psql pg_isready redis-server redis-cli; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool not found: run deploy/local/install-deps.sh"
+done
+if [[ "$IS_ROOT" -eq 1 ]]; then
+  id postgres >/dev/null 2>&1 || die "running as root needs the 'postgres' OS user (package postgresql-15)"
+  command -v runuser >/dev/null 2>&1 || die "running as root needs runuser (util-linux)"
+fi
+# (Only needed when the dev broker is not already running.)
+[[ -x "$DEVBROKER_BIN" || -n "$(devbroker_pid)" ]] ||
+  die "Kafka dev broker not found at $DEVBROKER_BIN: build it first (e.g. cmake --build build --target telemetry-devbroker), or pass --build-dir DIR"
+
+mkdir -p "$STATE_DIR"
+chmod 0755 "$STATE_DIR" 2>/dev/null || true # the postgres user must traverse it
+touch "$STATE_DIR/.telemetry-local"
+lock_state_dir
+mkdir -p "$REDIS_DIR" "$KAFKA_DIR"
+if [[ ! -d "$PG_DIR" ]]; then
+  mkdir -p "$PG_DIR"
+  chmod 0700 "$PG_DIR"
+fi
+if [[ "$IS_ROOT" -eq 1 ]]; then
+  chown postgres:postgres "$PG_DIR"
+  runuser -u postgres -- test -w "$PG_DIR" ||
+    die "the postgres user cannot reach $PG_DIR: TELEMETRY_LOCAL_DIR and its parents must be traversable (o+x) by 'postgres'"
+fi
+as_pg mkdir -p "$PG_SOCK_DIR"
+
+# -------------------------------------------------------------------- ports
+port_in_use() {
+  local p="$1"
+  if command -v ss >/dev/null 2>&1; then
+    [[ -n "$(ss -Hltn "sport = :$p" 2>/dev/null)" ]]
+  else
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null
+  fi
+}
+
+CHOSEN_PORTS=" "
+pick_free_port() {
+  local p i
+  # Below the kernel's ephemeral range (32768+), which the dev broker and
+  # client sockets use.
+  for ((i = 0; i < 200; i++)); do
+    p=$((20000 + RANDOM % 12000))
+    [[ "$CHOSEN_PORTS" == *" $p "* ]] && continue
+    port_in_use "$p" && continue
+    printf '%s' "$p"
+    return 0
+  done
+  die "could not find a free loopback port"
+}
+
+# resolve_port LABEL OVERRIDE_VAR SAVED RUNNING -> sets RESOLVED_PORT
+resolve_port() {
+  local label="$1" var="$2" saved="$3" running="$4"
+  local override="${!var:-}"
+  if [[ -n "$override" && ! "$override" =~ ^[0-9]+$ ]]; then
+    die "$var='$override' is not a port number"
+  fi
+  if [[ -n "$running" ]]; then
+    if [[ -n "$override" && "$override" != "$running" ]]; then
+      die "$label is already running on port $running but $var=$override: run deploy/local/down.sh first"
+    fi
+    RESOLVED_PORT="$running"
+  elif [[ -n "$override" ]]; then
+    if [[ "$CHOSEN_PORTS" == *" $override "* ]] || port_in_use "$override"; then
+      die "$label: port $override ($var) is already in use on this machine: free it or choose another port"
+    fi
+    RESOLVED_PORT="$override"
+  elif [[ -n "$saved" && "$CHOSEN_PORTS" != *" $saved "* ]] && ! port_in_use "$saved"; then
+    RESOLVED_PORT="$saved"
+  else
+    RESOLVED_PORT="$(pick_free_port)"
+  fi
+  CHOSEN_PORTS+="$RESOLVED_PORT "
+}
+
+read_ports_file
+PG_PRIMARY_RUNNING_PORT=""
+PG_REPLICA_RUNNING_PORT=""
+REDIS_RUNNING_PORT=""
+if pg_running "$PG_PRIMARY_DATA"; then PG_PRIMARY_RUNNING_PORT="$(pg_pidfile_line "$PG_PRIMARY_DATA" 4)"; fi
+if pg_running "$PG_REPLICA_DATA"; then PG_REPLICA_RUNNING_PORT="$(pg_pidfile_line "$PG_REPLICA_DATA" 4)"; fi
+if redis_running && [[ -n "$REDIS_PORT_SAVED" ]] &&
+  [[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT_SAVED" ping 2>/dev/null || true)" == PONG ]]; then
+  REDIS_RUNNING_PORT="$REDIS_PORT_SAVED"
+fi
+
+resolve_port "PostgreSQL primary" TELEMETRY_PG_PORT "$PG_PORT_SAVED" "$PG_PRIMARY_RUNNING_PORT"
+PG_PORT="$RESOLVED_PORT"
+resolve_port "PostgreSQL replica" TELEMETRY_PG_REPLICA_PORT "$PG_REPLICA_PORT_SAVED" "$PG_REPLICA_RUNNING_PORT"
+PG_REPLICA_PORT="$RESOLVED_PORT"
+resolve_port "Redis" TELEMETRY_REDIS_PORT "$REDIS_PORT_SAVED" "$REDIS_RUNNING_PORT"
+REDIS_PORT="$RESOLVED_PORT"
+
+printf 'PG_PORT=%s\nPG_REPLICA_PORT=%s\nREDIS_PORT=%s\n' \
+  "$PG_PORT" "$PG_REPLICA_PORT" "$REDIS_PORT" >"$PORTS_FILE.tmp"
+mv -f "$PORTS_FILE.tmp" "$PORTS_FILE"
+
+# --------------------------------------------------------------- PostgreSQL
+psql_admin() { # psql_admin PORT DB [psql args...]
+  local port="$1" db="$2"
+  shift 2
+  psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U "$PG_SUPERUSER" -d "$db" "$@"
+}
+
+# Settings shared by both servers; each data dir includes its own copy as
+# telemetry.conf (written before every start, so port changes are picked up).
+write_pg_conf() { # write_pg_conf DATADIR PORT
+  local datadir="$1" port="$2"
+  as_pg tee "$datadir/telemetry.conf" >/dev/null <<EOF
+# Written by deploy/local/up.sh on every start: edits here are overwritten.
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$PG_SOCK_DIR'
+shared_buffers = 256MB
+max_connections = 200
+wal_level = replica
+max_wal_senders = 10
+max_replication_slots = 10
+wal_keep_size = 256MB
+hot_standby = on
+hot_standby_feedback = on
+EOF
+}
+
+# DEV ONLY: trust authentication for every loopback connection (and the
+# unix socket), no passwords. Never use this configuration outside a
+# developer machine or CI.
+write_pg_hba() { # write_pg_hba DATADIR
+  as_pg tee "$1/pg_hba.conf" >/dev/null <<'EOF'
+# Written by deploy/local/up.sh. DEV ONLY: trust auth on loopback, no passwords.
+# TYPE  DATABASE     USER  ADDRESS        METHOD
+local   all          all                  trust
+host    all          all   127.0.0.1/32   trust
+host    all          all   ::1/128        trust
+local   replication  all                  trust
+host    replication  all   127.0.0.1/32   trust
+host    replication  all   ::1/128        trust
+EOF
+}
+
+pg_start() { # pg_start DATADIR LABEL
+  local datadir="$1" label="$2"
+  log "starting PostgreSQL $label"
+  if ! as_pg "$PG_BIN/pg_ctl" -D "$datadir" -l "$PG_DIR/$label.log" -w -t 120 start >/dev/null; then
+    tail -n 30 "$PG_DIR/$label.log" >&2 || true
+    die "PostgreSQL $label failed to start (log: $PG_DIR/$label.log)"
+  fi
+}
+
+wait_pg_ready() { # wait_pg_ready PORT LABEL
+  local i
+  for ((i = 0; i < 600; i++)); do
+    if pg_isready -q -h 127.0.0.1 -p "$1" -d postgres; then return 0; fi
+    sleep 0.1
+  done
+  die "PostgreSQL $2 on port $1 is not ready after 60s"
+}
+
+pg_sysid() { # pg_sysid DATADIR: the cluster's system identifier
+  as_pg "$PG_BIN/pg_controldata" -D "$1" 2>/dev/null |
+    sed -n 's/^Database system identifier: *//p'
+}
+
+# a) primary
+if [[ ! -f "$PG_PRIMARY_DATA/PG_VERSION" ]]; then
+  log "initdb PostgreSQL primary in $PG_PRIMARY_DATA"
+  as_pg rm -rf "$PG_PRIMARY_DATA"
+  as_pg "$PG_BIN/initdb" -D "$PG_PRIMARY_DATA" -U "$PG_SUPERUSER" --auth=trust \
+    --encoding=UTF8 --locale=C.UTF-8 >"$STATE_DIR/initdb.log" 2>&1 ||
+    { cat "$STATE_DIR/initdb.log" >&2; die "initdb failed"; }
+  printf "\n# Local telemetry stack settings (deploy/local/up.sh)\ninclude 'telemetry.conf'\n" |
+    as_pg tee -a "$PG_PRIMARY_DATA/postgresql.conf" >/dev/null
+  write_pg_hba "$PG_PRIMARY_DATA"
+fi
+if [[ -z "$PG_PRIMARY_RUNNING_PORT" ]]; then
+  write_pg_conf "$PG_PRIMARY_DATA" "$PG_PORT"
+  pg_start "$PG_PRIMARY_DATA" primary
+fi
+wait_pg_ready "$PG_PORT" primary
+
+# Roles and databases (idempotent). The telemetry role owns the application
+# databases; replication itself uses the postgres superuser.
+psql_admin "$PG_PORT" postgres <<'EOF'
+SELECT 'CREATE ROLE telemetry LOGIN'
+  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'telemetry') \gexec
+SELECT 'CREATE DATABASE telemetry OWNER telemetry'
+  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'telemetry') \gexec
+SELECT 'CREATE DATABASE telemetry_analytics OWNER telemetry'
+  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'telemetry_analytics') \gexec
+EOF
+
+# b) hot standby
+PRIMARY_SYSID="$(pg_sysid "$PG_PRIMARY_DATA")"
+rebuild_replica=0
+if [[ ! -f "$PG_REPLICA_DATA/PG_VERSION" || ! -f "$PG_REPLICA_DATA/standby.signal" ]]; then
+  rebuild_replica=1
+elif [[ "$(pg_sysid "$PG_REPLICA_DATA")" != "$PRIMARY_SYSID" ]]; then
+  log "replica belongs to an older primary: rebuilding it"
+  rebuild_replica=1
+fi
+if [[ "$rebuild_replica" -eq 1 ]]; then
+  if pg_running "$PG_REPLICA_DATA"; then
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_REPLICA_DATA" -m fast -w stop >/dev/null || true
+  fi
+  PG_REPLICA_RUNNING_PORT=""
+  as_pg rm -rf "$PG_REPLICA_DATA"
+  psql_admin "$PG_PORT" postgres -c \
+    "SELECT pg_drop_replication_slot('$PG_REPLICATION_SLOT') FROM pg_replication_slots WHERE slot_name = '$PG_REPLICATION_SLOT'" >/dev/null
+  log "pg_basebackup primary -> $PG_REPLICA_DATA"
+  as_pg "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_SUPERUSER" \
+    -D "$PG_REPLICA_DATA" -R -X stream -C -S "$PG_REPLICATION_SLOT" --checkpoint=fast ||
+    die "pg_basebackup failed"
+fi
+if [[ -z "$PG_REPLICA_RUNNING_PORT" ]]; then
+  # primary_conninfo (written by pg_basebackup -R) must follow the primary's port.
+  as_pg sed -i -E "/^primary_conninfo/ s/port=[0-9]+/port=$PG_PORT/" \
+    "$PG_REPLICA_DATA/postgresql.auto.conf"
+  write_pg_conf "$PG_REPLICA_DATA" "$PG_REPLICA_PORT"
+  pg_start "$PG_REPLICA_DATA" replica
+fi
+wait_pg_ready "$PG_REPLICA_PORT" replica
+for ((i = 0; ; i++)); do
+  status="$(psql_admin "$PG_REPLICA_PORT" postgres -At -c 'SELECT status FROM pg_stat_wal_receiver' 2>/dev/null || true)"
+  [[ "$status" == streaming ]] && break
+  ((i < 300)) || die "replica is not streaming from the primary after 30s (status '$status', log: $PG_DIR/replica.log)"
+  sleep 0.1
+done
+for ((i = 0; ; i++)); do
+  # The databases are created on the primary; wait until they replayed.
+  n="$(psql_admin "$PG_REPLICA_PORT" postgres -At -c \
+    "SELECT count(*) FROM pg_database WHERE datname IN ('telemetry', 'telemetry_analytics')" 2>/dev/null || true)"
+  [[ "$n" == 2 ]] && break
+  ((i < 300)) || die "replica has not replayed the telemetry databases after 30s"
+  sleep 0.1
+done
+
+# -------------------------------------------------------------------- Redis
+if [[ -z "$REDIS_RUNNING_PORT" ]]; then
+  old_pid="$(read_pidfile "$REDIS_PIDFILE")"
+  if pid_alive "$old_pid" redis-server; then
+    log "stopping stale redis-server (pid $old_pid)"
+    kill "$old_pid" 2>/dev/null || true
+    wait_pid_gone "$old_pid" 10 || kill -9 "$old_pid" 2>/dev/null || true
+  fi
+  rm -f "$REDIS_PIDFILE"
+  log "starting redis-server"
+  (cd "$REDIS_DIR" && redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
+    --save '' --appendonly no --daemonize yes --dir "$REDIS_DIR" \
+    --pidfile "$REDIS_PIDFILE" --logfile "$REDIS_DIR/redis.log" </dev/null >/dev/null 2>&1 9>&-) ||
+    die "redis-server failed to start (log: $REDIS_DIR/redis.log)"
+fi
+for ((i = 0; ; i++)); do
+  [[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null || true)" == PONG ]] && break
+  ((i < 300)) || { tail -n 20 "$REDIS_DIR/redis.log" >&2 || true; die "redis on port $REDIS_PORT is not answering after 30s"; }
+  sleep 0.1
+done
+
+# -------------------------------------------------------- Kafka dev broker
+KAFKA_PID="$(devbroker_pid)"
+if [[ -n "$KAFKA_PID" && ! -s "$KAFKA_BOOTSTRAP_FILE" ]]; then
+  log "dev broker (pid $KAFKA_PID) has no bootstrap file: restarting it"
+  kill "$KAFKA_PID" 2>/dev/null || true
+  wait_pid_gone "$KAFKA_PID" 10 || kill -9 "$KAFKA_PID" 2>/dev/null || true
+  KAFKA_PID=""
+fi
+if [[ -z "$KAFKA_PID" ]]; then
+  rm -f "$KAFKA_BOOTSTRAP_FILE" "$KAFKA_PIDFILE" "$KAFKA_STATE_FILE"
+  log "starting Kafka dev broker ($DEVBROKER_BIN)"
+  # setsid: own session, so a Ctrl-C in this terminal later does not stop it.
+  setsid "$DEVBROKER_BIN" --bootstrap-file "$KAFKA_BOOTSTRAP_FILE" \
+    </dev/null >"$KAFKA_DIR/devbroker.log" 2>&1 9>&- &
+  KAFKA_PID=$!
+  printf '%s\n' "$KAFKA_PID" >"$KAFKA_PIDFILE"
+  for ((i = 0; ; i++)); do
+    [[ -s "$KAFKA_BOOTSTRAP_FILE" ]] && break
+    if ! kill -0 "$KAFKA_PID" 2>/dev/null; then
+      cat "$KAFKA_DIR/devbroker.log" >&2 || true
+      die "Kafka dev broker exited during start (log: $KAFKA_DIR/devbroker.log)"
+    fi
+    ((i < 300)) || die "Kafka dev broker wrote no bootstrap file after 30s (log: $KAFKA_DIR/devbroker.log)"
+    sleep 0.1
+  done
+  printf 'up\n' >"$KAFKA_STATE_FILE"
+fi
+read -r KAFKA_BROKERS <"$KAFKA_BOOTSTRAP_FILE"
+[[ -n "$KAFKA_BROKERS" ]] || die "empty bootstrap file $KAFKA_BOOTSTRAP_FILE"
+if [[ "$(cat "$KAFKA_STATE_FILE" 2>/dev/null || true)" == down ]]; then
+  log "note: the Kafka dev broker is in a simulated outage (deploy/local/kafka.sh up ends it)"
+fi
+
+# ----------------------------------------------------------------- env file
+cat >"$ENV_FILE.tmp" <<EOF
+TELEMETRY_PG_PRIMARY=postgresql://telemetry@127.0.0.1:$PG_PORT/telemetry
+TELEMETRY_PG_REPLICA=postgresql://telemetry@127.0.0.1:$PG_REPLICA_PORT/telemetry
+TELEMETRY_PG_ADMIN=postgresql://postgres@127.0.0.1:$PG_PORT/telemetry
+TELEMETRY_PG_REPLICA_ADMIN=postgresql://postgres@127.0.0.1:$PG_REPLICA_PORT/telemetry
+TELEMETRY_PG_ANALYTICS=postgresql://telemetry@127.0.0.1:$PG_PORT/telemetry_analytics
+TELEMETRY_REDIS=127.0.0.1:$REDIS_PORT
+TELEMETRY_KAFKA_BROKERS=$KAFKA_BROKERS
+TELEMETRY_LOCAL_DIR=$STATE_DIR
+EOF
+mv -f "$ENV_FILE.tmp" "$ENV_FILE"
+log "stack up in $((SECONDS - START_TIME))s: PostgreSQL primary :$PG_PORT, replica :$PG_REPLICA_PORT, Redis :$REDIS_PORT, Kafka $KAFKA_BROKERS"
+printf '%s\n' "$ENV_FILE"

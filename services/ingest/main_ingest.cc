@@ -1,0 +1,109 @@
+// telemetry-ingest: the IngestService gRPC server.
+#include <atomic>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "common/auth.h"
+#include "common/config.h"
+#include "common/logging.h"
+#include "common/pg_pool.h"
+#include "common/reading_store.h"
+#include "common/runtime.h"
+#include "services/ingest/ingest_service.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC listen address");
+ABSL_FLAG(int, http_port, 9101, "HTTP port for /metrics, /healthz, /readyz (0: any)");
+ABSL_FLAG(std::string, http_host, "127.0.0.1", "HTTP listen host");
+ABSL_FLAG(std::string, pg_primary, "postgresql://telemetry@127.0.0.1:5432/telemetry",
+          "Postgres primary (metadata: tenants, keys, devices; writer offsets)");
+ABSL_FLAG(std::string, kafka_brokers, "127.0.0.1:9092", "Kafka bootstrap servers");
+ABSL_FLAG(std::string, topic, "telemetry.readings.v1", "Readings topic");
+ABSL_FLAG(int, worker_threads, 4, "Threads for authentication, validation and registration");
+ABSL_FLAG(int, max_queue, 10000, "Queued requests before RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, pg_connections, 4, "Postgres connections");
+ABSL_FLAG(int64_t, max_ack_wait_ms, 10000, "Longest wait for Kafka's acknowledgement");
+ABSL_FLAG(int64_t, max_writer_lag_messages, 20000,
+          "Refuse writes while the writer is this many messages behind (0: off)");
+ABSL_FLAG(std::string, log_level, "info", "Log level");
+
+int main(int argc, char** argv) {
+  telemetry::BlockShutdownSignals();
+  telemetry::InitFlags(argc, argv, "telemetry-ingest: accepts readings over gRPC into Kafka");
+  telemetry::SetLogLevel(absl::GetFlag(FLAGS_log_level));
+  auto log = telemetry::GetLogger("ingest");
+  auto* clock = telemetry::SystemClock::Get();
+  auto* registry = telemetry::MetricsRegistry::Default();
+
+  telemetry::PgPool pool(absl::GetFlag(FLAGS_pg_primary), absl::GetFlag(FLAGS_pg_connections),
+                         "primary");
+  auto metadata = telemetry::NewPgMetadataStore(&pool);
+  auto store = telemetry::NewPgReadingStore(&pool);
+  telemetry::KafkaOptions ko;
+  ko.brokers = absl::GetFlag(FLAGS_kafka_brokers);
+  ko.client_id = "telemetry-ingest";
+  ko.message_timeout_ms = static_cast<int>(absl::GetFlag(FLAGS_max_ack_wait_ms)) + 5000;
+  auto publisher = telemetry::NewKafkaPublisher(ko);
+  if (!publisher.ok()) {
+    log->critical("kafka: {}", publisher.status().ToString());
+    return 1;
+  }
+  telemetry::ingest::IngestOptions options;
+  options.topic = absl::GetFlag(FLAGS_topic);
+  options.max_ack_wait_ns = absl::GetFlag(FLAGS_max_ack_wait_ms) * telemetry::kNsPerMs;
+  options.max_writer_lag_messages = absl::GetFlag(FLAGS_max_writer_lag_messages);
+  telemetry::ingest::IngestMetrics metrics(registry);
+  telemetry::ingest::IngestCore core(options, publisher->get(), metadata.get(), clock, &metrics);
+  // Kafka may come up after us: keep trying to learn the topic's layout.
+  std::atomic<bool> started{false};
+  std::atomic<bool> stop{false};
+  std::thread background([&] {
+    while (!stop) {
+      if (!started) {
+        absl::Status st = core.Start();
+        if (st.ok()) {
+          started = true;
+          log->info("topic {} has {} partitions", options.topic, core.partitions());
+        } else {
+          log->warn("waiting for Kafka: {}", st.ToString());
+        }
+      } else {
+        auto applied = store->AppliedOffsets(options.topic);
+        if (applied.ok()) core.UpdateWriterLag(*applied);
+      }
+      for (int i = 0; i < 10 && !stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+
+  telemetry::Authenticator auth(metadata.get(), clock);
+  telemetry::ThreadPool workers(absl::GetFlag(FLAGS_worker_threads),
+                                static_cast<size_t>(absl::GetFlag(FLAGS_max_queue)));
+  telemetry::ingest::IngestServiceImpl service(&core, &auth, &workers, clock,
+                                               options.max_ack_wait_ns);
+  int port = 0;
+  auto server = telemetry::StartGrpcServer(absl::GetFlag(FLAGS_listen), {&service}, &port);
+  if (!server.ok()) {
+    log->critical("{}", server.status().ToString());
+    return 1;
+  }
+  telemetry::AdminHttpServer http(registry, [&](std::string* reason) {
+    if (!started) *reason = "Kafka topic not reachable yet";
+    return started.load();
+  });
+  absl::Status hs = http.Start(absl::GetFlag(FLAGS_http_host), absl::GetFlag(FLAGS_http_port));
+  if (!hs.ok()) {
+    log->critical("{}", hs.ToString());
+    return 1;
+  }
+  log->info("ingest listening on gRPC port {} and HTTP port {}", port, http.port());
+  int sig = telemetry::WaitForShutdownSignal();
+  log->info("signal {}: draining", sig);
+  (*server)->GetHealthCheckService()->SetServingStatus(false);
+  (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  absl::Status fl = (*publisher)->Flush(10000);
+  if (!fl.ok()) log->warn("flush: {}", fl.ToString());
+  stop = true;
+  background.join();
+  http.Stop();
+  log->info("stopped");
+  return 0;
+}

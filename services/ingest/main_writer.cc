@@ -1,0 +1,84 @@
+// telemetry-writer: applies the readings topic to Postgres and Redis.
+#include <atomic>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "common/config.h"
+#include "common/logging.h"
+#include "common/pg_pool.h"
+#include "common/runtime.h"
+#include "services/ingest/writer.h"
+
+ABSL_FLAG(int, http_port, 9102, "HTTP port for /metrics, /healthz, /readyz (0: any)");
+ABSL_FLAG(std::string, http_host, "127.0.0.1", "HTTP listen host");
+ABSL_FLAG(std::string, pg_primary, "postgresql://telemetry@127.0.0.1:5432/telemetry",
+          "Postgres primary");
+ABSL_FLAG(std::string, redis, "127.0.0.1:6379", "Redis host:port for latest values ('' = off)");
+ABSL_FLAG(std::string, kafka_brokers, "127.0.0.1:9092", "Kafka bootstrap servers");
+ABSL_FLAG(std::string, topic, "telemetry.readings.v1", "Readings topic");
+ABSL_FLAG(std::string, dead_letter_topic, "telemetry.readings.dlq.v1", "Dead-letter topic");
+ABSL_FLAG(std::string, group, "telemetry-writer", "Consumer group");
+ABSL_FLAG(int, batch_readings, 10000, "Apply when this many readings are pending");
+ABSL_FLAG(int, batch_delay_ms, 100, "Apply when the oldest pending reading is this old");
+ABSL_FLAG(int, session_timeout_ms, 6000, "Kafka group session timeout");
+ABSL_FLAG(std::string, log_level, "info", "Log level");
+
+int main(int argc, char** argv) {
+  telemetry::BlockShutdownSignals();
+  telemetry::InitFlags(argc, argv, "telemetry-writer: Kafka readings → Postgres + Redis");
+  telemetry::SetLogLevel(absl::GetFlag(FLAGS_log_level));
+  auto log = telemetry::GetLogger("writer");
+  auto* clock = telemetry::SystemClock::Get();
+  auto* registry = telemetry::MetricsRegistry::Default();
+
+  telemetry::PgPool pool(absl::GetFlag(FLAGS_pg_primary), 2, "primary");
+  auto metadata = telemetry::NewPgMetadataStore(&pool);
+  auto store = telemetry::NewPgReadingStore(&pool);
+  std::unique_ptr<telemetry::LatestCache> cache;
+  if (!absl::GetFlag(FLAGS_redis).empty()) {
+    auto ro = telemetry::ParseRedisAddress(absl::GetFlag(FLAGS_redis));
+    if (!ro.ok()) {
+      log->critical("{}", ro.status().ToString());
+      return 2;
+    }
+    cache = telemetry::NewRedisLatestCache(*ro);
+  }
+  telemetry::KafkaOptions ko;
+  ko.brokers = absl::GetFlag(FLAGS_kafka_brokers);
+  ko.client_id = "telemetry-writer";
+  ko.group_id = absl::GetFlag(FLAGS_group);
+  ko.topic = absl::GetFlag(FLAGS_topic);
+  ko.session_timeout_ms = absl::GetFlag(FLAGS_session_timeout_ms);
+  auto consumer = telemetry::NewKafkaConsumer(ko);
+  auto dlq = telemetry::NewKafkaPublisher(ko);
+  if (!consumer.ok() || !dlq.ok()) {
+    log->critical("kafka: {} {}", consumer.status().ToString(), dlq.status().ToString());
+    return 1;
+  }
+  telemetry::ingest::WriterOptions options;
+  options.topic = ko.topic;
+  options.dead_letter_topic = absl::GetFlag(FLAGS_dead_letter_topic);
+  options.max_batch_readings = static_cast<size_t>(absl::GetFlag(FLAGS_batch_readings));
+  options.max_batch_delay_ns = absl::GetFlag(FLAGS_batch_delay_ms) * telemetry::kNsPerMs;
+  telemetry::ingest::WriterMetrics metrics(registry);
+  telemetry::ingest::Writer writer(options, consumer->get(), dlq->get(), store.get(),
+                                   metadata.get(), cache.get(), clock, &metrics);
+  telemetry::AdminHttpServer http(registry, nullptr);
+  absl::Status hs = http.Start(absl::GetFlag(FLAGS_http_host), absl::GetFlag(FLAGS_http_port));
+  if (!hs.ok()) {
+    log->critical("{}", hs.ToString());
+    return 1;
+  }
+  std::atomic<bool> stop{false};
+  std::thread signals([&] {
+    int sig = telemetry::WaitForShutdownSignal();
+    log->info("signal {}: applying what is pending, then leaving the group", sig);
+    stop = true;
+  });
+  log->info("writer consuming {} as group {}; HTTP port {}", ko.topic, ko.group_id, http.port());
+  writer.Run(stop);
+  signals.join();
+  http.Stop();
+  log->info("stopped");
+  return 0;
+}

@@ -1,0 +1,209 @@
+#include "services/ingest/writer.h"
+
+#include <gtest/gtest.h>
+
+#include "common/kafka_fake.h"
+#include "common/testing/fakes.h"
+#include "services/ingest/codec.h"
+
+namespace telemetry::ingest {
+namespace {
+
+using telemetry::v1::Reading;
+
+constexpr char kTopic[] = "telemetry.readings.v1";
+constexpr char kDlq[] = "telemetry.readings.dlq.v1";
+
+class WriterTest : public ::testing::Test {
+ protected:
+  WriterTest()
+      : clock_(1'000'000 * kNsPerSec),
+        kafka_({{kTopic, 2}, {kDlq, 1}}),
+        publisher_(&kafka_),
+        metrics_(&registry_) {
+    NewTenant t;
+    t.name = "a";
+    tenant_ = *metadata_.CreateTenant(t);
+  }
+
+  std::unique_ptr<Writer> MakeWriter(FakeConsumer* consumer) {
+    WriterOptions o;
+    o.max_batch_delay_ns = 0;  // apply every poll
+    o.retry_backoff_ns = 0;
+    return std::make_unique<Writer>(o, consumer, &publisher_, &store_, &metadata_, &cache_, &clock_,
+                                    &metrics_);
+  }
+
+  // Produces readings (device, sensor, ts, value) as ingest would.
+  void Produce(const std::vector<std::tuple<std::string, std::string, int64_t, double>>& rs,
+               int64_t tenant = 0) {
+    std::vector<Reading> readings;
+    for (const auto& [d, s, ts, v] : rs) {
+      Reading r;
+      r.set_device_id(d);
+      r.set_sensor(s);
+      r.set_timestamp_ns(ts);
+      r.set_double_value(v);
+      readings.push_back(r);
+    }
+    std::vector<const Reading*> ptrs;
+    for (const auto& r : readings) ptrs.push_back(&r);
+    for (auto& [p, batch] : EncodeReadings(tenant ? tenant : tenant_, ptrs, 2, clock_.NowNs())) {
+      publisher_.Publish(kTopic, p, "k", batch.SerializeAsString(), [](const DeliveryReport&) {});
+    }
+  }
+
+  void Drain(Writer& w) {
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(w.RunOnce().ok());
+  }
+
+  FakeClock clock_;
+  FakeKafka kafka_;
+  FakePublisher publisher_;
+  testing::FakeMetadataStore metadata_;
+  testing::FakeReadingStore store_;
+  testing::FakeLatestCache cache_;
+  MetricsRegistry registry_;
+  WriterMetrics metrics_;
+  int64_t tenant_ = 0;
+};
+
+TEST_F(WriterTest, DuplicatesAreStoredOnceAndRollupsCountOnlyNewRows) {
+  Produce({{"d1", "t", 60'000'000'000, 1}, {"d1", "t", 61'000'000'000, 3}, {"d1", "t", 60'000'000'000, 1}});
+  Produce({{"d1", "t", 61'000'000'000, 3}, {"d1", "t", 62'000'000'000, 5}});
+  FakeConsumer consumer(&kafka_, kTopic);
+  auto w = MakeWriter(&consumer);
+  Drain(*w);
+  EXPECT_EQ(store_.raw_count(), 3u);
+  EXPECT_EQ(metrics_.applied->Value(), 3);
+  EXPECT_EQ(metrics_.duplicates->Value(), 2);
+  auto agg = store_.agg_1m();
+  ASSERT_EQ(agg.size(), 1u);
+  const auto& a = agg.begin()->second;
+  EXPECT_EQ(a.cnt, 3);
+  EXPECT_DOUBLE_EQ(a.sum, 9);
+  EXPECT_DOUBLE_EQ(a.min, 1);
+  EXPECT_DOUBLE_EQ(a.max, 5);
+  EXPECT_DOUBLE_EQ(a.last_value, 5);
+}
+
+TEST_F(WriterTest, ReplayFromOffsetZeroChangesNothing) {
+  Produce({{"d1", "t", 1'000, 1}, {"d2", "t", 2'000, 2}});
+  {
+    FakeConsumer consumer(&kafka_, kTopic);
+    auto w = MakeWriter(&consumer);
+    Drain(*w);
+  }
+  auto raw_before = store_.raw();
+  auto agg_before = store_.agg_1m();
+  // A consumer that ignores the stored offsets re-reads everything.
+  FakeConsumer replay(&kafka_, kTopic);
+  WriterOptions o;
+  o.max_batch_delay_ns = 0;
+  Writer w(o, &replay, &publisher_, &store_, &metadata_, &cache_, &clock_, &metrics_);
+  replay.SetRebalanceCallbacks([](const std::vector<int32_t>&) { return std::map<int32_t, int64_t>(); },
+                               nullptr);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(w.RunOnce().ok());
+  EXPECT_EQ(store_.raw().size(), raw_before.size());
+  auto agg_after = store_.agg_1m();
+  ASSERT_EQ(agg_after.size(), agg_before.size());
+  for (const auto& [k, a] : agg_before) EXPECT_EQ(agg_after[k].cnt, a.cnt);
+}
+
+TEST_F(WriterTest, StartsFromTheStoredOffsetsNotFromTheGroup) {
+  Produce({{"d1", "t", 1'000, 1}});
+  {
+    FakeConsumer consumer(&kafka_, kTopic);
+    auto w = MakeWriter(&consumer);
+    Drain(*w);
+  }
+  int applies = store_.applies();
+  FakeConsumer again(&kafka_, kTopic);
+  auto w = MakeWriter(&again);
+  Drain(*w);
+  EXPECT_EQ(store_.applies(), applies);  // nothing new to apply
+}
+
+TEST_F(WriterTest, UndecodableMessageGoesToDeadLetterAndDoesNotStall) {
+  publisher_.Publish(kTopic, 0, "k", "\xff\xff not protobuf", [](const DeliveryReport&) {});
+  Produce({{"d1", "t", 1'000, 1}, {"d9", "t", 1'000, 1}});
+  FakeConsumer consumer(&kafka_, kTopic);
+  auto w = MakeWriter(&consumer);
+  Drain(*w);
+  EXPECT_EQ(store_.raw_count(), 2u);
+  auto dl = kafka_.Messages(kDlq);
+  ASSERT_EQ(dl.size(), 1u);
+  telemetry::v1::DeadLetter d;
+  ASSERT_TRUE(d.ParseFromString(dl[0].payload));
+  EXPECT_EQ(d.source_partition(), 0);
+  EXPECT_EQ(d.source_offset(), 0);
+  EXPECT_FALSE(d.reason().empty());
+  EXPECT_EQ(metrics_.dead_letters->Value(), 1);
+  auto applied = store_.AppliedOffsets(kTopic);
+  EXPECT_GE((*applied)[0], 1);  // moved past the poison message
+}
+
+TEST_F(WriterTest, UnknownTenantGoesToDeadLetter) {
+  Produce({{"d1", "t", 1'000, 1}}, /*tenant=*/999);
+  FakeConsumer consumer(&kafka_, kTopic);
+  auto w = MakeWriter(&consumer);
+  Drain(*w);
+  EXPECT_EQ(store_.raw_count(), 0u);
+  EXPECT_EQ(kafka_.Messages(kDlq).size(), 1u);
+}
+
+TEST_F(WriterTest, DataDroppedByTheBrokerIsDetectedAndRecorded) {
+  for (int i = 0; i < 5; ++i) {
+    publisher_.Publish(kTopic, 0, "k", "", [](const DeliveryReport&) {});
+  }
+  kafka_.Truncate(kTopic, 0, 3);  // offsets 0..2 gone before anyone read them
+  FakeConsumer consumer(&kafka_, kTopic);
+  auto w = MakeWriter(&consumer);
+  Drain(*w);
+  EXPECT_EQ(metrics_.gap_messages->Value(), 3);
+  auto gaps = store_.gaps();
+  ASSERT_EQ(gaps.size(), 1u);
+  EXPECT_EQ(gaps[0], std::make_tuple(0, int64_t{0}, int64_t{3}));
+}
+
+TEST_F(WriterTest, StoreOutageKeepsTheBatchAndRetries) {
+  FakeConsumer consumer(&kafka_, kTopic);
+  auto w = MakeWriter(&consumer);
+  ASSERT_TRUE(w->RunOnce().ok());  // assignment reads the offsets while the store is up
+  Produce({{"d1", "t", 1'000, 1}});
+  store_.SetUp(false);
+  EXPECT_FALSE(w->RunOnce().ok());
+  EXPECT_EQ(w->pending_readings(), 1u);
+  EXPECT_GE(metrics_.store_failures->Value(), 1);
+  store_.SetUp(true);
+  Drain(*w);
+  EXPECT_EQ(store_.raw_count(), 1u);
+  EXPECT_EQ(w->pending_readings(), 0u);
+}
+
+TEST_F(WriterTest, CacheKeepsTheNewestEvenWhenOlderDataArrivesLater) {
+  Produce({{"d1", "t", 5'000, 5}});
+  FakeConsumer consumer(&kafka_, kTopic);
+  auto w = MakeWriter(&consumer);
+  Drain(*w);
+  Produce({{"d1", "t", 3'000, 3}});  // late reading
+  Drain(*w);
+  auto latest = cache_.Get(tenant_, {"d1"}, {});
+  ASSERT_TRUE(latest.ok());
+  ASSERT_EQ(latest->size(), 1u);
+  EXPECT_EQ((*latest)[0].ts_ns, 5'000);
+  EXPECT_DOUBLE_EQ((*latest)[0].d, 5);
+}
+
+TEST_F(WriterTest, CacheOutageDoesNotBlockStorage) {
+  cache_.SetUp(false);
+  Produce({{"d1", "t", 5'000, 5}});
+  FakeConsumer consumer(&kafka_, kTopic);
+  auto w = MakeWriter(&consumer);
+  Drain(*w);
+  EXPECT_EQ(store_.raw_count(), 1u);
+  EXPECT_EQ(metrics_.cache_failures->Value(), 1);
+}
+
+}  // namespace
+}  // namespace telemetry::ingest
