@@ -19,7 +19,8 @@ std::string Sha256Hex(absl::string_view data) {
 std::string GenerateApiKey() {
   unsigned char bytes[32];
   if (RAND_bytes(bytes, sizeof(bytes)) != 1) std::abort();
-  return "tk_" + absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(bytes), sizeof(bytes)));
+  return "tk_" +
+         absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(bytes), sizeof(bytes)));
 }
 
 Authenticator::Authenticator(MetadataStore* store, const Clock* clock, int64_t cache_ttl_ns)

@@ -23,8 +23,9 @@ std::vector<char*> InitFlags(int argc, char** argv, const char* usage) {
     if (value == nullptr) continue;
     std::string error;
     if (!flag->ParseFrom(value, &error)) {
-      std::fprintf(stderr, "bad value in %s for --%s: %s\n", EnvVarForFlag(std::string(name)).c_str(),
-                   std::string(name).c_str(), error.c_str());
+      std::fprintf(stderr, "bad value in %s for --%s: %s\n",
+                   EnvVarForFlag(std::string(name)).c_str(), std::string(name).c_str(),
+                   error.c_str());
       std::exit(2);
     }
   }

@@ -87,6 +87,9 @@ struct KafkaOptions {
   std::string group_id;
   std::string topic;
   int session_timeout_ms = 6000;
+  // Longest time between polls before the member is considered gone; also
+  // how long a rebalance waits for members to rejoin.
+  int max_poll_interval_ms = 30000;
   // Extra librdkafka properties (name → value).
   std::map<std::string, std::string> extra;
 };

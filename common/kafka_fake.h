@@ -72,8 +72,8 @@ class FakePublisher final : public EventPublisher {
     if (it == kafka_->logs_.end()) return absl::NotFoundError("unknown topic " + topic);
     return static_cast<int32_t>(it->second.size());
   }
-  absl::Status Watermarks(const std::string& topic, int32_t partition, int64_t* low,
-                          int64_t* high, int) override {
+  absl::Status Watermarks(const std::string& topic, int32_t partition, int64_t* low, int64_t* high,
+                          int) override {
     absl::MutexLock l(&kafka_->mu_);
     const auto& log = kafka_->logs_[topic][static_cast<size_t>(partition)];
     *low = log.empty() ? 0 : log.front().offset;
@@ -101,7 +101,8 @@ class FakeConsumer final : public EventConsumer {
       std::vector<int32_t> parts;
       {
         absl::MutexLock l(&kafka_->mu_);
-        for (size_t i = 0; i < kafka_->logs_[topic_].size(); ++i) parts.push_back(static_cast<int32_t>(i));
+        for (size_t i = 0; i < kafka_->logs_[topic_].size(); ++i)
+          parts.push_back(static_cast<int32_t>(i));
       }
       std::map<int32_t, int64_t> start;
       if (on_assign_) start = on_assign_(parts);

@@ -105,9 +105,8 @@ class KafkaPublisher final : public EventPublisher {
     auto* cb = new DeliveryCallback(std::move(done));
     rd_kafka_resp_err_t err = rd_kafka_producev(
         rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
-        RD_KAFKA_V_KEY(key.data(), key.size()),
-        RD_KAFKA_V_VALUE(payload.data(), payload.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_OPAQUE(cb), RD_KAFKA_V_END);
+        RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_VALUE(payload.data(), payload.size()),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(cb), RD_KAFKA_V_END);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       DeliveryReport report;
       report.status = KafkaError(err, "produce to " + topic);
@@ -191,6 +190,8 @@ class KafkaConsumer final : public EventConsumer {
              // error the writer sees and counts, never a silent reset.
              {"auto.offset.reset", "error"},
              {"session.timeout.ms", std::to_string(o.session_timeout_ms)},
+             {"max.poll.interval.ms",
+              std::to_string(std::max(o.max_poll_interval_ms, o.session_timeout_ms))},
              {"heartbeat.interval.ms", std::to_string(std::max(100, o.session_timeout_ms / 5))},
              {"partition.assignment.strategy", "range"},
              {"fetch.max.bytes", "52428800"},
@@ -288,8 +289,7 @@ class KafkaConsumer final : public EventConsumer {
     return absl::OkStatus();
   }
 
-  absl::Status Watermarks(int32_t partition, int64_t* low, int64_t* high,
-                          int timeout_ms) override {
+  absl::Status Watermarks(int32_t partition, int64_t* low, int64_t* high, int timeout_ms) override {
     rd_kafka_resp_err_t err =
         rd_kafka_query_watermark_offsets(rk_, topic_.c_str(), partition, low, high, timeout_ms);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return KafkaError(err, "watermarks");

@@ -200,11 +200,15 @@ absl::StatusOr<ReadingRow> DecodeLatest(const std::string& e) {
   char kind = e[20];
   size_t p = 22;
   size_t bar = e.find('|', p);
-  if (bar == std::string::npos || !absl::SimpleAtoi(absl::string_view(e).substr(p, bar - p), &row.status)) return bad();
+  if (bar == std::string::npos ||
+      !absl::SimpleAtoi(absl::string_view(e).substr(p, bar - p), &row.status))
+    return bad();
   p = bar + 1;
   bar = e.find('|', p);
   size_t unit_len = 0;
-  if (bar == std::string::npos || !absl::SimpleAtoi(absl::string_view(e).substr(p, bar - p), &unit_len)) return bad();
+  if (bar == std::string::npos ||
+      !absl::SimpleAtoi(absl::string_view(e).substr(p, bar - p), &unit_len))
+    return bad();
   p = bar + 1;
   if (p + unit_len > e.size()) return bad();
   row.unit = e.substr(p, unit_len);

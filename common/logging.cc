@@ -15,8 +15,6 @@ std::shared_ptr<spdlog::logger> GetLogger(const std::string& name) {
   return logger;
 }
 
-void SetLogLevel(const std::string& level) {
-  spdlog::set_level(spdlog::level::from_str(level));
-}
+void SetLogLevel(const std::string& level) { spdlog::set_level(spdlog::level::from_str(level)); }
 
 }  // namespace telemetry

@@ -76,8 +76,8 @@ class PgMetadataStore final : public MetadataStore {
           t.name, t.require_registered_devices, PgTextArray(t.sensor_whitelist), t.rate_per_sec,
           t.burst, t.raw_retention_days);
       id = r[0][0].as<int64_t>();
-      tx.exec_params("INSERT INTO projects (tenant_id, name, is_default) VALUES ($1, 'default', true)",
-                     id);
+      tx.exec_params(
+          "INSERT INTO projects (tenant_id, name, is_default) VALUES ($1, 'default', true)", id);
       tx.commit();
       return absl::OkStatus();
     });
@@ -102,7 +102,8 @@ class PgMetadataStore final : public MetadataStore {
       std::string project = d.project;
       pqxx::result p;
       if (project.empty()) {
-        p = tx.exec_params("SELECT id FROM projects WHERE tenant_id = $1 AND is_default", tenant_id);
+        p = tx.exec_params("SELECT id FROM projects WHERE tenant_id = $1 AND is_default",
+                           tenant_id);
       } else {
         p = tx.exec_params(
             "INSERT INTO projects (tenant_id, name) VALUES ($1, $2) ON CONFLICT (tenant_id, name)"
@@ -143,8 +144,8 @@ class PgMetadataStore final : public MetadataStore {
             tenant_id, arr);
       }
       pqxx::result r = tx.exec_params(
-          "SELECT name, id FROM devices WHERE tenant_id = $1 AND name = ANY($2::text[])",
-          tenant_id, arr);
+          "SELECT name, id FROM devices WHERE tenant_id = $1 AND name = ANY($2::text[])", tenant_id,
+          arr);
       for (const auto& row : r) out[row[0].as<std::string>()] = row[1].as<int64_t>();
       tx.commit();
       return absl::OkStatus();
@@ -153,8 +154,8 @@ class PgMetadataStore final : public MetadataStore {
     return out;
   }
 
-  absl::StatusOr<std::vector<int32_t>> ResolveSeries(int64_t tenant_id,
-                                                     const std::vector<SeriesSpec>& specs) override {
+  absl::StatusOr<std::vector<int32_t>> ResolveSeries(
+      int64_t tenant_id, const std::vector<SeriesSpec>& specs) override {
     std::vector<std::string> device_names;
     {
       std::set<std::string> seen;
@@ -195,7 +196,8 @@ class PgMetadataStore final : public MetadataStore {
             "   SELECT $1, d.project_id, d.id, x.sensor, x.unit, x.labels::jsonb"
             "   FROM x JOIN devices d ON d.id = x.device_id AND d.tenant_id = $1"
             "   ON CONFLICT (device_id, sensor, unit) DO UPDATE SET labels = EXCLUDED.labels"
-            "   WHERE EXCLUDED.labels <> '{}'::jsonb AND series.labels IS DISTINCT FROM EXCLUDED.labels"
+            "   WHERE EXCLUDED.labels <> '{}'::jsonb AND series.labels IS DISTINCT FROM "
+            "EXCLUDED.labels"
             "   RETURNING id, device_id, sensor, unit)"
             " SELECT x.ord, coalesce(ins.id, s.id) FROM x"
             " LEFT JOIN ins ON ins.device_id = x.device_id AND ins.sensor = x.sensor"

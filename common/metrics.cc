@@ -11,7 +11,8 @@ Histogram::Histogram(std::vector<double> bounds)
 }
 
 void Histogram::Observe(double v) {
-  size_t i = static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin());
+  size_t i =
+      static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin());
   counts_[i].fetch_add(1, std::memory_order_relaxed);
   double old = sum_.load(std::memory_order_relaxed);
   while (!sum_.compare_exchange_weak(old, old + v, std::memory_order_relaxed)) {
@@ -98,8 +99,10 @@ std::string MetricsRegistry::Render() const {
   for (const auto& [name, f] : families_) {
     out << "# HELP " << name << " " << f.help << "\n# TYPE " << name << " " << f.type << "\n";
     auto braces = [](const std::string& l) { return l.empty() ? std::string() : "{" + l + "}"; };
-    for (const auto& [labels, c] : f.counters) out << name << braces(labels) << " " << c->Value() << "\n";
-    for (const auto& [labels, g] : f.gauges) out << name << braces(labels) << " " << g->Value() << "\n";
+    for (const auto& [labels, c] : f.counters)
+      out << name << braces(labels) << " " << c->Value() << "\n";
+    for (const auto& [labels, g] : f.gauges)
+      out << name << braces(labels) << " " << g->Value() << "\n";
     for (const auto& [labels, h] : f.histograms) out << h->Render(name, labels);
   }
   return out.str();

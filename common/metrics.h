@@ -57,8 +57,7 @@ class MetricsRegistry {
   // Names follow Prometheus conventions; `labels` is e.g. `source="primary"`.
   Counter* AddCounter(const std::string& name, const std::string& help,
                       const std::string& labels = "");
-  Gauge* AddGauge(const std::string& name, const std::string& help,
-                  const std::string& labels = "");
+  Gauge* AddGauge(const std::string& name, const std::string& help, const std::string& labels = "");
   Histogram* AddHistogram(const std::string& name, const std::string& help,
                           std::vector<double> bounds, const std::string& labels = "");
   std::string Render() const;

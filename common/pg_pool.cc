@@ -22,9 +22,8 @@ std::unique_ptr<pqxx::connection> PgPool::Acquire(std::chrono::milliseconds wait
                                                   absl::Status* status) {
   {
     absl::MutexLock lock(&mu_);
-    auto can_go = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return !idle_.empty() || open_ < max_;
-    };
+    auto can_go = [this]()
+                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !idle_.empty() || open_ < max_; };
     if (!mu_.AwaitWithTimeout(absl::Condition(&can_go), absl::FromChrono(wait))) {
       *status = absl::UnavailableError(
           absl::StrCat("postgres ", name_, ": all ", max_, " connections busy"));
@@ -86,7 +85,8 @@ absl::Status StatusFromPgException(const std::exception& e) {
   while (!what.empty() && (what.back() == '\n' || what.back() == ' ')) what.pop_back();
   if (dynamic_cast<const pqxx::broken_connection*>(&e)) return absl::UnavailableError(what);
   if (dynamic_cast<const pqxx::unique_violation*>(&e)) return absl::AlreadyExistsError(what);
-  if (dynamic_cast<const pqxx::foreign_key_violation*>(&e)) return absl::FailedPreconditionError(what);
+  if (dynamic_cast<const pqxx::foreign_key_violation*>(&e))
+    return absl::FailedPreconditionError(what);
   if (dynamic_cast<const pqxx::data_exception*>(&e)) return absl::InvalidArgumentError(what);
   if (dynamic_cast<const pqxx::serialization_failure*>(&e)) return absl::AbortedError(what);
   if (dynamic_cast<const pqxx::deadlock_detected*>(&e)) return absl::AbortedError(what);

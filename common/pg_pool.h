@@ -5,11 +5,10 @@
 // cancelled by timeout → DEADLINE_EXCEEDED).
 #pragma once
 
-#include <pqxx/pqxx>
-
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <pqxx/pqxx>
 #include <string>
 #include <vector>
 

@@ -1,6 +1,7 @@
 // ReadingStore on Postgres: narrow raw rows in day partitions, rollups in
 // agg_1m / agg_1h, the writer's offsets in writer_offsets.
 #include <charconv>
+#include <pqxx/tablewriter>
 #include <set>
 
 #include "absl/base/thread_annotations.h"
@@ -9,7 +10,6 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/pg_pool.h"
-#include <pqxx/tablewriter>
 #include "common/reading_store.h"
 
 namespace telemetry {
@@ -21,11 +21,20 @@ constexpr int64_t kNsPerDay = 86'400'000'000'000;
 void AppendCopyText(std::string* out, const std::string& s) {
   for (char c : s) {
     switch (c) {
-      case '\\': out->append("\\\\"); break;
-      case '\t': out->append("\\t"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      default: out->push_back(c);
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      default:
+        out->push_back(c);
     }
   }
 }
@@ -200,8 +209,8 @@ class PgReadingStore final : public ReadingStore {
     if (missing.empty()) return absl::OkStatus();
     for (int64_t day : missing) {
       std::string name = absl::StrCat(
-          "raw_readings_d", absl::FormatTime("%Y%m%d", absl::FromUnixSeconds(day * 86400),
-                                             absl::UTCTimeZone()));
+          "raw_readings_d",
+          absl::FormatTime("%Y%m%d", absl::FromUnixSeconds(day * 86400), absl::UTCTimeZone()));
       absl::Status st = pool_->Run([&](pqxx::connection& c) {
         pqxx::work tx(c);
         pqxx::result exists = tx.exec_params("SELECT to_regclass($1) IS NOT NULL", name);
@@ -275,7 +284,8 @@ class PgReadingStore final : public ReadingStore {
           " ORDER BY s.sensor, s.unit",
           q.tenant_id, q.device, PgTextArray(q.sensors));
       for (const auto& row : r) {
-        series.push_back({row[0].as<int32_t>(), row[1].as<std::string>(), row[2].as<std::string>()});
+        series.push_back(
+            {row[0].as<int32_t>(), row[1].as<std::string>(), row[2].as<std::string>()});
       }
       return absl::OkStatus();
     });

@@ -74,7 +74,8 @@ absl::Status AdminHttpServer::Start(const std::string& host, int port) {
   } else {
     port_ = server_->bind_to_port(host, port) ? port : -1;
   }
-  if (port_ < 0) return absl::UnavailableError("cannot listen for HTTP on port " + std::to_string(port));
+  if (port_ < 0)
+    return absl::UnavailableError("cannot listen for HTTP on port " + std::to_string(port));
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   return absl::OkStatus();
 }

@@ -2,11 +2,11 @@
 // reactors never block. Submit fails fast when the queue is full.
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <string>
 #include <thread>
 #include <vector>
-#include <deque>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"

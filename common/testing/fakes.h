@@ -66,8 +66,8 @@ class FakeMetadataStore final : public MetadataStore {
     }
     return out;
   }
-  absl::StatusOr<std::vector<int32_t>> ResolveSeries(int64_t tenant_id,
-                                                     const std::vector<SeriesSpec>& specs) override {
+  absl::StatusOr<std::vector<int32_t>> ResolveSeries(
+      int64_t tenant_id, const std::vector<SeriesSpec>& specs) override {
     absl::MutexLock l(&mu_);
     if (!up_) return absl::UnavailableError("fake metadata down");
     std::vector<int32_t> out;
@@ -209,7 +209,8 @@ class FakeReadingStore final : public ReadingStore {
   absl::Mutex mu_;
   bool up_ ABSL_GUARDED_BY(mu_) = true;
   std::map<std::pair<int32_t, int64_t>, RawRow> raw_ ABSL_GUARDED_BY(mu_);
-  std::map<std::pair<int32_t, int64_t>, Agg> agg_1m_ ABSL_GUARDED_BY(mu_), agg_1h_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<int32_t, int64_t>, Agg> agg_1m_ ABSL_GUARDED_BY(mu_), agg_1h_
+      ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::map<int32_t, int64_t>> offsets_ ABSL_GUARDED_BY(mu_);
   std::vector<std::tuple<int32_t, int64_t, int64_t>> gaps_ ABSL_GUARDED_BY(mu_);
   int applies_ ABSL_GUARDED_BY(mu_) = 0;
@@ -226,7 +227,8 @@ class FakeLatestCache final : public LatestCache {
     }
     return absl::OkStatus();
   }
-  absl::StatusOr<std::vector<ReadingRow>> Get(int64_t tenant, const std::vector<std::string>& devices,
+  absl::StatusOr<std::vector<ReadingRow>> Get(int64_t tenant,
+                                              const std::vector<std::string>& devices,
                                               const std::vector<std::string>& sensors) override {
     absl::MutexLock l(&mu_);
     if (!up_) return absl::UnavailableError("fake cache down");

@@ -42,11 +42,21 @@ void JsonString(std::string* out, const std::string& s) {
   out->push_back('"');
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -116,10 +126,17 @@ std::map<int32_t, ReadingBatch> EncodeReadings(int64_t tenant_id,
     b->add_timestamp_delta_ns(r->timestamp_ns() - st.last_ts);
     st.last_ts = r->timestamp_ns();
     switch (r->value_case()) {
-      case Reading::kDoubleValue: b->add_double_values(r->double_value()); break;
-      case Reading::kStringValue: b->add_string_values(r->string_value()); break;
-      case Reading::kBoolValue: b->add_bool_values(r->bool_value()); break;
-      case Reading::VALUE_NOT_SET: break;  // rejected by validation before
+      case Reading::kDoubleValue:
+        b->add_double_values(r->double_value());
+        break;
+      case Reading::kStringValue:
+        b->add_string_values(r->string_value());
+        break;
+      case Reading::kBoolValue:
+        b->add_bool_values(r->bool_value());
+        break;
+      case Reading::VALUE_NOT_SET:
+        break;  // rejected by validation before
     }
     if (r->status_code() != 0 && !st.any_status) {
       // Back-fill zeros for the readings before the first status code.
@@ -136,8 +153,8 @@ absl::StatusOr<std::vector<DecodedReading>> DecodeBatch(const ReadingBatch& batc
   std::vector<DecodedReading> out;
   for (const SeriesBlock& b : batch.series()) {
     const int n = b.timestamp_delta_ns_size();
-    int filled = (b.double_values_size() > 0) + (b.string_values_size() > 0) +
-                 (b.bool_values_size() > 0);
+    int filled =
+        (b.double_values_size() > 0) + (b.string_values_size() > 0) + (b.bool_values_size() > 0);
     if (n == 0) continue;
     if (filled != 1) {
       return absl::InvalidArgumentError(absl::StrCat("block ", b.device_id(), "/", b.sensor(),
@@ -145,8 +162,8 @@ absl::StatusOr<std::vector<DecodedReading>> DecodeBatch(const ReadingBatch& batc
     }
     int values = b.double_values_size() + b.string_values_size() + b.bool_values_size();
     if (values != n || (b.status_codes_size() != 0 && b.status_codes_size() != n)) {
-      return absl::InvalidArgumentError(absl::StrCat("block ", b.device_id(), "/", b.sensor(),
-                                                     ": column lengths differ"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("block ", b.device_id(), "/", b.sensor(), ": column lengths differ"));
     }
     if (b.device_id().empty() || b.sensor().empty()) {
       return absl::InvalidArgumentError("block without device or sensor");

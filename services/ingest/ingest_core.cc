@@ -25,8 +25,8 @@ IngestMetrics::IngestMetrics(MetricsRegistry* r)
       kafka_failures(r->AddCounter("ingest_kafka_failures_total",
                                    "Requests failed because Kafka did not acknowledge")),
       messages(r->AddCounter("ingest_kafka_messages_total", "Kafka messages produced")),
-      devices_registered(r->AddCounter("ingest_devices_registered_total",
-                                       "Devices registered on first reading")),
+      devices_registered(
+          r->AddCounter("ingest_devices_registered_total", "Devices registered on first reading")),
       ack_latency(r->AddHistogram("ingest_ack_latency_seconds",
                                   "Time from request to Kafka acknowledgement", LatencyBuckets())),
       writer_lag_messages(r->AddGauge("ingest_writer_lag_messages",
@@ -128,18 +128,17 @@ void IngestCore::Write(const TenantInfo& tenant, const WriteRequest& request, in
     return;
   }
   if (static_cast<size_t>(request.readings_size()) > options_.limits.max_readings_per_request) {
-    done(absl::InvalidArgumentError(absl::StrCat("readings: at most ",
-                                                 options_.limits.max_readings_per_request,
-                                                 " readings per request, got ",
-                                                 request.readings_size())));
+    done(absl::InvalidArgumentError(
+        absl::StrCat("readings: at most ", options_.limits.max_readings_per_request,
+                     " readings per request, got ", request.readings_size())));
     return;
   }
   if (options_.max_writer_lag_messages > 0 &&
       writer_lag_.load() > options_.max_writer_lag_messages) {
     metrics_->backpressure_refusals->Inc();
-    done(Exhausted(absl::StrCat("the storage writer is ", writer_lag_.load(),
-                                " messages behind; retry later"),
-                   kNsPerSec));
+    done(Exhausted(
+        absl::StrCat("the storage writer is ", writer_lag_.load(), " messages behind; retry later"),
+        kNsPerSec));
     return;
   }
 
@@ -192,16 +191,14 @@ void IngestCore::Write(const TenantInfo& tenant, const WriteRequest& request, in
 
   // 3. Quota, all or nothing.
   int64_t retry_ns = 0;
-  if (!accepted.empty() &&
-      !quota_.TryTake(tenant.id, tenant.rate_per_sec, tenant.burst,
-                      static_cast<int64_t>(accepted.size()), &retry_ns)) {
+  if (!accepted.empty() && !quota_.TryTake(tenant.id, tenant.rate_per_sec, tenant.burst,
+                                           static_cast<int64_t>(accepted.size()), &retry_ns)) {
     metrics_->quota_refusals->Inc();
     pending->done(Exhausted(
-        retry_ns < 0 ? absl::StrCat("request of ", accepted.size(),
-                                    " readings exceeds the tenant's burst of ", tenant.burst,
-                                    "; split it")
-                     : absl::StrCat("tenant rate quota of ", tenant.rate_per_sec,
-                                    " readings/s exceeded"),
+        retry_ns < 0
+            ? absl::StrCat("request of ", accepted.size(),
+                           " readings exceeds the tenant's burst of ", tenant.burst, "; split it")
+            : absl::StrCat("tenant rate quota of ", tenant.rate_per_sec, " readings/s exceeded"),
         retry_ns));
     return;
   }

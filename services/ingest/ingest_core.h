@@ -93,7 +93,8 @@ class IngestCore {
   std::atomic<int64_t> writer_lag_{0};
   absl::Mutex mu_;
   // Devices known to exist, per tenant (bounded; cleared when too large).
-  absl::flat_hash_map<int64_t, absl::flat_hash_set<std::string>> known_devices_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<int64_t, absl::flat_hash_set<std::string>> known_devices_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace telemetry::ingest

@@ -49,23 +49,23 @@ grpc::ServerUnaryReactor* IngestServiceImpl::Write(grpc::CallbackServerContext* 
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   std::string authorization = AuthorizationOf(ctx);
   int64_t deadline = DeadlineOf(ctx);
-  bool queued = pool_->Submit([this, ctx, request, response, reactor,
-                               authorization = std::move(authorization), deadline] {
-    auto tenant = auth_->Authenticate(authorization);
-    if (!tenant.ok()) {
-      reactor->Finish(ToGrpcStatus(tenant.status()));
-      return;
-    }
-    core_->Write(**tenant, *request, 0, deadline,
-                 [ctx, response, reactor](absl::StatusOr<WriteResponse> result) {
-                   if (!result.ok()) {
-                     reactor->Finish(Answer(ctx, result.status()));
-                     return;
-                   }
-                   *response = std::move(*result);
-                   reactor->Finish(grpc::Status::OK);
-                 });
-  });
+  bool queued = pool_->Submit(
+      [this, ctx, request, response, reactor, authorization = std::move(authorization), deadline] {
+        auto tenant = auth_->Authenticate(authorization);
+        if (!tenant.ok()) {
+          reactor->Finish(ToGrpcStatus(tenant.status()));
+          return;
+        }
+        core_->Write(**tenant, *request, 0, deadline,
+                     [ctx, response, reactor](absl::StatusOr<WriteResponse> result) {
+                       if (!result.ok()) {
+                         reactor->Finish(Answer(ctx, result.status()));
+                         return;
+                       }
+                       *response = std::move(*result);
+                       reactor->Finish(grpc::Status::OK);
+                     });
+      });
   if (!queued) {
     ctx->AddTrailingMetadata("retry-after-ms", "100");
     reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
@@ -105,7 +105,8 @@ class WriteStreamReactor final : public grpc::ServerReadReactor<WriteRequest> {
     next_index_ += chunk->readings_size();
     ++in_flight_;
     int64_t deadline = service_->DeadlineOf(ctx_);
-    bool queued = service_->pool()->Submit([this, chunk, base, deadline] { Process(chunk, base, deadline); });
+    bool queued =
+        service_->pool()->Submit([this, chunk, base, deadline] { Process(chunk, base, deadline); });
     if (!queued) {
       --in_flight_;
       FailLocked(absl::ResourceExhaustedError("ingest is saturated (work queue full); retry"));

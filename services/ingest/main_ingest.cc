@@ -70,7 +70,8 @@ int main(int argc, char** argv) {
         auto applied = store->AppliedOffsets(options.topic);
         if (applied.ok()) core.UpdateWriterLag(*applied);
       }
-      for (int i = 0; i < 10 && !stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      for (int i = 0; i < 10 && !stop; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   });
 

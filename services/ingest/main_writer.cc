@@ -21,6 +21,8 @@ ABSL_FLAG(std::string, group, "telemetry-writer", "Consumer group");
 ABSL_FLAG(int, batch_readings, 10000, "Apply when this many readings are pending");
 ABSL_FLAG(int, batch_delay_ms, 100, "Apply when the oldest pending reading is this old");
 ABSL_FLAG(int, session_timeout_ms, 6000, "Kafka group session timeout");
+ABSL_FLAG(int, max_poll_interval_ms, 30000,
+          "Kafka max.poll.interval.ms (also bounds how long a rebalance waits)");
 ABSL_FLAG(std::string, log_level, "info", "Log level");
 
 int main(int argc, char** argv) {
@@ -49,6 +51,7 @@ int main(int argc, char** argv) {
   ko.group_id = absl::GetFlag(FLAGS_group);
   ko.topic = absl::GetFlag(FLAGS_topic);
   ko.session_timeout_ms = absl::GetFlag(FLAGS_session_timeout_ms);
+  ko.max_poll_interval_ms = absl::GetFlag(FLAGS_max_poll_interval_ms);
   auto consumer = telemetry::NewKafkaConsumer(ko);
   auto dlq = telemetry::NewKafkaPublisher(ko);
   if (!consumer.ok() || !dlq.ok()) {

@@ -36,7 +36,8 @@ std::optional<telemetry::v1::RejectedReading> ValidateReading(const telemetry::v
     return Reject("device_id", "device_id must match [A-Za-z0-9_.:/-]{1,128}");
   }
   if (r.sensor().empty()) return Reject("sensor", "sensor is empty");
-  if (!IsValidName(r.sensor())) return Reject("sensor", "sensor must match [A-Za-z0-9_.:/-]{1,128}");
+  if (!IsValidName(r.sensor()))
+    return Reject("sensor", "sensor must match [A-Za-z0-9_.:/-]{1,128}");
   if (!tenant.sensor_whitelist.empty() &&
       std::find(tenant.sensor_whitelist.begin(), tenant.sensor_whitelist.end(), r.sensor()) ==
           tenant.sensor_whitelist.end()) {
@@ -44,9 +45,9 @@ std::optional<telemetry::v1::RejectedReading> ValidateReading(const telemetry::v
   }
   if (r.timestamp_ns() <= 0) return Reject("timestamp_ns", "timestamp_ns must be > 0");
   if (r.timestamp_ns() > now_ns + limits.max_future_ns) {
-    return Reject("timestamp_ns", absl::StrCat("timestamp is more than ",
-                                               limits.max_future_ns / 1'000'000'000,
-                                               " s in the future"));
+    return Reject("timestamp_ns",
+                  absl::StrCat("timestamp is more than ", limits.max_future_ns / 1'000'000'000,
+                               " s in the future"));
   }
   int64_t oldest = now_ns - static_cast<int64_t>(tenant.raw_retention_days) * 86'400'000'000'000;
   if (r.timestamp_ns() < oldest) {
@@ -59,8 +60,8 @@ std::optional<telemetry::v1::RejectedReading> ValidateReading(const telemetry::v
       break;
     case telemetry::v1::Reading::kStringValue:
       if (r.string_value().size() > limits.max_string_bytes) {
-        return Reject("value", absl::StrCat("string_value is longer than ",
-                                            limits.max_string_bytes, " bytes"));
+        return Reject("value", absl::StrCat("string_value is longer than ", limits.max_string_bytes,
+                                            " bytes"));
       }
       break;
     case telemetry::v1::Reading::kBoolValue:

@@ -14,22 +14,22 @@ WriterMetrics::WriterMetrics(MetricsRegistry* r)
       duplicates(r->AddCounter("writer_readings_duplicate_total",
                                "Readings dropped as already stored (same series and time)")),
       batches(r->AddCounter("writer_batches_total", "Store transactions committed")),
-      dead_letters(r->AddCounter("writer_dead_letters_total",
-                                 "Messages sent to the dead-letter topic")),
+      dead_letters(
+          r->AddCounter("writer_dead_letters_total", "Messages sent to the dead-letter topic")),
       gap_messages(r->AddCounter("writer_log_gap_messages_total",
                                  "Messages dropped by the broker before they were applied")),
       store_failures(r->AddCounter("writer_store_failures_total", "Failed store transactions")),
-      cache_failures(r->AddCounter("writer_cache_failures_total",
-                                   "Failed latest-value cache updates")),
-      batch_seconds(r->AddHistogram("writer_batch_seconds", "Store transaction time",
-                                    LatencyBuckets())),
+      cache_failures(
+          r->AddCounter("writer_cache_failures_total", "Failed latest-value cache updates")),
+      batch_seconds(
+          r->AddHistogram("writer_batch_seconds", "Store transaction time", LatencyBuckets())),
       produce_to_apply_seconds(r->AddHistogram("writer_produce_to_apply_seconds",
                                                "From ingest acceptance to stored",
                                                LatencyBuckets())) {}
 
 Writer::Writer(WriterOptions options, EventConsumer* consumer, EventPublisher* dead_letters,
-               ReadingStore* store, MetadataStore* metadata, LatestCache* cache,
-               const Clock* clock, WriterMetrics* metrics)
+               ReadingStore* store, MetadataStore* metadata, LatestCache* cache, const Clock* clock,
+               WriterMetrics* metrics)
     : options_(std::move(options)),
       consumer_(consumer),
       dead_letters_(dead_letters),
@@ -88,10 +88,9 @@ absl::Status Writer::DeadLetter(const ConsumedMessage& m, const std::string& rea
   dl.set_failed_at_ns(clock_->NowNs());
   auto promise = std::make_shared<std::promise<absl::Status>>();
   auto future = promise->get_future();
-  dead_letters_->Publish(options_.dead_letter_topic, 0,
-                         absl::StrCat(m.topic, "/", m.partition, "/", m.offset),
-                         dl.SerializeAsString(),
-                         [promise](const DeliveryReport& r) { promise->set_value(r.status); });
+  dead_letters_->Publish(
+      options_.dead_letter_topic, 0, absl::StrCat(m.topic, "/", m.partition, "/", m.offset),
+      dl.SerializeAsString(), [promise](const DeliveryReport& r) { promise->set_value(r.status); });
   absl::Status st = future.get();
   if (st.ok()) {
     metrics_->dead_letters->Inc();
@@ -182,7 +181,8 @@ absl::Status Writer::ResolveSeriesIds() {
     Pending& p = pending_rows_[i];
     std::string key = absl::StrCat(p.tenant_id, "\x1f", p.device, "\x1f", p.sensor, "\x1f", p.unit);
     auto it = series_cache_.find(key);
-    if (it != series_cache_.end() && (p.labels_json.empty() || p.labels_json == it->second.second)) {
+    if (it != series_cache_.end() &&
+        (p.labels_json.empty() || p.labels_json == it->second.second)) {
       p.row.series_id = it->second.first;
     } else {
       missing[p.tenant_id].push_back(i);

@@ -36,7 +36,8 @@ int main(int argc, char** argv) {
   telemetry::Authenticator auth(metadata.get(), clock);
   telemetry::ThreadPool workers(absl::GetFlag(FLAGS_worker_threads), 10000);
   telemetry::query::QueryServiceImpl service(
-      &core, &auth, &workers, clock, absl::GetFlag(FLAGS_default_deadline_ms) * telemetry::kNsPerMs);
+      &core, &auth, &workers, clock,
+      absl::GetFlag(FLAGS_default_deadline_ms) * telemetry::kNsPerMs);
   int port = 0;
   auto server = telemetry::StartGrpcServer(absl::GetFlag(FLAGS_listen), {&service}, &port);
   if (!server.ok()) {

@@ -16,8 +16,8 @@ using telemetry::v1::RangeRequest;
 using telemetry::v1::RangeResponse;
 
 QueryMetrics::QueryMetrics(MetricsRegistry* r)
-    : token_waits(r->AddCounter("query_token_waits_total",
-                                "Reads that waited for a consistency token")),
+    : token_waits(
+          r->AddCounter("query_token_waits_total", "Reads that waited for a consistency token")),
       token_timeouts(r->AddCounter("query_token_timeouts_total",
                                    "Reads whose token was not applied before the deadline")),
       latest_seconds(r->AddHistogram("query_latest_seconds", "Latest latency", LatencyBuckets())),
@@ -43,9 +43,15 @@ void ToStoredReading(const ReadingRow& row, telemetry::v1::StoredReading* out) {
   out->set_timestamp_ns(row.ts_ns);
   out->set_status_code(row.status);
   switch (row.kind) {
-    case ValueKind::kDouble: out->set_double_value(row.d); break;
-    case ValueKind::kString: out->set_string_value(row.s); break;
-    case ValueKind::kBool: out->set_bool_value(row.b); break;
+    case ValueKind::kDouble:
+      out->set_double_value(row.d);
+      break;
+    case ValueKind::kString:
+      out->set_string_value(row.s);
+      break;
+    case ValueKind::kBool:
+      out->set_bool_value(row.b);
+      break;
   }
 }
 
@@ -92,7 +98,8 @@ absl::Status QueryCore::WaitForToken(const std::string& token, int64_t deadline)
 absl::StatusOr<LatestResponse> QueryCore::Latest(int64_t tenant_id, const LatestRequest& req,
                                                  int64_t deadline) {
   const int64_t t0 = clock_->MonotonicNs();
-  if (req.device_ids().empty()) return absl::InvalidArgumentError("device_ids: at least one device");
+  if (req.device_ids().empty())
+    return absl::InvalidArgumentError("device_ids: at least one device");
   if (static_cast<size_t>(req.device_ids_size()) > options_.max_devices_per_latest) {
     return absl::InvalidArgumentError(
         absl::StrCat("device_ids: at most ", options_.max_devices_per_latest, " devices"));
@@ -169,7 +176,8 @@ absl::Status QueryCore::Range(int64_t tenant_id, const RangeRequest& req, int64_
   });
   if (!st.ok()) return st;
   if (client_gone) return absl::CancelledError("client went away");
-  if (clock_->MonotonicNs() >= deadline) return absl::DeadlineExceededError("Range: deadline exceeded");
+  if (clock_->MonotonicNs() >= deadline)
+    return absl::DeadlineExceededError("Range: deadline exceeded");
   if (!have_held) {
     held = RangeResponse();
     *held.mutable_metadata() = PrimaryMetadata();

@@ -33,8 +33,7 @@ struct QueryMetrics {
 
 class QueryCore {
  public:
-  QueryCore(QueryOptions options, ReadingStore* primary, const Clock* clock,
-            QueryMetrics* metrics);
+  QueryCore(QueryOptions options, ReadingStore* primary, const Clock* clock, QueryMetrics* metrics);
 
   absl::StatusOr<telemetry::v1::LatestResponse> Latest(int64_t tenant_id,
                                                        const telemetry::v1::LatestRequest& req,

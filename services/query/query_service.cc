@@ -31,8 +31,8 @@ void AddReadMetadata(grpc::CallbackServerContext* ctx, const telemetry::v1::Read
   level = absl::AsciiStrToLower(level.substr(std::string("CONSISTENCY_LEVEL_").size()));
   ctx->AddTrailingMetadata("x-consistency-level", level);
   std::string cache = telemetry::v1::CacheStatus_Name(md.cache_status());
-  ctx->AddTrailingMetadata("x-cache-status",
-                           absl::AsciiStrToLower(cache.substr(std::string("CACHE_STATUS_").size())));
+  ctx->AddTrailingMetadata(
+      "x-cache-status", absl::AsciiStrToLower(cache.substr(std::string("CACHE_STATUS_").size())));
 }
 
 QueryServiceImpl::QueryServiceImpl(QueryCore* core, Authenticator* auth, ThreadPool* pool,
@@ -76,7 +76,8 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Latest(grpc::CallbackServerContext* 
     reactor->Finish(grpc::Status::OK);
   });
   if (!queued) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "query is saturated; retry"));
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "query is saturated; retry"));
   }
   return reactor;
 }
@@ -93,9 +94,8 @@ class RangeReactor final : public grpc::ServerWriteReactor<RangeResponse> {
       : service_(service), ctx_(ctx), request_(request) {
     int64_t deadline = service->DeadlineOf(ctx);
     std::string authorization = AuthorizationOf(ctx);
-    bool queued = service->pool()->Submit([this, deadline, authorization] {
-      Produce(authorization, deadline);
-    });
+    bool queued = service->pool()->Submit(
+        [this, deadline, authorization] { Produce(authorization, deadline); });
     if (!queued) {
       Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "query is saturated; retry"));
     }
@@ -125,8 +125,8 @@ class RangeReactor final : public grpc::ServerWriteReactor<RangeResponse> {
       return;
     }
     bool metadata_sent = false;
-    absl::Status st = service_->core()->Range(
-        (*tenant)->id, *request_, deadline, [&](RangeResponse&& page) {
+    absl::Status st =
+        service_->core()->Range((*tenant)->id, *request_, deadline, [&](RangeResponse&& page) {
           if (!metadata_sent && page.has_metadata()) {
             AddReadMetadata(ctx_, page.metadata());
             metadata_sent = true;
@@ -161,7 +161,7 @@ class RangeReactor final : public grpc::ServerWriteReactor<RangeResponse> {
 }  // namespace
 
 grpc::ServerWriteReactor<RangeResponse>* QueryServiceImpl::Range(grpc::CallbackServerContext* ctx,
-                                                                const RangeRequest* request) {
+                                                                 const RangeRequest* request) {
   return new RangeReactor(this, ctx, request);
 }
 

@@ -37,7 +37,8 @@ TEST(Codec, RoundTripKeepsEveryReadingInOrderPerSeries) {
       for (int k = 0; k < 5; ++k) {
         // Out of order within a series: deltas go negative.
         int64_t ts = 1'000'000'000'000 + (k % 2 ? -k : k) * 1000;
-        in.push_back(R("dev-" + std::to_string(d), "s" + std::to_string(s), ts, d * 100 + s * 10 + k));
+        in.push_back(
+            R("dev-" + std::to_string(d), "s" + std::to_string(s), ts, d * 100 + s * 10 + k));
       }
     }
   }

@@ -118,7 +118,8 @@ TEST_F(IngestCoreTest, KafkaDownFailsUnavailableNeverSuccess) {
 // A publisher that never acknowledges: the deadline answers UNAVAILABLE.
 class SilentPublisher final : public EventPublisher {
  public:
-  void Publish(const std::string&, int32_t, const std::string&, std::string, DeliveryCallback cb) override {
+  void Publish(const std::string&, int32_t, const std::string&, std::string,
+               DeliveryCallback cb) override {
     held_.push_back(std::move(cb));
   }
   absl::StatusOr<int32_t> PartitionCount(const std::string&) override { return 4; }

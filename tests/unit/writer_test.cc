@@ -69,7 +69,9 @@ class WriterTest : public ::testing::Test {
 };
 
 TEST_F(WriterTest, DuplicatesAreStoredOnceAndRollupsCountOnlyNewRows) {
-  Produce({{"d1", "t", 60'000'000'000, 1}, {"d1", "t", 61'000'000'000, 3}, {"d1", "t", 60'000'000'000, 1}});
+  Produce({{"d1", "t", 60'000'000'000, 1},
+           {"d1", "t", 61'000'000'000, 3},
+           {"d1", "t", 60'000'000'000, 1}});
   Produce({{"d1", "t", 61'000'000'000, 3}, {"d1", "t", 62'000'000'000, 5}});
   FakeConsumer consumer(&kafka_, kTopic);
   auto w = MakeWriter(&consumer);
@@ -101,8 +103,8 @@ TEST_F(WriterTest, ReplayFromOffsetZeroChangesNothing) {
   WriterOptions o;
   o.max_batch_delay_ns = 0;
   Writer w(o, &replay, &publisher_, &store_, &metadata_, &cache_, &clock_, &metrics_);
-  replay.SetRebalanceCallbacks([](const std::vector<int32_t>&) { return std::map<int32_t, int64_t>(); },
-                               nullptr);
+  replay.SetRebalanceCallbacks(
+      [](const std::vector<int32_t>&) { return std::map<int32_t, int64_t>(); }, nullptr);
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(w.RunOnce().ok());
   EXPECT_EQ(store_.raw().size(), raw_before.size());
   auto agg_after = store_.agg_1m();

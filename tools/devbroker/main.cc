@@ -14,8 +14,12 @@
 //
 // The mock cluster keeps everything in memory: nothing survives a restart.
 
+#include <fcntl.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
@@ -25,11 +29,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
-#include <unistd.h>
 
 namespace {
 
@@ -69,14 +68,12 @@ bool parse_int(const std::string& s, int min, int max, int* out) {
   char* end = nullptr;
   errno = 0;
   long v = std::strtol(s.c_str(), &end, 10);
-  if (errno != 0 || end == nullptr || *end != '\0' || v < min || v > max)
-    return false;
+  if (errno != 0 || end == nullptr || *end != '\0' || v < min || v > max) return false;
   *out = static_cast<int>(v);
   return true;
 }
 
-bool parse_topics(const std::string& spec,
-                  std::vector<std::pair<std::string, int>>* out,
+bool parse_topics(const std::string& spec, std::vector<std::pair<std::string, int>>* out,
                   std::string* err) {
   out->clear();
   size_t pos = 0;
@@ -124,8 +121,7 @@ int parse_args(int argc, char** argv, Options* opt) {
     auto need_value = [&](void) -> bool {
       if (has_value) return true;
       if (i + 1 >= argc) {
-        std::fprintf(stderr, "telemetry-devbroker: %s needs a value\n",
-                     arg.c_str());
+        std::fprintf(stderr, "telemetry-devbroker: %s needs a value\n", arg.c_str());
         return false;
       }
       value = argv[++i];
@@ -137,8 +133,7 @@ int parse_args(int argc, char** argv, Options* opt) {
     } else if (arg == "--brokers") {
       if (!need_value()) return 2;
       if (!parse_int(value, 1, 64, &opt->brokers)) {
-        std::fprintf(stderr, "telemetry-devbroker: bad --brokers '%s' (1..64)\n",
-                     value.c_str());
+        std::fprintf(stderr, "telemetry-devbroker: bad --brokers '%s' (1..64)\n", value.c_str());
         return 2;
       }
     } else if (arg == "--topics") {
@@ -152,8 +147,7 @@ int parse_args(int argc, char** argv, Options* opt) {
       }
       opt->bootstrap_file = value;
     } else {
-      std::fprintf(stderr, "telemetry-devbroker: unknown argument '%s'\n",
-                   argv[i]);
+      std::fprintf(stderr, "telemetry-devbroker: unknown argument '%s'\n", argv[i]);
       usage(stderr, argv[0]);
       return 2;
     }
@@ -185,32 +179,28 @@ bool write_file_atomic(const std::string& path, const std::string& content) {
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
-    std::fprintf(stderr, "telemetry-devbroker: open %s: %s\n", tmp.c_str(),
-                 std::strerror(errno));
+    std::fprintf(stderr, "telemetry-devbroker: open %s: %s\n", tmp.c_str(), std::strerror(errno));
     return false;
   }
   bool ok = write_all(fd, content) && ::fsync(fd) == 0;
   int saved = errno;
   ::close(fd);
   if (!ok) {
-    std::fprintf(stderr, "telemetry-devbroker: write %s: %s\n", tmp.c_str(),
-                 std::strerror(saved));
+    std::fprintf(stderr, "telemetry-devbroker: write %s: %s\n", tmp.c_str(), std::strerror(saved));
     ::unlink(tmp.c_str());
     return false;
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::fprintf(stderr, "telemetry-devbroker: rename %s -> %s: %s\n",
-                 tmp.c_str(), path.c_str(), std::strerror(errno));
+    std::fprintf(stderr, "telemetry-devbroker: rename %s -> %s: %s\n", tmp.c_str(), path.c_str(),
+                 std::strerror(errno));
     ::unlink(tmp.c_str());
     return false;
   }
   return true;
 }
 
-void log_cb(const rd_kafka_t* /*rk*/, int level, const char* fac,
-            const char* buf) {
-  std::fprintf(stderr, "telemetry-devbroker: rdkafka[%d] %s: %s\n", level, fac,
-               buf);
+void log_cb(const rd_kafka_t* /*rk*/, int level, const char* fac, const char* buf) {
+  std::fprintf(stderr, "telemetry-devbroker: rdkafka[%d] %s: %s\n", level, fac, buf);
 }
 
 }  // namespace
@@ -241,10 +231,9 @@ int main(int argc, char** argv) {
   // The handle only hosts the mock cluster; it never connects anywhere, so
   // keep its own logging to errors (it would otherwise warn about the missing
   // bootstrap.servers).
-  if (rd_kafka_conf_set(conf, "client.id", "telemetry-devbroker", errstr,
-                        sizeof(errstr)) != RD_KAFKA_CONF_OK ||
-      rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr)) !=
-          RD_KAFKA_CONF_OK) {
+  if (rd_kafka_conf_set(conf, "client.id", "telemetry-devbroker", errstr, sizeof(errstr)) !=
+          RD_KAFKA_CONF_OK ||
+      rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
     std::fprintf(stderr, "telemetry-devbroker: conf: %s\n", errstr);
     rd_kafka_conf_destroy(conf);
     return 1;
@@ -266,28 +255,26 @@ int main(int argc, char** argv) {
 
   const int replication = opt.brokers < 3 ? opt.brokers : 3;
   for (const auto& t : opt.topics) {
-    rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(
-        mcluster, t.first.c_str(), t.second, replication);
+    rd_kafka_resp_err_t err =
+        rd_kafka_mock_topic_create(mcluster, t.first.c_str(), t.second, replication);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      std::fprintf(stderr, "telemetry-devbroker: create topic %s: %s\n",
-                   t.first.c_str(), rd_kafka_err2str(err));
+      std::fprintf(stderr, "telemetry-devbroker: create topic %s: %s\n", t.first.c_str(),
+                   rd_kafka_err2str(err));
       rd_kafka_mock_cluster_destroy(mcluster);
       rd_kafka_destroy(rk);
       return 1;
     }
-    std::fprintf(stderr,
-                 "telemetry-devbroker: topic %s partitions=%d replication=%d\n",
+    std::fprintf(stderr, "telemetry-devbroker: topic %s partitions=%d replication=%d\n",
                  t.first.c_str(), t.second, replication);
   }
 
   const std::string bootstraps = rd_kafka_mock_cluster_bootstraps(mcluster);
   std::fprintf(stdout, "%s\n", bootstraps.c_str());
   std::fflush(stdout);
-  std::fprintf(stderr, "telemetry-devbroker: %d broker(s) listening on %s (pid %d)\n",
-               opt.brokers, bootstraps.c_str(), static_cast<int>(::getpid()));
+  std::fprintf(stderr, "telemetry-devbroker: %d broker(s) listening on %s (pid %d)\n", opt.brokers,
+               bootstraps.c_str(), static_cast<int>(::getpid()));
 
-  if (!opt.bootstrap_file.empty() &&
-      !write_file_atomic(opt.bootstrap_file, bootstraps + "\n")) {
+  if (!opt.bootstrap_file.empty() && !write_file_atomic(opt.bootstrap_file, bootstraps + "\n")) {
     rd_kafka_mock_cluster_destroy(mcluster);
     rd_kafka_destroy(rk);
     return 1;
@@ -299,8 +286,7 @@ int main(int argc, char** argv) {
     int werr = sigwait(&sigs, &sig);
     if (werr != 0) {
       if (werr == EINTR) continue;
-      std::fprintf(stderr, "telemetry-devbroker: sigwait: %s\n",
-                   std::strerror(werr));
+      std::fprintf(stderr, "telemetry-devbroker: sigwait: %s\n", std::strerror(werr));
       exit_code = 1;
       break;
     }

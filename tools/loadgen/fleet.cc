@@ -10,7 +10,10 @@ std::string DeviceName(int i) { return absl::StrCat("dev-", i); }
 std::string SensorName(int i) { return absl::StrCat("s", i); }
 
 FleetGenerator::FleetGenerator(const FleetOptions& o, int first_device, int count)
-    : o_(o), first_(first_device), count_(count), rng_(o.seed * 7919 + static_cast<uint64_t>(first_device)) {}
+    : o_(o),
+      first_(first_device),
+      count_(count),
+      rng_(o.seed * 7919 + static_cast<uint64_t>(first_device)) {}
 
 void FleetGenerator::Make(int device, int sensor, int64_t step, telemetry::v1::Reading* r) const {
   r->set_device_id(DeviceName(device));

@@ -13,10 +13,10 @@
 namespace telemetry::loadgen {
 
 struct FleetOptions {
-  int devices = 100;          // per tenant, split over workers
+  int devices = 100;  // per tenant, split over workers
   int sensors = 8;
-  int string_sensors = 0;     // of `sensors`, how many carry strings
-  int64_t start_ns = 0;       // event time of the first reading
+  int string_sensors = 0;  // of `sensors`, how many carry strings
+  int64_t start_ns = 0;    // event time of the first reading
   int64_t interval_ns = 1'000'000'000;
   double duplicate_fraction = 0.0;
   double late_fraction = 0.0;
@@ -42,8 +42,8 @@ class FleetGenerator {
   int first_, count_;
   std::mt19937_64 rng_;
   std::uniform_real_distribution<double> coin_{0.0, 1.0};
-  int64_t cursor_ = 0;  // index into (step, device, sensor) order
-  std::deque<telemetry::v1::Reading> held_;   // late readings
+  int64_t cursor_ = 0;                         // index into (step, device, sensor) order
+  std::deque<telemetry::v1::Reading> held_;    // late readings
   std::deque<telemetry::v1::Reading> recent_;  // duplicate sources
   int64_t unique_ = 0, duplicates_ = 0, late_ = 0;
 };

@@ -144,7 +144,8 @@ int main(int argc, char** argv) {
           WriteRequest req;
           int want = batch;
           if (budget > 0) want = static_cast<int>(std::min<int64_t>(want, budget - gen.unique()));
-          double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+          double elapsed =
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
           if ((budget > 0 && want <= 0) || (budget == 0 && elapsed >= duration)) {
             gen.Drain(&req);
             done = true;
@@ -154,7 +155,8 @@ int main(int argc, char** argv) {
           }
           if (per_worker_rate > 0) {
             double due = static_cast<double>(sent) / per_worker_rate;
-            if (due > elapsed) std::this_thread::sleep_for(std::chrono::duration<double>(due - elapsed));
+            if (due > elapsed)
+              std::this_thread::sleep_for(std::chrono::duration<double>(due - elapsed));
           }
           sent += req.readings_size();
           auto c0 = std::chrono::steady_clock::now();
@@ -173,7 +175,9 @@ int main(int argc, char** argv) {
           WriteResponse resp;
           grpc::Status st = stub->Write(&ctx, req, &resp);
           ++calls;
-          lat.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c0).count());
+          lat.push_back(
+              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c0)
+                  .count());
           if (!st.ok()) {
             ++failed;
             if (error.empty()) error = std::to_string(st.error_code()) + ": " + st.error_message();
@@ -183,7 +187,8 @@ int main(int argc, char** argv) {
           rejected += resp.rejected_size();
           Merge(&token, resp.consistency_token());
           last_ack_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                            std::chrono::steady_clock::now().time_since_epoch()).count();
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
         }
         if (writer) {
           writer->WritesDone();
@@ -197,7 +202,8 @@ int main(int argc, char** argv) {
             Merge(&token, stream_resp.consistency_token());
           }
           last_ack_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                            std::chrono::steady_clock::now().time_since_epoch()).count();
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
         }
         std::lock_guard<std::mutex> lock(stats.mu);
         stats.latencies_ms.insert(stats.latencies_ms.end(), lat.begin(), lat.end());
@@ -247,16 +253,18 @@ int main(int argc, char** argv) {
     }
     if (all_ok) {
       int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                        std::chrono::steady_clock::now().time_since_epoch()).count();
+                        std::chrono::steady_clock::now().time_since_epoch())
+                        .count();
       queryable_ms = static_cast<double>(now - last_ack_ns.load()) / 1e6;
     }
   }
 
   double p50 = Percentile(stats.latencies_ms, 0.5), p99 = Percentile(stats.latencies_ms, 0.99);
-  std::printf("sent %lld readings (%lld unique, %lld duplicates, %lld late) in %.2f s over %lld calls\n",
-              static_cast<long long>(stats.generated), static_cast<long long>(stats.unique),
-              static_cast<long long>(stats.duplicates), static_cast<long long>(stats.late), send_s,
-              static_cast<long long>(stats.calls));
+  std::printf(
+      "sent %lld readings (%lld unique, %lld duplicates, %lld late) in %.2f s over %lld calls\n",
+      static_cast<long long>(stats.generated), static_cast<long long>(stats.unique),
+      static_cast<long long>(stats.duplicates), static_cast<long long>(stats.late), send_s,
+      static_cast<long long>(stats.calls));
   std::printf("accepted %lld (%.0f readings/s), rejected %lld, failed calls %lld\n",
               static_cast<long long>(stats.accepted), static_cast<double>(stats.accepted) / send_s,
               static_cast<long long>(stats.rejected), static_cast<long long>(stats.failed_calls));

@@ -1,0 +1,33 @@
+// Assertions shared by the e2e and robustness tests: stored data of a tenant
+// against what was written, rollups against a recomputation from raw rows,
+// the cache against the newest row per series.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "telemetry/v1/ingest.grpc.pb.h"
+#include "tools/loadgen/fleet.h"
+
+namespace telemetry::testing {
+
+struct Written {
+  int64_t accepted = 0;
+  int64_t unique = 0;
+  int64_t rejected = 0;
+  int failed_calls = 0;
+  std::string token;  // merged over every call
+};
+
+// Writes `total` unique readings of a fleet (plus its duplicates and late
+// readings) in batches of `batch` through Write.
+Written WriteFleet(telemetry::v1::IngestService::Stub* stub, const std::string& key,
+                   const loadgen::FleetOptions& fleet, int64_t total, int batch);
+
+int64_t RawCount(int64_t tenant_id);
+// Rollup buckets that differ from a GROUP BY over the tenant's raw rows.
+int64_t RollupMismatches(int64_t tenant_id, const std::string& table, int64_t width_ns);
+// Series whose cached latest value differs from the newest raw row.
+int64_t CacheMismatches(int64_t tenant_id);
+
+}  // namespace telemetry::testing

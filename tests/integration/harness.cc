@@ -1,0 +1,248 @@
+#include "tests/integration/harness.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "common/auth.h"
+
+namespace telemetry::testing {
+
+std::string RequireEnv(const char* name) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') {
+    ADD_FAILURE() << name
+                  << " is not set: run tests through scripts/test.sh (or source the env file of "
+                     "deploy/local/up.sh)";
+    return "";
+  }
+  return v;
+}
+
+std::string BuildDir() {
+  const char* v = std::getenv("TELEMETRY_BUILD_DIR");
+  return v ? v : "build";
+}
+
+std::string SourceDir() {
+  const char* v = std::getenv("TELEMETRY_SOURCE_DIR");
+  return v ? v : ".";
+}
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = ntohs(addr.sin_port);
+  close(fd);
+  return port;
+}
+
+Process::Process(std::string binary, std::vector<std::string> args, std::string log_path) {
+  pid_ = fork();
+  if (pid_ == 0) {
+    int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    // Children must not inherit the test's blocked signals.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    std::vector<char*> argv;
+    argv.push_back(binary.data());
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(binary.c_str(), argv.data());
+    _exit(127);
+  }
+}
+
+Process::~Process() {
+  if (pid_ > 0 && running()) {
+    Signal(SIGTERM);
+    if (Wait(10000) == -1000) {
+      Signal(SIGKILL);
+      Wait(5000);
+    }
+  }
+}
+
+void Process::Signal(int sig) {
+  if (pid_ > 0) kill(pid_, sig);
+}
+
+bool Process::running() {
+  if (pid_ <= 0) return false;
+  int status = 0;
+  pid_t r = waitpid(pid_, &status, WNOHANG);
+  if (r == pid_) {
+    pid_ = -1;
+    return false;
+  }
+  return true;
+}
+
+int Process::Wait(int timeout_ms) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < until) {
+    int status = 0;
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      pid_ = -1;
+      if (WIFEXITED(status)) return WEXITSTATUS(status);
+      if (WIFSIGNALED(status)) return -WTERMSIG(status);
+      return -999;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return -1000;
+}
+
+Tenant CreateTenant(const std::string& prefix, NewTenant options) {
+  PgPool pool(RequireEnv("TELEMETRY_PG_PRIMARY"), 1, "test");
+  auto store = NewPgMetadataStore(&pool);
+  std::random_device rd;
+  options.name = prefix + "-" + std::to_string(rd()) + std::to_string(rd());
+  Tenant t;
+  auto id = store->CreateTenant(options);
+  EXPECT_TRUE(id.ok()) << id.status();
+  t.id = id.ok() ? *id : 0;
+  t.key = GenerateApiKey();
+  EXPECT_TRUE(store->AddApiKey(t.id, Sha256Hex(t.key)).ok());
+  return t;
+}
+
+bool WaitForServing(int port, int timeout_ms) {
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+  auto until = std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms);
+  return channel->WaitForConnected(until);
+}
+
+Services::Services() {
+  log_dir_ =
+      std::filesystem::temp_directory_path() / ("telemetry-test-" + std::to_string(getpid()));
+  std::filesystem::create_directories(log_dir_);
+}
+
+Services::~Services() {
+  query_.reset();
+  ingest_.reset();
+  writer_.reset();
+}
+
+void Services::StartIngest(const std::vector<std::string>& extra) {
+  ingest_port_ = FreePort();
+  std::vector<std::string> args = {"--listen=127.0.0.1:" + std::to_string(ingest_port_),
+                                   "--http_port=0",
+                                   "--pg_primary=" + RequireEnv("TELEMETRY_PG_PRIMARY"),
+                                   "--kafka_brokers=" + RequireEnv("TELEMETRY_KAFKA_BROKERS")};
+  args.insert(args.end(), extra.begin(), extra.end());
+  ingest_ = std::make_unique<Process>(BuildDir() + "/services/ingest/telemetry-ingest", args,
+                                      log_dir_ + "/ingest.log");
+  ASSERT_TRUE(WaitForServing(ingest_port_, 20000)) << "ingest did not start; see " << log_dir_;
+  // Ready once it learned the topic layout: a write with no readings passes.
+  auto stub = IngestStub();
+  for (int i = 0; i < 100; ++i) {
+    grpc::ClientContext ctx;
+    telemetry::v1::WriteRequest req;
+    telemetry::v1::WriteResponse resp;
+    grpc::Status st = stub->Write(&ctx, req, &resp);
+    if (st.error_code() != grpc::StatusCode::FAILED_PRECONDITION) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+void Services::StartWriter(const std::vector<std::string>& extra) {
+  std::vector<std::string> args = {"--http_port=0",
+                                   "--pg_primary=" + RequireEnv("TELEMETRY_PG_PRIMARY"),
+                                   "--redis=" + RequireEnv("TELEMETRY_REDIS"),
+                                   "--kafka_brokers=" + RequireEnv("TELEMETRY_KAFKA_BROKERS"),
+                                   "--session_timeout_ms=3000",
+                                   "--max_poll_interval_ms=10000"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  writer_ =
+      std::make_unique<Process>(BuildDir() + "/services/ingest/telemetry-writer", args,
+                                log_dir_ + "/writer." + std::to_string(writer_runs_++) + ".log");
+}
+
+void Services::StopWriter(int sig) {
+  writer_->Signal(sig);
+  writer_->Wait(20000);
+  writer_.reset();
+}
+
+void Services::StartQuery(const std::vector<std::string>& extra) {
+  query_port_ = FreePort();
+  std::vector<std::string> args = {"--listen=127.0.0.1:" + std::to_string(query_port_),
+                                   "--http_port=0",
+                                   "--pg_primary=" + RequireEnv("TELEMETRY_PG_PRIMARY")};
+  args.insert(args.end(), extra.begin(), extra.end());
+  query_ = std::make_unique<Process>(BuildDir() + "/services/query/telemetry-query", args,
+                                     log_dir_ + "/query.log");
+  ASSERT_TRUE(WaitForServing(query_port_, 20000)) << "query did not start; see " << log_dir_;
+}
+
+std::unique_ptr<telemetry::v1::IngestService::Stub> Services::IngestStub() {
+  grpc::ChannelArguments args;
+  args.SetMaxSendMessageSize(64 << 20);
+  return telemetry::v1::IngestService::NewStub(grpc::CreateCustomChannel(
+      "127.0.0.1:" + std::to_string(ingest_port_), grpc::InsecureChannelCredentials(), args));
+}
+
+std::unique_ptr<telemetry::v1::QueryService::Stub> Services::QueryStub() {
+  return telemetry::v1::QueryService::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(query_port_), grpc::InsecureChannelCredentials()));
+}
+
+std::vector<std::vector<std::string>> Sql(const std::string& query) {
+  std::vector<std::vector<std::string>> out;
+  pqxx::connection c(RequireEnv("TELEMETRY_PG_PRIMARY"));
+  pqxx::read_transaction tx(c);
+  for (const auto& row : tx.exec(query)) {
+    std::vector<std::string> r;
+    for (const auto& f : row) r.push_back(f.is_null() ? "NULL" : f.as<std::string>());
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+int64_t SqlInt(const std::string& query) {
+  auto rows = Sql(query);
+  if (rows.empty() || rows[0].empty() || rows[0][0] == "NULL") return 0;
+  return std::stoll(rows[0][0]);
+}
+
+grpc::Status WaitForToken(telemetry::v1::QueryService::Stub* query, const std::string& key,
+                          const std::string& token, const std::string& any_device, int timeout_ms) {
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + key);
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
+  telemetry::v1::LatestRequest req;
+  req.mutable_options()->set_consistency(telemetry::v1::CONSISTENCY_LEVEL_STRONG);
+  req.mutable_options()->set_consistency_token(token);
+  req.add_device_ids(any_device);
+  telemetry::v1::LatestResponse resp;
+  return query->Latest(&ctx, req, &resp);
+}
+
+}  // namespace telemetry::testing

@@ -1,0 +1,85 @@
+// Test harness for integration, e2e and robustness tests: endpoints from the
+// environment (deploy/local's env file or a compose stack), child processes
+// for the services, tenants with keys, gRPC stubs and SQL for assertions.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/metadata_store.h"
+#include "common/pg_pool.h"
+#include "telemetry/v1/ingest.grpc.pb.h"
+#include "telemetry/v1/query.grpc.pb.h"
+
+namespace telemetry::testing {
+
+// TELEMETRY_<name>; fails the test (not skips) when unset: the test command
+// always provides it.
+std::string RequireEnv(const char* name);
+// Directory holding the built binaries (TELEMETRY_BUILD_DIR, else ./build).
+std::string BuildDir();
+std::string SourceDir();
+int FreePort();
+
+class Process {
+ public:
+  Process(std::string binary, std::vector<std::string> args, std::string log_path);
+  ~Process();  // SIGTERM, then SIGKILL after 10 s
+  void Signal(int sig);
+  // Waits for exit; returns the exit status (or -signal).
+  int Wait(int timeout_ms = 15000);
+  bool running();
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+struct Tenant {
+  int64_t id = 0;
+  std::string key;
+};
+
+// Creates a tenant (unique name) with an API key in the primary.
+Tenant CreateTenant(const std::string& prefix, NewTenant options = {});
+
+// The services, started as processes on free ports against the env's stack.
+class Services {
+ public:
+  Services();
+  ~Services();
+  void StartIngest(const std::vector<std::string>& extra = {});
+  void StartWriter(const std::vector<std::string>& extra = {});
+  void StartQuery(const std::vector<std::string>& extra = {});
+  Process* writer() { return writer_.get(); }
+  void StopWriter(int sig);
+  std::unique_ptr<telemetry::v1::IngestService::Stub> IngestStub();
+  std::unique_ptr<telemetry::v1::QueryService::Stub> QueryStub();
+  std::string log_dir() const { return log_dir_; }
+
+ private:
+  std::string log_dir_;
+  int ingest_port_ = 0, query_port_ = 0;
+  std::unique_ptr<Process> ingest_, writer_, query_;
+  int writer_runs_ = 0;
+};
+
+// Waits until a gRPC server answers on `port` (health check).
+bool WaitForServing(int port, int timeout_ms);
+
+// One-shot SQL on the primary (as the telemetry role): first column of each
+// row as text.
+std::vector<std::vector<std::string>> Sql(const std::string& query);
+int64_t SqlInt(const std::string& query);
+
+// A STRONG Latest call that waits for `token` (returns the status).
+grpc::Status WaitForToken(telemetry::v1::QueryService::Stub* query, const std::string& key,
+                          const std::string& token, const std::string& any_device,
+                          int timeout_ms = 60000);
+
+}  // namespace telemetry::testing
