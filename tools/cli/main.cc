@@ -1,0 +1,134 @@
+// telemetry-cli: a small client of the platform's gRPC API.
+//
+//   telemetry-cli write  --device d1 --sensor temp --value 21.5 [--unit C]
+//   telemetry-cli latest --device d1[,d2] [--sensors temp,hum] [--token T]
+//   telemetry-cli range  --device d1 --from_s 3600 [--to_s 0] [--sensors temp] [--limit 100]
+//
+// The API key comes from --api_key / TELEMETRY_API_KEY.
+#include <grpcpp/grpcpp.h>
+
+#include <cstdio>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_split.h"
+#include "common/clock.h"
+#include "common/config.h"
+#include "telemetry/v1/ingest.grpc.pb.h"
+#include "telemetry/v1/query.grpc.pb.h"
+
+ABSL_FLAG(std::string, ingest, "127.0.0.1:50051", "IngestService address");
+ABSL_FLAG(std::string, query, "127.0.0.1:50052", "QueryService address");
+ABSL_FLAG(std::string, api_key, "", "API key");
+ABSL_FLAG(std::string, device, "", "Device name(s), comma-separated for latest");
+ABSL_FLAG(std::string, sensor, "", "Sensor (write)");
+ABSL_FLAG(std::string, sensors, "", "Sensors, comma-separated (empty: all)");
+ABSL_FLAG(double, value, 0, "Value (write)");
+ABSL_FLAG(std::string, unit, "", "Unit (write)");
+ABSL_FLAG(std::string, token, "", "Consistency token from a write (STRONG read-your-writes)");
+ABSL_FLAG(int64_t, from_s, 3600, "Range start, seconds before now");
+ABSL_FLAG(int64_t, to_s, 0, "Range end, seconds before now");
+ABSL_FLAG(int64_t, limit, 0, "Range limit (0: none)");
+
+namespace {
+
+void Print(const telemetry::v1::StoredReading& r) {
+  std::string v;
+  if (r.has_double_value()) v = std::to_string(r.double_value());
+  if (r.has_string_value()) v = "\"" + r.string_value() + "\"";
+  if (r.has_bool_value()) v = r.bool_value() ? "true" : "false";
+  std::printf("%s\t%s\t%lld\t%s%s%s\n", r.device_id().c_str(), r.sensor().c_str(),
+              static_cast<long long>(r.timestamp_ns()), v.c_str(), r.unit().empty() ? "" : " ",
+              r.unit().c_str());
+}
+
+void PrintMetadata(const telemetry::v1::ReadMetadata& md) {
+  std::fprintf(stderr, "source=%s lag=%.3fs consistency=%s cache=%s\n", md.data_source().c_str(),
+               md.lag_seconds(), telemetry::v1::ConsistencyLevel_Name(md.consistency_level()).c_str(),
+               telemetry::v1::CacheStatus_Name(md.cache_status()).c_str());
+}
+
+int Fail(const grpc::Status& st) {
+  std::fprintf(stderr, "error %d: %s\n", st.error_code(), st.error_message().c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto args = telemetry::InitFlags(argc, argv, "telemetry-cli write|latest|range [flags]");
+  if (args.size() < 2) {
+    std::fprintf(stderr, "usage: telemetry-cli write|latest|range [flags] (see --help)\n");
+    return 2;
+  }
+  std::string cmd = args[1];
+  std::string auth = "Bearer " + absl::GetFlag(FLAGS_api_key);
+  std::vector<std::string> sensors =
+      absl::StrSplit(absl::GetFlag(FLAGS_sensors), ',', absl::SkipEmpty());
+  const int64_t now = telemetry::SystemClock::Get()->NowNs();
+  if (cmd == "write") {
+    auto stub = telemetry::v1::IngestService::NewStub(
+        grpc::CreateChannel(absl::GetFlag(FLAGS_ingest), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", auth);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    telemetry::v1::WriteRequest req;
+    auto* r = req.add_readings();
+    r->set_device_id(absl::GetFlag(FLAGS_device));
+    r->set_sensor(absl::GetFlag(FLAGS_sensor));
+    r->set_timestamp_ns(now);
+    r->set_double_value(absl::GetFlag(FLAGS_value));
+    r->set_unit(absl::GetFlag(FLAGS_unit));
+    telemetry::v1::WriteResponse resp;
+    grpc::Status st = stub->Write(&ctx, req, &resp);
+    if (!st.ok()) return Fail(st);
+    for (const auto& rej : resp.rejected()) {
+      std::printf("rejected #%d %s: %s\n", rej.index(), rej.field().c_str(), rej.reason().c_str());
+    }
+    std::printf("accepted=%lld\ntoken=%s\n", static_cast<long long>(resp.accepted()),
+                resp.consistency_token().c_str());
+    return 0;
+  }
+  auto stub = telemetry::v1::QueryService::NewStub(
+      grpc::CreateChannel(absl::GetFlag(FLAGS_query), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", auth);
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  telemetry::v1::ReadOptions opts;
+  opts.set_consistency(telemetry::v1::CONSISTENCY_LEVEL_STRONG);
+  opts.set_consistency_token(absl::GetFlag(FLAGS_token));
+  if (cmd == "latest") {
+    telemetry::v1::LatestRequest req;
+    *req.mutable_options() = opts;
+    for (absl::string_view d : absl::StrSplit(absl::GetFlag(FLAGS_device), ',', absl::SkipEmpty())) {
+      req.add_device_ids(std::string(d));
+    }
+    for (const auto& s : sensors) req.add_sensors(s);
+    telemetry::v1::LatestResponse resp;
+    grpc::Status st = stub->Latest(&ctx, req, &resp);
+    if (!st.ok()) return Fail(st);
+    for (const auto& r : resp.readings()) Print(r);
+    PrintMetadata(resp.metadata());
+    return 0;
+  }
+  if (cmd == "range") {
+    telemetry::v1::RangeRequest req;
+    *req.mutable_options() = opts;
+    req.set_device_id(absl::GetFlag(FLAGS_device));
+    for (const auto& s : sensors) req.add_sensors(s);
+    req.set_start_ns(now - absl::GetFlag(FLAGS_from_s) * telemetry::kNsPerSec);
+    req.set_end_ns(now - absl::GetFlag(FLAGS_to_s) * telemetry::kNsPerSec + 1);
+    req.set_limit(absl::GetFlag(FLAGS_limit));
+    auto reader = stub->Range(&ctx, req);
+    telemetry::v1::RangeResponse page;
+    while (reader->Read(&page)) {
+      if (page.has_metadata()) PrintMetadata(page.metadata());
+      for (const auto& r : page.readings()) Print(r);
+      if (!page.next_cursor().empty()) std::fprintf(stderr, "next_cursor=%s\n", page.next_cursor().c_str());
+    }
+    grpc::Status st = reader->Finish();
+    if (!st.ok()) return Fail(st);
+    return 0;
+  }
+  std::fprintf(stderr, "unknown command %s\n", cmd.c_str());
+  return 2;
+}
