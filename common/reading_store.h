@@ -50,6 +50,11 @@ class ReadingStore {
   // applied (dropped by the broker).
   virtual absl::Status RecordLogGap(const std::string& topic, int32_t partition,
                                     int64_t from_offset, int64_t to_offset) = 0;
+  // The partition's log restarted below the applied offset `applied`: sets
+  // its next offset to `restart_at` (downwards, unlike Apply) and records
+  // the reset.
+  virtual absl::Status ResetOffset(const std::string& topic, int32_t partition, int64_t applied,
+                                   int64_t restart_at) = 0;
   // Creates the day partitions covering [from_ns, to_ns] if missing.
   virtual absl::Status EnsurePartitions(int64_t from_ns, int64_t to_ns) = 0;
 

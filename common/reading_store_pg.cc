@@ -54,12 +54,14 @@ WITH ins AS (
   SELECT series_id, ts, value_double, value_text, value_bool, status_code FROM stage_raw
   ON CONFLICT (series_id, ts) DO NOTHING
   RETURNING series_id, ts, coalesce(value_double, value_bool::int::double precision) AS v
-), num AS (SELECT * FROM ins WHERE v IS NOT NULL),
-m AS (
+), mi AS (
+  SELECT series_id, ts - ts % 60000000000 AS bucket, count(*) AS cnt, sum(v) AS sum,
+         min(v) AS min, max(v) AS max, max(ts) AS last_ts,
+         (array_agg(v ORDER BY ts DESC))[1] AS last_value
+  FROM ins WHERE v IS NOT NULL GROUP BY 1, 2
+), m AS (
   INSERT INTO agg_1m AS a (series_id, bucket, cnt, sum, min, max, last_ts, last_value)
-  SELECT series_id, ts - ts % 60000000000, count(*), sum(v), min(v), max(v), max(ts),
-         (array_agg(v ORDER BY ts DESC))[1]
-  FROM num GROUP BY 1, 2
+  SELECT * FROM mi
   ON CONFLICT (series_id, bucket) DO UPDATE SET
     cnt = a.cnt + EXCLUDED.cnt, sum = a.sum + EXCLUDED.sum,
     min = LEAST(a.min, EXCLUDED.min), max = GREATEST(a.max, EXCLUDED.max),
@@ -67,10 +69,11 @@ m AS (
     last_ts = GREATEST(a.last_ts, EXCLUDED.last_ts)
   RETURNING 1
 ), h AS (
+  -- Hours from the new minutes: fewer rows than from the raw ones.
   INSERT INTO agg_1h AS a (series_id, bucket, cnt, sum, min, max, last_ts, last_value)
-  SELECT series_id, ts - ts % 3600000000000, count(*), sum(v), min(v), max(v), max(ts),
-         (array_agg(v ORDER BY ts DESC))[1]
-  FROM num GROUP BY 1, 2
+  SELECT series_id, bucket - bucket % 3600000000000, sum(cnt), sum(sum), min(min), max(max),
+         max(last_ts), (array_agg(last_value ORDER BY last_ts DESC))[1]
+  FROM mi GROUP BY 1, 2
   ON CONFLICT (series_id, bucket) DO UPDATE SET
     cnt = a.cnt + EXCLUDED.cnt, sum = a.sum + EXCLUDED.sum,
     min = LEAST(a.min, EXCLUDED.min), max = GREATEST(a.max, EXCLUDED.max),
@@ -138,7 +141,11 @@ class PgReadingStore final : public ReadingStore {
     }
     absl::Status st = pool_->Run([&](pqxx::connection& c) {
       pqxx::work tx(c);
+      // Asynchronous commit is safe here: the applied offsets commit in the
+      // same transaction, so a crash that loses the last commits loses their
+      // offsets too, and the writer re-applies those messages from Kafka.
       tx.exec(
+          "SET LOCAL synchronous_commit = off;"
           "SET LOCAL client_min_messages = warning;"
           "CREATE TEMP TABLE IF NOT EXISTS stage_raw (series_id integer, ts bigint,"
           " value_double double precision, value_text text, value_bool boolean,"
@@ -193,6 +200,23 @@ class PgReadingStore final : public ReadingStore {
           "INSERT INTO writer_log_gaps (topic, partition, from_offset, to_offset)"
           " VALUES ($1, $2, $3, $4)",
           topic, partition, from_offset, to_offset);
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status ResetOffset(const std::string& topic, int32_t partition, int64_t applied,
+                           int64_t restart_at) override {
+    return pool_->Run([&](pqxx::connection& c) {
+      pqxx::work tx(c);
+      tx.exec_params(
+          "UPDATE writer_offsets SET next_offset = $3, updated_at = now()"
+          " WHERE topic = $1 AND partition = $2",
+          topic, partition, restart_at);
+      tx.exec_params(
+          "INSERT INTO writer_log_gaps (topic, partition, from_offset, to_offset, kind)"
+          " VALUES ($1, $2, $3, $4, 'reset')",
+          topic, partition, applied, restart_at);
       tx.commit();
       return absl::OkStatus();
     });

@@ -170,7 +170,27 @@ class FakeReadingStore final : public ReadingStore {
     gaps_.push_back({partition, from, to});
     return absl::OkStatus();
   }
-  absl::Status EnsurePartitions(int64_t, int64_t) override { return absl::OkStatus(); }
+  absl::Status ResetOffset(const std::string& topic, int32_t partition, int64_t applied,
+                           int64_t restart_at) override {
+    absl::MutexLock l(&mu_);
+    offsets_[topic][partition] = restart_at;
+    resets_.push_back({partition, applied, restart_at});
+    return absl::OkStatus();
+  }
+  std::vector<std::tuple<int32_t, int64_t, int64_t>> resets() {
+    absl::MutexLock l(&mu_);
+    return resets_;
+  }
+  absl::Status EnsurePartitions(int64_t from_ns, int64_t to_ns) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake store down");
+    for (int64_t d = DayOf(from_ns); d <= DayOf(to_ns); ++d) days_.insert(d);
+    return absl::OkStatus();
+  }
+  std::set<int64_t> days() {
+    absl::MutexLock l(&mu_);
+    return days_;
+  }
   absl::StatusOr<std::vector<ReadingRow>> Latest(int64_t, const std::vector<std::string>&,
                                                  const std::vector<std::string>&) override {
     return absl::UnimplementedError("fake: reads are tested against Postgres");
@@ -214,6 +234,8 @@ class FakeReadingStore final : public ReadingStore {
   std::map<std::string, std::map<int32_t, int64_t>> offsets_ ABSL_GUARDED_BY(mu_);
   std::vector<std::tuple<int32_t, int64_t, int64_t>> gaps_ ABSL_GUARDED_BY(mu_);
   int applies_ ABSL_GUARDED_BY(mu_) = 0;
+  std::set<int64_t> days_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::tuple<int32_t, int64_t, int64_t>> resets_ ABSL_GUARDED_BY(mu_);
 };
 
 class FakeLatestCache final : public LatestCache {

@@ -18,7 +18,8 @@ ABSL_FLAG(std::string, kafka_brokers, "127.0.0.1:9092", "Kafka bootstrap servers
 ABSL_FLAG(std::string, topic, "telemetry.readings.v1", "Readings topic");
 ABSL_FLAG(std::string, dead_letter_topic, "telemetry.readings.dlq.v1", "Dead-letter topic");
 ABSL_FLAG(std::string, group, "telemetry-writer", "Consumer group");
-ABSL_FLAG(int, batch_readings, 10000, "Apply when this many readings are pending");
+ABSL_FLAG(int, batch_readings, 50000,
+          "Apply when this many readings are pending (under backlog; otherwise the delay wins)");
 ABSL_FLAG(int, batch_delay_ms, 100, "Apply when the oldest pending reading is this old");
 ABSL_FLAG(int, session_timeout_ms, 6000, "Kafka group session timeout");
 ABSL_FLAG(int, max_poll_interval_ms, 30000,
@@ -66,7 +67,10 @@ int main(int argc, char** argv) {
   telemetry::ingest::WriterMetrics metrics(registry);
   telemetry::ingest::Writer writer(options, consumer->get(), dlq->get(), store.get(),
                                    metadata.get(), cache.get(), clock, &metrics);
-  telemetry::AdminHttpServer http(registry, nullptr);
+  telemetry::AdminHttpServer http(registry, [&writer](std::string* reason) {
+    if (!writer.assigned()) *reason = "no partitions assigned yet";
+    return writer.assigned();
+  });
   absl::Status hs = http.Start(absl::GetFlag(FLAGS_http_host), absl::GetFlag(FLAGS_http_port));
   if (!hs.ok()) {
     log->critical("{}", hs.ToString());

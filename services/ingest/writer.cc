@@ -18,6 +18,8 @@ WriterMetrics::WriterMetrics(MetricsRegistry* r)
           r->AddCounter("writer_dead_letters_total", "Messages sent to the dead-letter topic")),
       gap_messages(r->AddCounter("writer_log_gap_messages_total",
                                  "Messages dropped by the broker before they were applied")),
+      log_resets(r->AddCounter("writer_log_resets_total",
+                               "Partitions whose log restarted below the applied offset")),
       store_failures(r->AddCounter("writer_store_failures_total", "Failed store transactions")),
       cache_failures(
           r->AddCounter("writer_cache_failures_total", "Failed latest-value cache updates")),
@@ -54,6 +56,20 @@ std::map<int32_t, int64_t> Writer::OnAssign(const std::vector<int32_t>& partitio
       for (int32_t p : partitions) {
         auto it = applied->find(p);
         start[p] = it == applied->end() ? 0 : it->second;
+        // A log that now ends below what was applied was re-created (topic
+        // deleted, dev broker restarted empty): the stored position means
+        // nothing there. Start over at its beginning, loudly.
+        int64_t low = 0, high = 0;
+        if (start[p] > 0 && consumer_->Watermarks(p, &low, &high, 5000).ok() && start[p] > high) {
+          metrics_->log_resets->Inc();
+          log->error(
+              "partition {}: log ends at {} but {} was applied: the log was reset; "
+              "restarting at {}",
+              p, high, start[p], low);
+          absl::Status st = store_->ResetOffset(options_.topic, p, start[p], low);
+          if (!st.ok()) log->error("cannot record the reset: {}", st.ToString());
+          start[p] = low;
+        }
         expected_[p] = start[p];
       }
       break;
@@ -63,6 +79,7 @@ std::map<int32_t, int64_t> Writer::OnAssign(const std::vector<int32_t>& partitio
     std::this_thread::sleep_for(std::chrono::nanoseconds(options_.retry_backoff_ns));
   }
   log->info("assigned {} partitions of {}", partitions.size(), options_.topic);
+  assigned_ = !partitions.empty();
   return start;
 }
 
@@ -76,6 +93,7 @@ void Writer::OnRevoke(const std::vector<int32_t>& partitions) {
     pending_next_offsets_.clear();
   }
   for (int32_t p : partitions) expected_.erase(p);
+  assigned_ = !expected_.empty();
 }
 
 absl::Status Writer::DeadLetter(const ConsumedMessage& m, const std::string& reason) {
@@ -294,6 +312,18 @@ absl::Status Writer::Flush() {
 
 absl::Status Writer::RunOnce() {
   const int64_t now = clock_->MonotonicNs();
+  if (now >= next_partition_check_ns_) {
+    // Create the coming days' partitions ahead of time; a batch with older
+    // or later data still ensures its own days before inserting.
+    const int64_t wall = clock_->NowNs();
+    absl::Status st = store_->EnsurePartitions(wall, wall + options_.partitions_ahead_ns);
+    if (st.ok()) {
+      next_partition_check_ns_ = now + options_.partition_check_interval_ns;
+    } else {
+      GetLogger("writer")->warn("cannot create partitions ahead: {}", st.ToString());
+      next_partition_check_ns_ = now + 10 * kNsPerSec;
+    }
+  }
   const bool have_pending = !pending_rows_.empty() || !pending_next_offsets_.empty();
   int timeout_ms = 100;
   if (have_pending) {

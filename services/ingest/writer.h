@@ -27,9 +27,12 @@ namespace telemetry::ingest {
 struct WriterOptions {
   std::string topic = "telemetry.readings.v1";
   std::string dead_letter_topic = "telemetry.readings.dlq.v1";
-  size_t max_batch_readings = 10'000;
+  size_t max_batch_readings = 50'000;
   int64_t max_batch_delay_ns = 100 * kNsPerMs;
   size_t poll_max_messages = 1000;
+  // Day partitions are created this far ahead of now, checked this often.
+  int64_t partitions_ahead_ns = 2 * 86'400 * kNsPerSec;
+  int64_t partition_check_interval_ns = 3600 * kNsPerSec;
   // Backoff between retries of a failed store transaction.
   int64_t retry_backoff_ns = 200 * kNsPerMs;
 };
@@ -41,6 +44,7 @@ struct WriterMetrics {
   Counter* batches;
   Counter* dead_letters;
   Counter* gap_messages;
+  Counter* log_resets;
   Counter* store_failures;
   Counter* cache_failures;
   Histogram* batch_seconds;
@@ -63,6 +67,8 @@ class Writer {
   absl::Status Flush();
 
   size_t pending_readings() const { return pending_rows_.size(); }
+  // True while the group has assigned partitions to this member (readiness).
+  bool assigned() const { return assigned_.load(); }
 
  private:
   struct Pending {
@@ -94,6 +100,8 @@ class Writer {
   std::vector<Pending> pending_rows_;
   std::map<int32_t, int64_t> pending_next_offsets_;
   int64_t batch_started_ns_ = 0;
+  int64_t next_partition_check_ns_ = 0;
+  std::atomic<bool> assigned_{false};
   // Next offset expected per assigned partition (gap detection).
   std::map<int32_t, int64_t> expected_;
   // (tenant, device, sensor, unit) → (series id, labels json).

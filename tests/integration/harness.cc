@@ -172,8 +172,33 @@ void Services::StartIngest(const std::vector<std::string>& extra) {
   }
 }
 
+namespace {
+
+// GET http://127.0.0.1:<port><path>; returns the status code (0: no answer).
+int HttpGet(int port, const std::string& path) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  int code = 0;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    std::string req = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
+      char buf[64] = {0};
+      ssize_t n = read(fd, buf, sizeof(buf) - 1);
+      if (n > 12) code = std::atoi(buf + 9);  // "HTTP/1.1 200"
+    }
+  }
+  close(fd);
+  return code;
+}
+
+}  // namespace
+
 void Services::StartWriter(const std::vector<std::string>& extra) {
-  std::vector<std::string> args = {"--http_port=0",
+  const int http_port = FreePort();
+  std::vector<std::string> args = {"--http_port=" + std::to_string(http_port),
                                    "--pg_primary=" + RequireEnv("TELEMETRY_PG_PRIMARY"),
                                    "--redis=" + RequireEnv("TELEMETRY_REDIS"),
                                    "--kafka_brokers=" + RequireEnv("TELEMETRY_KAFKA_BROKERS"),
@@ -183,6 +208,13 @@ void Services::StartWriter(const std::vector<std::string>& extra) {
   writer_ =
       std::make_unique<Process>(BuildDir() + "/services/ingest/telemetry-writer", args,
                                 log_dir_ + "/writer." + std::to_string(writer_runs_++) + ".log");
+  // Ready once the group assigned it partitions (and it checked them).
+  bool ready = false;
+  for (int i = 0; i < 300 && !ready; ++i) {
+    ready = HttpGet(http_port, "/readyz") == 200;
+    if (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(ready) << "writer not assigned partitions within 30 s; see " << log_dir_;
 }
 
 void Services::StopWriter(int sig) {

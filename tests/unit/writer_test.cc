@@ -168,6 +168,21 @@ TEST_F(WriterTest, DataDroppedByTheBrokerIsDetectedAndRecorded) {
   EXPECT_EQ(gaps[0], std::make_tuple(0, int64_t{0}, int64_t{3}));
 }
 
+TEST_F(WriterTest, ALogThatRestartedBelowTheAppliedOffsetIsReadFromItsStart) {
+  // The store says 50 messages of each partition were applied, but the log
+  // (re-created) holds only one or two: they must be applied, not skipped.
+  ASSERT_TRUE(store_.Apply({}, kTopic, {{0, 50}, {1, 50}}).ok());
+  Produce({{"d1", "t", 1'000, 1}, {"d2", "t", 1'000, 1}});
+  FakeConsumer consumer(&kafka_, kTopic);
+  auto w = MakeWriter(&consumer);
+  Drain(*w);
+  EXPECT_EQ(store_.raw_count(), 2u);
+  EXPECT_EQ(metrics_.log_resets->Value(), 2);
+  ASSERT_EQ(store_.resets().size(), 2u);
+  EXPECT_EQ(store_.resets()[0], std::make_tuple(0, int64_t{50}, int64_t{0}));
+  EXPECT_LT((*store_.AppliedOffsets(kTopic))[0], 50);
+}
+
 TEST_F(WriterTest, StoreOutageKeepsTheBatchAndRetries) {
   FakeConsumer consumer(&kafka_, kTopic);
   auto w = MakeWriter(&consumer);
@@ -195,6 +210,17 @@ TEST_F(WriterTest, CacheKeepsTheNewestEvenWhenOlderDataArrivesLater) {
   ASSERT_EQ(latest->size(), 1u);
   EXPECT_EQ((*latest)[0].ts_ns, 5'000);
   EXPECT_DOUBLE_EQ((*latest)[0].d, 5);
+}
+
+TEST_F(WriterTest, CreatesTheComingDaysPartitionsAhead) {
+  FakeConsumer consumer(&kafka_, kTopic);
+  auto w = MakeWriter(&consumer);
+  ASSERT_TRUE(w->RunOnce().ok());
+  auto days = store_.days();
+  const int64_t today = DayOf(clock_.NowNs());
+  EXPECT_EQ(days.count(today), 1u);
+  EXPECT_EQ(days.count(today + 1), 1u);
+  EXPECT_EQ(days.count(today + 2), 1u);
 }
 
 TEST_F(WriterTest, CacheOutageDoesNotBlockStorage) {

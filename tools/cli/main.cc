@@ -43,7 +43,8 @@ void Print(const telemetry::v1::StoredReading& r) {
 
 void PrintMetadata(const telemetry::v1::ReadMetadata& md) {
   std::fprintf(stderr, "source=%s lag=%.3fs consistency=%s cache=%s\n", md.data_source().c_str(),
-               md.lag_seconds(), telemetry::v1::ConsistencyLevel_Name(md.consistency_level()).c_str(),
+               md.lag_seconds(),
+               telemetry::v1::ConsistencyLevel_Name(md.consistency_level()).c_str(),
                telemetry::v1::CacheStatus_Name(md.cache_status()).c_str());
 }
 
@@ -99,7 +100,8 @@ int main(int argc, char** argv) {
   if (cmd == "latest") {
     telemetry::v1::LatestRequest req;
     *req.mutable_options() = opts;
-    for (absl::string_view d : absl::StrSplit(absl::GetFlag(FLAGS_device), ',', absl::SkipEmpty())) {
+    for (absl::string_view d :
+         absl::StrSplit(absl::GetFlag(FLAGS_device), ',', absl::SkipEmpty())) {
       req.add_device_ids(std::string(d));
     }
     for (const auto& s : sensors) req.add_sensors(s);
@@ -123,7 +125,8 @@ int main(int argc, char** argv) {
     while (reader->Read(&page)) {
       if (page.has_metadata()) PrintMetadata(page.metadata());
       for (const auto& r : page.readings()) Print(r);
-      if (!page.next_cursor().empty()) std::fprintf(stderr, "next_cursor=%s\n", page.next_cursor().c_str());
+      if (!page.next_cursor().empty())
+        std::fprintf(stderr, "next_cursor=%s\n", page.next_cursor().c_str());
     }
     grpc::Status st = reader->Finish();
     if (!st.ok()) return Fail(st);

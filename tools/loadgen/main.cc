@@ -239,7 +239,7 @@ int main(int argc, char** argv) {
       if (positions.offsets.empty()) continue;
       grpc::ClientContext ctx;
       ctx.AddMetadata("authorization", "Bearer " + keys[static_cast<size_t>(tenant)]);
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(600));
       telemetry::v1::LatestRequest req;
       req.mutable_options()->set_consistency(telemetry::v1::CONSISTENCY_LEVEL_STRONG);
       req.mutable_options()->set_consistency_token(telemetry::EncodeConsistencyToken(positions));

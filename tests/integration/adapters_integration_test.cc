@@ -1,0 +1,170 @@
+// The adapters against the real servers: ReadingStore and MetadataStore on
+// PostgreSQL, LatestCache on Redis, the Kafka publisher on the dev broker.
+#include <gtest/gtest.h>
+
+#include <future>
+
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
+#include "common/kafka.h"
+#include "common/latest_cache.h"
+#include "common/reading_store.h"
+#include "tests/integration/harness.h"
+
+namespace telemetry::testing {
+namespace {
+
+class Adapters : public ::testing::Test {
+ protected:
+  Adapters()
+      : pool_(RequireEnv("TELEMETRY_PG_PRIMARY"), 2, "test"),
+        store_(NewPgReadingStore(&pool_)),
+        metadata_(NewPgMetadataStore(&pool_)) {}
+  PgPool pool_;
+  std::unique_ptr<ReadingStore> store_;
+  std::unique_ptr<MetadataStore> metadata_;
+};
+
+RawRow Row(int32_t series, int64_t ts, double v) {
+  RawRow r;
+  r.series_id = series;
+  r.ts_ns = ts;
+  r.d = v;
+  return r;
+}
+
+TEST_F(Adapters, ApplyDeduplicatesRollsUpNewRowsAndKeepsOffsetsMonotonic) {
+  Tenant t = CreateTenant("store");
+  auto ids = metadata_->ResolveSeries(
+      t.id, {{"d1", "temp", "C", "{\"fw\":\"1\"}"}, {"d1", "state", "", ""}});
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  // Resolving again gives the same ids and updates labels.
+  auto again = metadata_->ResolveSeries(t.id, {{"d1", "temp", "C", "{\"fw\":\"2\"}"}});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)[0], (*ids)[0]);
+  EXPECT_EQ(Sql(absl::StrCat("SELECT labels->>'fw' FROM series WHERE id = ", (*ids)[0]))[0][0],
+            "2");
+
+  const int64_t minute = (SystemClock::Get()->NowNs() / 60'000'000'000 - 10) * 60'000'000'000;
+  ASSERT_TRUE(store_->EnsurePartitions(minute, minute + 60'000'000'000).ok());
+  ASSERT_TRUE(store_->EnsurePartitions(minute, minute).ok());  // idempotent
+  const std::string topic = "adapters-test-" + std::to_string(t.id);
+  RawRow text = Row((*ids)[1], minute + 1, 0);
+  text.kind = ValueKind::kString;
+  text.s = "tab\there \\ newline\n";
+  auto r1 = store_->Apply({Row((*ids)[0], minute + 1, 1), Row((*ids)[0], minute + 2, 5),
+                           Row((*ids)[0], minute + 2, 99), text},
+                          topic, {{0, 10}, {1, 4}});
+  ASSERT_TRUE(r1.ok()) << r1.status();
+  EXPECT_EQ(r1->inserted, 3);
+  EXPECT_EQ(r1->duplicates, 1);
+  auto r2 = store_->Apply({Row((*ids)[0], minute + 2, 7), Row((*ids)[0], minute + 3, 2)}, topic,
+                          {{0, 5}});  // an older offset must not move it back
+  ASSERT_TRUE(r2.ok());
+  EXPECT_EQ(r2->inserted, 1);
+  auto agg = Sql(absl::StrCat(
+      "SELECT cnt, sum, min, max, last_value FROM agg_1m WHERE series_id = ", (*ids)[0]));
+  ASSERT_EQ(agg.size(), 1u);
+  EXPECT_EQ(agg[0], (std::vector<std::string>{"3", "8", "1", "5", "2"}));
+  auto offsets = store_->AppliedOffsets(topic);
+  ASSERT_TRUE(offsets.ok());
+  EXPECT_EQ((*offsets)[0], 10);
+  EXPECT_EQ((*offsets)[1], 4);
+  EXPECT_EQ(
+      Sql(absl::StrCat("SELECT value_text FROM raw_readings WHERE series_id = ", (*ids)[1]))[0][0],
+      "tab\there \\ newline\n");
+
+  // Reads: latest per sensor and ranges in pages.
+  auto latest = store_->Latest(t.id, {"d1"}, {});
+  ASSERT_TRUE(latest.ok());
+  ASSERT_EQ(latest->size(), 2u);
+  EXPECT_EQ((*latest)[1].sensor, "temp");
+  EXPECT_EQ((*latest)[1].ts_ns, minute + 3);
+  RangeQuery q;
+  q.tenant_id = t.id;
+  q.device = "d1";
+  q.start_ns = minute;
+  q.end_ns = minute + 60'000'000'000;
+  q.page_size = 2;
+  std::vector<int64_t> ts;
+  int pages = 0;
+  ASSERT_TRUE(store_
+                  ->Range(q,
+                          [&](std::vector<ReadingRow>&& rows) {
+                            ++pages;
+                            for (const auto& r : rows) ts.push_back(r.ts_ns);
+                            return true;
+                          })
+                  .ok());
+  EXPECT_EQ(ts, (std::vector<int64_t>{minute + 1, minute + 1, minute + 2, minute + 3}));
+  EXPECT_GE(pages, 3);
+  // Another tenant sees none of it.
+  Tenant other = CreateTenant("store-other");
+  EXPECT_TRUE(store_->Latest(other.id, {"d1"}, {})->empty());
+}
+
+TEST_F(Adapters, PostgresDownIsUnavailableNotACrash) {
+  PgPool dead("postgresql://telemetry@127.0.0.1:1/telemetry", 1, "dead");
+  auto store = NewPgReadingStore(&dead);
+  EXPECT_EQ(store->AppliedOffsets("t").status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(RedisCache, KeepsTheNewestValuePerSensor) {
+  auto opts = ParseRedisAddress(RequireEnv("TELEMETRY_REDIS"));
+  ASSERT_TRUE(opts.ok());
+  auto cache = NewRedisLatestCache(*opts);
+  const int64_t tenant = 900'000'000 + (SystemClock::Get()->NowNs() % 1'000'000);
+  ReadingRow a;
+  a.device = "d";
+  a.sensor = "t";
+  a.ts_ns = 2000;
+  a.d = 2;
+  ASSERT_TRUE(cache->UpdateIfNewer(tenant, {a}).ok());
+  ReadingRow older = a;
+  older.ts_ns = 1000;
+  older.d = 1;
+  ReadingRow other = a;
+  other.sensor = "h";
+  other.kind = ValueKind::kString;
+  other.s = "x|y";
+  ASSERT_TRUE(cache->UpdateIfNewer(tenant, {older, other}).ok());
+  auto all = cache->Get(tenant, {"d"}, {});
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  auto one = cache->Get(tenant, {"d", "nope"}, {"t", "missing"});
+  ASSERT_TRUE(one.ok());
+  ASSERT_EQ(one->size(), 1u);
+  EXPECT_EQ((*one)[0].ts_ns, 2000);
+  EXPECT_DOUBLE_EQ((*one)[0].d, 2);
+}
+
+TEST(RedisCache, DownIsUnavailable) {
+  RedisOptions o;
+  o.port = 1;
+  auto cache = NewRedisLatestCache(o);
+  EXPECT_EQ(cache->Get(1, {"d"}, {}).status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(KafkaPublisher, DeliversToTheDevBrokerAndReportsOffsets) {
+  KafkaOptions o;
+  o.brokers = RequireEnv("TELEMETRY_KAFKA_BROKERS");
+  auto pub = NewKafkaPublisher(o);
+  ASSERT_TRUE(pub.ok());
+  auto n = (*pub)->PartitionCount("telemetry.readings.dlq.v1");
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 4);
+  int64_t low = 0, high_before = 0, high_after = 0;
+  ASSERT_TRUE((*pub)->Watermarks("telemetry.readings.dlq.v1", 3, &low, &high_before, 5000).ok());
+  std::promise<DeliveryReport> p;
+  (*pub)->Publish("telemetry.readings.dlq.v1", 3, "k", "payload",
+                  [&p](const DeliveryReport& r) { p.set_value(r); });
+  DeliveryReport r = p.get_future().get();
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(r.partition, 3);
+  EXPECT_EQ(r.offset, high_before);
+  ASSERT_TRUE((*pub)->Watermarks("telemetry.readings.dlq.v1", 3, &low, &high_after, 5000).ok());
+  EXPECT_EQ(high_after, high_before + 1);
+}
+
+}  // namespace
+}  // namespace telemetry::testing
