@@ -17,6 +17,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev python3-grpcio
   # local stack (deploy/local/)
   postgresql-15 postgresql-client-15 redis-server mosquitto
+  docker-compose curl  # (node + npm for the Dockerfile lint come with the base image)
   iproute2 util-linux
 )
 

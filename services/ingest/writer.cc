@@ -1,5 +1,6 @@
 #include "services/ingest/writer.h"
 
+#include <algorithm>
 #include <future>
 #include <thread>
 
@@ -278,6 +279,12 @@ absl::Status Writer::Flush() {
       lo = std::min(lo, p.row.ts_ns);
       hi = std::max(hi, p.row.ts_ns);
     }
+    // Series order (stable: among equal keys the first to arrive is the one
+    // stored, as the cache assumes): consecutive inserts touch the same index leaf and heap
+    // pages, and a series' rows end up together on disk (faster ranges).
+    std::stable_sort(rows.begin(), rows.end(), [](const RawRow& a, const RawRow& b) {
+      return a.series_id != b.series_id ? a.series_id < b.series_id : a.ts_ns < b.ts_ns;
+    });
     if (!rows.empty()) st = store_->EnsurePartitions(lo, hi);
   }
   std::vector<PartitionOffset> offsets;
