@@ -57,6 +57,9 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
     case absl::StatusCode::kUnauthenticated:
       code = grpc::StatusCode::UNAUTHENTICATED;
       break;
+    case absl::StatusCode::kDoNotUseReservedForFutureExpansionUseDefaultInSwitchInstead_:
+      code = grpc::StatusCode::UNKNOWN;
+      break;
   }
   return grpc::Status(code, std::string(status.message()));
 }

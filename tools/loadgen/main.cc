@@ -1,7 +1,7 @@
 // telemetry-loadgen: plays a simulated fleet against IngestService and
 // reports throughput, acknowledgement latency and time-to-queryable.
 //
-//   telemetry-loadgen --ingest 127.0.0.1:50051 --query 127.0.0.1:50052 \
+//   telemetry-loadgen --ingest 127.0.0.1:50051 --query 127.0.0.1:50052
 //       --api_keys KEY1,KEY2 --devices 100 --sensors 8 --rate 20000 --duration_s 10
 //
 // One tenant per API key. Prints a human summary and, last, one JSON line.
