@@ -33,6 +33,33 @@ struct RangeQuery {
   int64_t after_ts_ns = 0;
 };
 
+struct AggregateQuery {
+  int64_t tenant_id = 0;
+  std::string device;                // "" = every device (of `project`, or of the tenant)
+  std::string project;               // "" = any project
+  std::vector<std::string> sensors;  // empty = all
+  int64_t start_ns = 0;
+  int64_t end_ns = 0;
+  // A multiple of one minute (served from agg_1m) or of one hour (agg_1h).
+  int64_t bucket_ns = 60 * 1'000'000'000LL;
+  bool group_by_device = true;
+};
+
+// One bucket of one series (or of one sensor over devices).
+struct AggregateRow {
+  std::string device;  // "" when not grouped by device
+  std::string sensor;
+  int64_t bucket_ns = 0;
+  int64_t count = 0;
+  double sum = 0, min = 0, max = 0, last = 0;
+};
+
+struct PlaybackRows {
+  std::vector<ReadingRow> before;  // per sensor, the last reading before the window
+  std::vector<ReadingRow> inside;  // every reading in the window, by (sensor, time)
+  std::vector<ReadingRow> after;   // per sensor, the first reading after it
+};
+
 class ReadingStore {
  public:
   virtual ~ReadingStore() = default;
@@ -66,6 +93,13 @@ class ReadingStore {
   // to stop early. Memory is bounded by the page size.
   virtual absl::Status Range(const RangeQuery& query,
                              const std::function<bool(std::vector<ReadingRow>&&)>& page) = 0;
+  // Buckets from the rollup tables (never raw rows), ordered by (device,
+  // sensor, bucket); empty buckets are absent.
+  virtual absl::StatusOr<std::vector<AggregateRow>> Aggregate(const AggregateQuery& query) = 0;
+  // Readings of a device in [from_ns, to_ns] plus each sensor's neighbours.
+  virtual absl::StatusOr<PlaybackRows> Playback(int64_t tenant_id, const std::string& device,
+                                                const std::vector<std::string>& sensors,
+                                                int64_t from_ns, int64_t to_ns) = 0;
 };
 
 std::unique_ptr<ReadingStore> NewPgReadingStore(PgPool* pool);

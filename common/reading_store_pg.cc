@@ -292,6 +292,89 @@ class PgReadingStore final : public ReadingStore {
     return out;
   }
 
+  absl::StatusOr<std::vector<AggregateRow>> Aggregate(const AggregateQuery& q) override {
+    const int64_t hour = 3'600'000'000'000;
+    const int64_t minute = 60'000'000'000;
+    if (q.bucket_ns <= 0 || q.bucket_ns % minute != 0) {
+      return absl::InvalidArgumentError("bucket must be a whole number of minutes");
+    }
+    const char* table = q.bucket_ns % hour == 0 ? "agg_1h" : "agg_1m";
+    const int64_t from = q.start_ns - ((q.start_ns % q.bucket_ns) + q.bucket_ns) % q.bucket_ns;
+    std::vector<AggregateRow> out;
+    absl::Status st = pool_->Run([&](pqxx::connection& c) {
+      pqxx::read_transaction tx(c);
+      pqxx::result r = tx.exec_params(
+          absl::StrCat(
+              "SELECT CASE WHEN $6 THEN d.name ELSE '' END, s.sensor, a.bucket - a.bucket % $5,"
+              " sum(a.cnt), sum(a.sum), min(a.min), max(a.max),"
+              " (array_agg(a.last_value ORDER BY a.last_ts DESC))[1]"
+              " FROM series s JOIN devices d ON d.id = s.device_id"
+              " JOIN projects p ON p.id = s.project_id"
+              " JOIN ",
+              table,
+              " a ON a.series_id = s.id AND a.bucket >= $7 AND a.bucket < $8"
+              " WHERE s.tenant_id = $1 AND ($2 = '' OR d.name = $2) AND ($3 = '' OR p.name = $3)"
+              "   AND (cardinality($4::text[]) = 0 OR s.sensor = ANY($4::text[]))"
+              " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"),
+          q.tenant_id, q.device, q.project, PgTextArray(q.sensors), q.bucket_ns, q.group_by_device,
+          from, q.end_ns);
+      out.reserve(r.size());
+      for (const auto& row : r) {
+        AggregateRow a;
+        a.device = row[0].as<std::string>();
+        a.sensor = row[1].as<std::string>();
+        a.bucket_ns = row[2].as<int64_t>();
+        a.count = row[3].as<int64_t>();
+        a.sum = row[4].as<double>();
+        a.min = row[5].as<double>();
+        a.max = row[6].as<double>();
+        a.last = row[7].as<double>();
+        out.push_back(std::move(a));
+      }
+      return absl::OkStatus();
+    });
+    if (!st.ok()) return st;
+    return out;
+  }
+
+  absl::StatusOr<PlaybackRows> Playback(int64_t tenant_id, const std::string& device,
+                                        const std::vector<std::string>& sensors, int64_t from_ns,
+                                        int64_t to_ns) override {
+    PlaybackRows out;
+    absl::Status st = pool_->Run([&](pqxx::connection& c) {
+      pqxx::read_transaction tx(c);
+      // Per series: the last row before, the rows inside, the first after;
+      // each part an index range scan on (series_id, ts).
+      pqxx::result r = tx.exec_params(
+          "SELECT s.sensor, s.unit, x.part, x.ts, x.value_double, x.value_text, x.value_bool,"
+          " x.status_code"
+          " FROM devices d JOIN series s ON s.device_id = d.id CROSS JOIN LATERAL ("
+          "  (SELECT 0 AS part, ts, value_double, value_text, value_bool, status_code"
+          "   FROM raw_readings WHERE series_id = s.id AND ts < $4 ORDER BY ts DESC LIMIT 1)"
+          "  UNION ALL"
+          "  (SELECT 1, ts, value_double, value_text, value_bool, status_code"
+          "   FROM raw_readings WHERE series_id = s.id AND ts >= $4 AND ts <= $5 ORDER BY ts)"
+          "  UNION ALL"
+          "  (SELECT 2, ts, value_double, value_text, value_bool, status_code"
+          "   FROM raw_readings WHERE series_id = s.id AND ts > $5 ORDER BY ts LIMIT 1)) x"
+          " WHERE d.tenant_id = $1 AND d.name = $2"
+          "   AND (cardinality($3::text[]) = 0 OR s.sensor = ANY($3::text[]))"
+          " ORDER BY s.sensor, s.unit, x.part, x.ts",
+          tenant_id, device, PgTextArray(sensors), from_ns, to_ns);
+      for (const auto& row : r) {
+        ReadingRow rr = RowFrom(row, 3);
+        rr.device = device;
+        rr.sensor = row[0].as<std::string>();
+        rr.unit = row[1].as<std::string>();
+        int part = row[2].as<int>();
+        (part == 0 ? out.before : part == 1 ? out.inside : out.after).push_back(std::move(rr));
+      }
+      return absl::OkStatus();
+    });
+    if (!st.ok()) return st;
+    return out;
+  }
+
   absl::Status Range(const RangeQuery& q,
                      const std::function<bool(std::vector<ReadingRow>&&)>& page) override {
     struct Series {

@@ -199,6 +199,14 @@ class FakeReadingStore final : public ReadingStore {
                      const std::function<bool(std::vector<ReadingRow>&&)>&) override {
     return absl::UnimplementedError("fake: reads are tested against Postgres");
   }
+  absl::StatusOr<std::vector<AggregateRow>> Aggregate(const AggregateQuery&) override {
+    return absl::UnimplementedError("fake: reads are tested against Postgres");
+  }
+  absl::StatusOr<PlaybackRows> Playback(int64_t, const std::string&,
+                                        const std::vector<std::string>&, int64_t,
+                                        int64_t) override {
+    return absl::UnimplementedError("fake: reads are tested against Postgres");
+  }
 
   void SetUp(bool up) {
     absl::MutexLock l(&mu_);

@@ -1,9 +1,15 @@
 // telemetry-query: the QueryService gRPC server (first slice: primary only).
+#include <atomic>
+#include <thread>
+
 #include "absl/flags/flag.h"
+#include "absl/strings/str_split.h"
 #include "common/auth.h"
 #include "common/config.h"
+#include "common/latest_cache.h"
 #include "common/logging.h"
 #include "common/pg_pool.h"
+#include "common/replication.h"
 #include "common/runtime.h"
 #include "services/query/query_service.h"
 
@@ -12,6 +18,17 @@ ABSL_FLAG(int, http_port, 9103, "HTTP port for /metrics, /healthz, /readyz (0: a
 ABSL_FLAG(std::string, http_host, "127.0.0.1", "HTTP listen host");
 ABSL_FLAG(std::string, pg_primary, "postgresql://telemetry@127.0.0.1:5432/telemetry",
           "Postgres primary");
+ABSL_FLAG(std::string, pg_replicas, "",
+          "Comma-separated read replicas, each 'name=postgresql://...' or just the URL "
+          "(named replica-1, replica-2, ...)");
+ABSL_FLAG(std::string, redis, "", "Redis host:port of the latest-value cache ('' = none)");
+ABSL_FLAG(double, max_staleness_s, 3.0, "Default EVENTUAL max staleness");
+ABSL_FLAG(int, replica_probe_ms, 500, "How often replica lag is measured");
+ABSL_FLAG(int, heartbeat_ms, 1000,
+          "How often this service updates the primary's replication heartbeat (0 = never)");
+ABSL_FLAG(int, breaker_failures, 5, "Consecutive replica failures that open its breaker");
+ABSL_FLAG(int, breaker_open_s, 60, "How long an open breaker skips the replica");
+ABSL_FLAG(int, replica_connections, 8, "Postgres connections per replica");
 ABSL_FLAG(std::string, topic, "telemetry.readings.v1", "Readings topic (for consistency tokens)");
 ABSL_FLAG(int, worker_threads, 8, "Threads running queries");
 ABSL_FLAG(int, pg_connections, 8, "Postgres connections to the primary");
@@ -29,10 +46,62 @@ int main(int argc, char** argv) {
                          "primary");
   auto metadata = telemetry::NewPgMetadataStore(&pool);
   auto store = telemetry::NewPgReadingStore(&pool);
+  // Read replicas, each with its own bounded pool and lag probe.
+  std::vector<std::unique_ptr<telemetry::PgPool>> replica_pools;
+  std::vector<std::unique_ptr<telemetry::ReadingStore>> replica_stores;
+  std::vector<telemetry::query::Source> replicas;
+  int n = 0;
+  for (absl::string_view item :
+       absl::StrSplit(absl::GetFlag(FLAGS_pg_replicas), ',', absl::SkipEmpty())) {
+    std::string name = "replica-" + std::to_string(++n);
+    std::string url(item);
+    size_t eq = url.find('=');
+    if (eq != std::string::npos && url.find("://") > eq) {
+      name = "replica-" + url.substr(0, eq);
+      url = url.substr(eq + 1);
+    }
+    replica_pools.push_back(
+        std::make_unique<telemetry::PgPool>(url, absl::GetFlag(FLAGS_replica_connections), name));
+    replica_stores.push_back(telemetry::NewPgReadingStore(replica_pools.back().get()));
+    telemetry::PgPool* rp = replica_pools.back().get();
+    replicas.push_back(
+        {name, replica_stores.back().get(), [rp] { return telemetry::HeartbeatAgeSeconds(rp); }});
+  }
+  std::unique_ptr<telemetry::LatestCache> cache;
+  if (!absl::GetFlag(FLAGS_redis).empty()) {
+    auto ro = telemetry::ParseRedisAddress(absl::GetFlag(FLAGS_redis));
+    if (!ro.ok()) {
+      log->critical("{}", ro.status().ToString());
+      return 2;
+    }
+    cache = telemetry::NewRedisLatestCache(*ro);
+  }
+  telemetry::query::RouterOptions ropts;
+  ropts.default_max_staleness_s = absl::GetFlag(FLAGS_max_staleness_s);
+  ropts.breaker_threshold = absl::GetFlag(FLAGS_breaker_failures);
+  ropts.breaker_open_ns = absl::GetFlag(FLAGS_breaker_open_s) * telemetry::kNsPerSec;
+  telemetry::query::RouterMetrics router_metrics(registry);
+  telemetry::query::Router router({"primary", store.get(), nullptr}, std::move(replicas), clock,
+                                  ropts, &router_metrics);
+  std::atomic<bool> stop{false};
+  std::thread prober([&] {
+    int64_t next_beat = 0;
+    while (!stop) {
+      const int64_t now = clock->MonotonicNs();
+      if (absl::GetFlag(FLAGS_heartbeat_ms) > 0 && now >= next_beat) {
+        absl::Status st = telemetry::BeatHeartbeat(&pool);
+        if (!st.ok()) log->warn("heartbeat on the primary failed: {}", st.ToString());
+        next_beat = now + absl::GetFlag(FLAGS_heartbeat_ms) * telemetry::kNsPerMs;
+      }
+      router.ProbeReplicas();
+      std::this_thread::sleep_for(std::chrono::milliseconds(absl::GetFlag(FLAGS_replica_probe_ms)));
+    }
+  });
+
   telemetry::query::QueryOptions options;
   options.topic = absl::GetFlag(FLAGS_topic);
   telemetry::query::QueryMetrics metrics(registry);
-  telemetry::query::QueryCore core(options, store.get(), clock, &metrics);
+  telemetry::query::QueryCore core(options, store.get(), &router, cache.get(), clock, &metrics);
   telemetry::Authenticator auth(metadata.get(), clock);
   telemetry::ThreadPool workers(absl::GetFlag(FLAGS_worker_threads), 10000);
   telemetry::query::QueryServiceImpl service(
@@ -56,5 +125,7 @@ int main(int argc, char** argv) {
   (*server)->GetHealthCheckService()->SetServingStatus(false);
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
   http.Stop();
+  stop = true;
+  prober.join();
   return 0;
 }

@@ -1,17 +1,27 @@
 #include "services/query/query_core.h"
 
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
 #include <thread>
+#include <tuple>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/logging.h"
 #include "common/token.h"
 
 namespace telemetry::query {
 
+using telemetry::v1::AggregateRequest;
+using telemetry::v1::AggregateResponse;
 using telemetry::v1::LatestRequest;
 using telemetry::v1::LatestResponse;
+using telemetry::v1::PlaybackRequest;
+using telemetry::v1::PlaybackResponse;
 using telemetry::v1::RangeRequest;
 using telemetry::v1::RangeResponse;
 
@@ -20,20 +30,38 @@ QueryMetrics::QueryMetrics(MetricsRegistry* r)
           r->AddCounter("query_token_waits_total", "Reads that waited for a consistency token")),
       token_timeouts(r->AddCounter("query_token_timeouts_total",
                                    "Reads whose token was not applied before the deadline")),
+      cache_hits(
+          r->AddCounter("query_cache_total", "Latest lookups in the cache", "result=\"hit\"")),
+      cache_misses(
+          r->AddCounter("query_cache_total", "Latest lookups in the cache", "result=\"miss\"")),
+      cache_failures(
+          r->AddCounter("query_cache_total", "Latest lookups in the cache", "result=\"error\"")),
       latest_seconds(r->AddHistogram("query_latest_seconds", "Latest latency", LatencyBuckets())),
-      range_seconds(r->AddHistogram("query_range_seconds", "Range latency", LatencyBuckets())) {}
+      range_seconds(r->AddHistogram("query_range_seconds", "Range latency", LatencyBuckets())),
+      aggregate_seconds(
+          r->AddHistogram("query_aggregate_seconds", "Aggregate latency", LatencyBuckets())),
+      playback_seconds(
+          r->AddHistogram("query_playback_seconds", "Playback latency", LatencyBuckets())) {}
 
-QueryCore::QueryCore(QueryOptions options, ReadingStore* primary, const Clock* clock,
-                     QueryMetrics* metrics)
-    : options_(std::move(options)), primary_(primary), clock_(clock), metrics_(metrics) {}
+QueryCore::QueryCore(QueryOptions options, ReadingStore* primary, Router* router,
+                     LatestCache* cache, const Clock* clock, QueryMetrics* metrics)
+    : options_(std::move(options)),
+      primary_(primary),
+      router_(router),
+      cache_(cache),
+      clock_(clock),
+      metrics_(metrics) {}
 
-telemetry::v1::ReadMetadata QueryCore::PrimaryMetadata() {
-  telemetry::v1::ReadMetadata md;
-  md.set_data_source("primary");
-  md.set_lag_seconds(0);
-  md.set_consistency_level(telemetry::v1::CONSISTENCY_LEVEL_STRONG);
-  md.set_cache_status(telemetry::v1::CACHE_STATUS_BYPASS);
-  return md;
+telemetry::v1::ConsistencyLevel QueryCore::LevelOf(const telemetry::v1::ReadOptions& o) {
+  if (!o.consistency_token().empty()) return telemetry::v1::CONSISTENCY_LEVEL_STRONG;
+  if (o.consistency() == telemetry::v1::CONSISTENCY_LEVEL_UNSPECIFIED) {
+    return telemetry::v1::CONSISTENCY_LEVEL_STRONG;
+  }
+  return o.consistency();
+}
+
+double QueryCore::StalenessOf(const telemetry::v1::ReadOptions& o) {
+  return static_cast<double>(o.max_staleness_ms()) / 1000.0;
 }
 
 void ToStoredReading(const ReadingRow& row, telemetry::v1::StoredReading* out) {
@@ -104,15 +132,63 @@ absl::StatusOr<LatestResponse> QueryCore::Latest(int64_t tenant_id, const Latest
     return absl::InvalidArgumentError(
         absl::StrCat("device_ids: at most ", options_.max_devices_per_latest, " devices"));
   }
+  if (req.options().max_staleness_ms() < 0) {
+    return absl::InvalidArgumentError("options.max_staleness_ms: must be >= 0");
+  }
   absl::Status st = WaitForToken(req.options().consistency_token(), deadline);
   if (!st.ok()) return st;
   std::vector<std::string> devices(req.device_ids().begin(), req.device_ids().end());
   std::vector<std::string> sensors(req.sensors().begin(), req.sensors().end());
-  auto rows = primary_->Latest(tenant_id, devices, sensors);
-  if (!rows.ok()) return rows.status();
+  const auto level = LevelOf(req.options());
   LatestResponse resp;
-  for (const auto& r : *rows) ToStoredReading(r, resp.add_readings());
-  *resp.mutable_metadata() = PrimaryMetadata();
+  auto cache_status = telemetry::v1::CACHE_STATUS_BYPASS;
+  if (level == telemetry::v1::CONSISTENCY_LEVEL_EVENTUAL && cache_ != nullptr) {
+    auto cached = cache_->Get(tenant_id, devices, sensors);
+    if (!cached.ok()) {
+      metrics_->cache_failures->Inc();
+      GetLogger("query")->warn("latest-value cache unavailable, reading the database: {}",
+                               cached.status().ToString());
+    } else {
+      // A hit needs every asked (device, sensor), or, for "all sensors",
+      // something for every device.
+      std::set<std::string> seen_devices;
+      for (const auto& r : *cached) seen_devices.insert(r.device);
+      bool complete =
+          sensors.empty()
+              ? seen_devices.size() == std::set<std::string>(devices.begin(), devices.end()).size()
+              : cached->size() == devices.size() * sensors.size();
+      if (complete) {
+        metrics_->cache_hits->Inc();
+        std::vector<ReadingRow> rows = std::move(*cached);
+        std::sort(rows.begin(), rows.end(), [](const ReadingRow& a, const ReadingRow& b) {
+          return std::tie(a.device, a.sensor) < std::tie(b.device, b.sensor);
+        });
+        for (const auto& r : rows) ToStoredReading(r, resp.add_readings());
+        auto* md = resp.mutable_metadata();
+        md->set_data_source("cache");
+        md->set_lag_seconds(0);
+        md->set_consistency_level(telemetry::v1::CONSISTENCY_LEVEL_EVENTUAL);
+        md->set_cache_status(telemetry::v1::CACHE_STATUS_HIT);
+        metrics_->latest_seconds->Observe(static_cast<double>(clock_->MonotonicNs() - t0) / 1e9);
+        return resp;
+      }
+      metrics_->cache_misses->Inc();
+      cache_status = telemetry::v1::CACHE_STATUS_MISS;
+    }
+  }
+  std::vector<ReadingRow> rows;
+  st = router_->Read(
+      level, StalenessOf(req.options()),
+      [&](ReadingStore* store) {
+        auto r = store->Latest(tenant_id, devices, sensors);
+        if (!r.ok()) return r.status();
+        rows = std::move(*r);
+        return absl::OkStatus();
+      },
+      resp.mutable_metadata());
+  if (!st.ok()) return st;
+  for (const auto& r : rows) ToStoredReading(r, resp.add_readings());
+  resp.mutable_metadata()->set_cache_status(cache_status);
   metrics_->latest_seconds->Observe(static_cast<double>(clock_->MonotonicNs() - t0) / 1e9);
   return resp;
 }
@@ -149,45 +225,232 @@ absl::Status QueryCore::Range(int64_t tenant_id, const RangeRequest& req, int64_
 
   // Pages are forwarded one behind, so the last one can carry the cursor.
   RangeResponse held;
-  bool have_held = false, first = true, client_gone = false;
+  bool have_held = false, client_gone = false, sent_any = false;
   int64_t sent = 0;
-  const ReadingRow* last = nullptr;
   ReadingRow last_row;
-  st = primary_->Range(q, [&](std::vector<ReadingRow>&& rows) {
-    if (have_held) {
-      if (!send(std::move(held))) {
-        client_gone = true;
-        return false;
-      }
-      held = RangeResponse();
-    }
-    for (const auto& r : rows) ToStoredReading(r, held.add_readings());
-    if (first) {
-      *held.mutable_metadata() = PrimaryMetadata();
-      first = false;
-    }
-    sent += static_cast<int64_t>(rows.size());
-    if (!rows.empty()) {
-      last_row = rows.back();
-      last = &last_row;
-    }
-    have_held = true;
-    return clock_->MonotonicNs() < deadline;
-  });
+  bool have_last = false;
+  telemetry::v1::ReadMetadata md;
+  md.set_cache_status(telemetry::v1::CACHE_STATUS_BYPASS);
+  absl::Status first_failure;
+  st = router_->Read(
+      LevelOf(req.options()), StalenessOf(req.options()),
+      [&](ReadingStore* store) {
+        // Once pages went out, a failure is final: a retry elsewhere would
+        // repeat them.
+        if (sent_any) return first_failure;
+        absl::Status rs = store->Range(q, [&](std::vector<ReadingRow>&& rows) {
+          if (have_held) {
+            if (!sent_any) *held.mutable_metadata() = md;
+            if (!send(std::move(held))) {
+              client_gone = true;
+              return false;
+            }
+            sent_any = true;
+            held = RangeResponse();
+          }
+          for (const auto& r : rows) ToStoredReading(r, held.add_readings());
+          sent += static_cast<int64_t>(rows.size());
+          if (!rows.empty()) {
+            last_row = rows.back();
+            have_last = true;
+          }
+          have_held = true;
+          return clock_->MonotonicNs() < deadline;
+        });
+        if (!rs.ok() && first_failure.ok()) first_failure = rs;
+        return rs;
+      },
+      &md);
   if (!st.ok()) return st;
   if (client_gone) return absl::CancelledError("client went away");
   if (clock_->MonotonicNs() >= deadline)
     return absl::DeadlineExceededError("Range: deadline exceeded");
-  if (!have_held) {
-    held = RangeResponse();
-    *held.mutable_metadata() = PrimaryMetadata();
-  }
-  if (q.limit > 0 && sent >= q.limit && last != nullptr) {
-    held.set_next_cursor(EncodeRangeCursor(last->sensor, last->unit, last->ts_ns));
+  // The metadata rides on the first page; with one page, that is this one.
+  if (!sent_any) *held.mutable_metadata() = md;
+  if (q.limit > 0 && sent >= q.limit && have_last) {
+    held.set_next_cursor(EncodeRangeCursor(last_row.sensor, last_row.unit, last_row.ts_ns));
   }
   send(std::move(held));
   metrics_->range_seconds->Observe(static_cast<double>(clock_->MonotonicNs() - t0) / 1e9);
   return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> ChooseBucket(const AggregateRequest& req) {
+  constexpr int64_t kMinute = 60 * kNsPerSec, kHour = 3600 * kNsPerSec;
+  if (req.bucket_seconds() < 0) return absl::InvalidArgumentError("bucket_seconds: must be >= 0");
+  if (req.bucket_seconds() > 0) {
+    if (req.bucket_seconds() % 60 != 0) {
+      return absl::InvalidArgumentError(
+          "bucket_seconds: a whole number of minutes (60, 300, 3600, ...), or 0 for auto");
+    }
+    return req.bucket_seconds() * kNsPerSec;
+  }
+  // Auto: hours when the range still has at least max_points hours (default
+  // 100 points), else minutes.
+  const int64_t points = req.max_points() > 0 ? req.max_points() : 100;
+  return (req.end_ns() - req.start_ns()) / kHour >= points ? kHour : kMinute;
+}
+
+namespace {
+
+double Value(telemetry::v1::AggregateFunction f, const AggregateRow& r) {
+  switch (f) {
+    case telemetry::v1::AGGREGATE_FUNCTION_AVG:
+      return r.sum / static_cast<double>(r.count);
+    case telemetry::v1::AGGREGATE_FUNCTION_MIN:
+      return r.min;
+    case telemetry::v1::AGGREGATE_FUNCTION_MAX:
+      return r.max;
+    case telemetry::v1::AGGREGATE_FUNCTION_COUNT:
+      return static_cast<double>(r.count);
+    case telemetry::v1::AGGREGATE_FUNCTION_SUM:
+      return r.sum;
+    case telemetry::v1::AGGREGATE_FUNCTION_LAST:
+      return r.last;
+    default:
+      return 0;
+  }
+}
+
+}  // namespace
+
+void FillGaps(telemetry::v1::GapFill mode, int64_t start_ns, int64_t end_ns, int64_t bucket_ns,
+              size_t functions, telemetry::v1::AggregateSeries* series) {
+  if (mode == telemetry::v1::GAP_FILL_UNSPECIFIED) return;
+  std::map<int64_t, telemetry::v1::AggregateBucket> have;
+  for (auto& b : *series->mutable_buckets()) have[b.bucket_start_ns()] = std::move(b);
+  series->clear_buckets();
+  const int64_t first = start_ns - ((start_ns % bucket_ns) + bucket_ns) % bucket_ns;
+  for (int64_t t = first; t < end_ns; t += bucket_ns) {
+    auto it = have.find(t);
+    if (it != have.end()) {
+      *series->add_buckets() = it->second;  // copied: later gaps read it
+      continue;
+    }
+    auto* b = series->add_buckets();
+    b->set_bucket_start_ns(t);
+    b->set_filled(true);
+    auto prev = have.lower_bound(t);
+    auto next = prev;
+    bool has_prev = prev != have.begin();
+    if (has_prev) --prev;
+    bool has_next = next != have.end();
+    if (mode == telemetry::v1::GAP_FILL_PREVIOUS && has_prev) {
+      *b->mutable_values() = prev->second.values();
+    } else if (mode == telemetry::v1::GAP_FILL_LINEAR && has_prev && has_next) {
+      double w =
+          static_cast<double>(t - prev->first) / static_cast<double>(next->first - prev->first);
+      for (size_t i = 0; i < functions; ++i) {
+        double a = prev->second.values(static_cast<int>(i)),
+               c = next->second.values(static_cast<int>(i));
+        b->add_values(a + (c - a) * w);
+      }
+    }
+  }
+}
+
+absl::StatusOr<AggregateResponse> QueryCore::Aggregate(int64_t tenant_id,
+                                                       const AggregateRequest& req,
+                                                       int64_t deadline) {
+  const int64_t t0 = clock_->MonotonicNs();
+  if (req.start_ns() <= 0 || req.end_ns() <= req.start_ns()) {
+    return absl::InvalidArgumentError("start_ns, end_ns: required, with end_ns after start_ns");
+  }
+  if (req.functions().empty()) {
+    return absl::InvalidArgumentError("functions: at least one of avg, min, max, count, sum, last");
+  }
+  for (int f : req.functions()) {
+    if (f == telemetry::v1::AGGREGATE_FUNCTION_UNSPECIFIED ||
+        !telemetry::v1::AggregateFunction_IsValid(f)) {
+      return absl::InvalidArgumentError("functions: unknown function");
+    }
+  }
+  auto bucket = ChooseBucket(req);
+  if (!bucket.ok()) return bucket.status();
+  if (req.gap_fill() != telemetry::v1::GAP_FILL_UNSPECIFIED &&
+      (req.end_ns() - req.start_ns()) / *bucket > options_.max_aggregate_buckets) {
+    return absl::InvalidArgumentError(absl::StrCat("gap_fill: at most ",
+                                                   options_.max_aggregate_buckets,
+                                                   " buckets per series; use wider buckets"));
+  }
+  absl::Status st = WaitForToken(req.options().consistency_token(), deadline);
+  if (!st.ok()) return st;
+  AggregateQuery q;
+  q.tenant_id = tenant_id;
+  q.device = req.device_id();
+  q.project = req.project();
+  q.sensors.assign(req.sensors().begin(), req.sensors().end());
+  q.start_ns = req.start_ns();
+  q.end_ns = req.end_ns();
+  q.bucket_ns = *bucket;
+  q.group_by_device = req.group_by_device() || !req.device_id().empty();
+  AggregateResponse resp;
+  std::vector<AggregateRow> rows;
+  st = router_->Read(
+      LevelOf(req.options()), StalenessOf(req.options()),
+      [&](ReadingStore* store) {
+        auto r = store->Aggregate(q);
+        if (!r.ok()) return r.status();
+        rows = std::move(*r);
+        return absl::OkStatus();
+      },
+      resp.mutable_metadata());
+  if (!st.ok()) return st;
+  resp.mutable_metadata()->set_cache_status(telemetry::v1::CACHE_STATUS_BYPASS);
+  resp.set_bucket_seconds(*bucket / kNsPerSec);
+  telemetry::v1::AggregateSeries* cur = nullptr;
+  for (const auto& r : rows) {
+    if (cur == nullptr || cur->device_id() != r.device || cur->sensor() != r.sensor) {
+      cur = resp.add_series();
+      cur->set_device_id(r.device);
+      cur->set_sensor(r.sensor);
+    }
+    auto* b = cur->add_buckets();
+    b->set_bucket_start_ns(r.bucket_ns);
+    b->set_count(r.count);
+    for (int f : req.functions())
+      b->add_values(Value(static_cast<telemetry::v1::AggregateFunction>(f), r));
+  }
+  for (auto& series : *resp.mutable_series()) {
+    FillGaps(req.gap_fill(), req.start_ns(), req.end_ns(), *bucket,
+             static_cast<size_t>(req.functions_size()), &series);
+  }
+  metrics_->aggregate_seconds->Observe(static_cast<double>(clock_->MonotonicNs() - t0) / 1e9);
+  return resp;
+}
+
+absl::StatusOr<PlaybackResponse> QueryCore::Playback(int64_t tenant_id, const PlaybackRequest& req,
+                                                     int64_t deadline) {
+  const int64_t t0 = clock_->MonotonicNs();
+  if (req.device_id().empty()) return absl::InvalidArgumentError("device_id: required");
+  if (req.at_ns() <= 0) return absl::InvalidArgumentError("at_ns: required (> 0)");
+  if (req.delta_ns() < 0 || req.delta_ns() > options_.max_playback_delta_ns) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("delta_ns: between 0 and ", options_.max_playback_delta_ns));
+  }
+  const int64_t delta = req.delta_ns() > 0 ? req.delta_ns() : options_.default_playback_delta_ns;
+  absl::Status st = WaitForToken(req.options().consistency_token(), deadline);
+  if (!st.ok()) return st;
+  std::vector<std::string> sensors(req.sensors().begin(), req.sensors().end());
+  PlaybackResponse resp;
+  PlaybackRows rows;
+  st = router_->Read(
+      LevelOf(req.options()), StalenessOf(req.options()),
+      [&](ReadingStore* store) {
+        auto r = store->Playback(tenant_id, req.device_id(), sensors, req.at_ns() - delta,
+                                 req.at_ns() + delta);
+        if (!r.ok()) return r.status();
+        rows = std::move(*r);
+        return absl::OkStatus();
+      },
+      resp.mutable_metadata());
+  if (!st.ok()) return st;
+  resp.mutable_metadata()->set_cache_status(telemetry::v1::CACHE_STATUS_BYPASS);
+  for (const auto& r : rows.inside) ToStoredReading(r, resp.add_readings());
+  for (const auto& r : rows.before) ToStoredReading(r, resp.add_before());
+  for (const auto& r : rows.after) ToStoredReading(r, resp.add_after());
+  metrics_->playback_seconds->Observe(static_cast<double>(clock_->MonotonicNs() - t0) / 1e9);
+  return resp;
 }
 
 }  // namespace telemetry::query

@@ -1,8 +1,5 @@
-// The read path's logic, free of gRPC. First slice of the router: every
-// level is served from the primary (STRONG, the strongest; the response says
-// so), and a consistency token makes the read wait until the writer applied
-// the write (read-your-writes). Replicas, cache and the warehouse: see
-// docs/ROADMAP.md.
+// The read path's logic, free of gRPC: validation, read-your-writes tokens,
+// the cache for latest values, and the Router for the database choice.
 #pragma once
 
 #include <functional>
@@ -10,8 +7,10 @@
 
 #include "absl/status/statusor.h"
 #include "common/clock.h"
+#include "common/latest_cache.h"
 #include "common/metrics.h"
 #include "common/reading_store.h"
+#include "services/query/router.h"
 #include "telemetry/v1/query.pb.h"
 
 namespace telemetry::query {
@@ -21,19 +20,29 @@ struct QueryOptions {
   int64_t token_poll_interval_ns = 5 * kNsPerMs;
   size_t max_devices_per_latest = 1000;
   int32_t max_page_size = 10'000;
+  int64_t max_aggregate_buckets = 100'000;
+  int64_t default_playback_delta_ns = 30 * kNsPerSec;
+  int64_t max_playback_delta_ns = 24 * 3600 * kNsPerSec;
 };
 
 struct QueryMetrics {
   explicit QueryMetrics(MetricsRegistry* r);
   Counter* token_waits;
   Counter* token_timeouts;
+  Counter* cache_hits;
+  Counter* cache_misses;
+  Counter* cache_failures;
   Histogram* latest_seconds;
   Histogram* range_seconds;
+  Histogram* aggregate_seconds;
+  Histogram* playback_seconds;
 };
 
 class QueryCore {
  public:
-  QueryCore(QueryOptions options, ReadingStore* primary, const Clock* clock, QueryMetrics* metrics);
+  // `primary` answers token waits; `cache` may be null (no Redis).
+  QueryCore(QueryOptions options, ReadingStore* primary, Router* router, LatestCache* cache,
+            const Clock* clock, QueryMetrics* metrics);
 
   absl::StatusOr<telemetry::v1::LatestResponse> Latest(int64_t tenant_id,
                                                        const telemetry::v1::LatestRequest& req,
@@ -42,16 +51,24 @@ class QueryCore {
   absl::Status Range(int64_t tenant_id, const telemetry::v1::RangeRequest& req,
                      int64_t deadline_monotonic_ns,
                      const std::function<bool(telemetry::v1::RangeResponse&&)>& send);
+  absl::StatusOr<telemetry::v1::AggregateResponse> Aggregate(
+      int64_t tenant_id, const telemetry::v1::AggregateRequest& req, int64_t deadline_monotonic_ns);
+  absl::StatusOr<telemetry::v1::PlaybackResponse> Playback(
+      int64_t tenant_id, const telemetry::v1::PlaybackRequest& req, int64_t deadline_monotonic_ns);
 
   // Waits until the writer applied the token's offsets; DEADLINE_EXCEEDED
   // when the deadline passes first.
   absl::Status WaitForToken(const std::string& token, int64_t deadline_monotonic_ns);
 
-  static telemetry::v1::ReadMetadata PrimaryMetadata();
-
  private:
+  // The level to route by: a token forces STRONG (read-your-writes).
+  static telemetry::v1::ConsistencyLevel LevelOf(const telemetry::v1::ReadOptions& o);
+  static double StalenessOf(const telemetry::v1::ReadOptions& o);
+
   QueryOptions options_;
   ReadingStore* primary_;
+  Router* router_;
+  LatestCache* cache_;
   const Clock* clock_;
   QueryMetrics* metrics_;
 };
@@ -59,5 +76,12 @@ class QueryCore {
 std::string EncodeRangeCursor(const std::string& sensor, const std::string& unit, int64_t ts_ns);
 absl::Status DecodeRangeCursor(const std::string& cursor, RangeQuery* q);
 void ToStoredReading(const ReadingRow& row, telemetry::v1::StoredReading* out);
+
+// Bucket width for an Aggregate request: explicit (a whole number of
+// minutes), or "auto": the coarsest rollup giving at least max_points.
+absl::StatusOr<int64_t> ChooseBucket(const telemetry::v1::AggregateRequest& req);
+// Gap filling over [start, end) for one series' sorted buckets.
+void FillGaps(telemetry::v1::GapFill mode, int64_t start_ns, int64_t end_ns, int64_t bucket_ns,
+              size_t functions, telemetry::v1::AggregateSeries* series);
 
 }  // namespace telemetry::query

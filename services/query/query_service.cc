@@ -54,9 +54,10 @@ int64_t QueryServiceImpl::DeadlineOf(grpc::CallbackServerContext* ctx) const {
   return clock_->MonotonicNs() + std::max<int64_t>(wait, 0);
 }
 
-grpc::ServerUnaryReactor* QueryServiceImpl::Latest(grpc::CallbackServerContext* ctx,
-                                                   const LatestRequest* request,
-                                                   LatestResponse* response) {
+template <typename Req, typename Resp>
+grpc::ServerUnaryReactor* QueryServiceImpl::Unary(
+    grpc::CallbackServerContext* ctx, const Req* request, Resp* response,
+    absl::StatusOr<Resp> (QueryCore::*call)(int64_t, const Req&, int64_t)) {
   auto* reactor = ctx->DefaultReactor();
   int64_t deadline = DeadlineOf(ctx);
   std::string authorization = AuthorizationOf(ctx);
@@ -66,7 +67,7 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Latest(grpc::CallbackServerContext* 
       reactor->Finish(ToGrpcStatus(tenant.status()));
       return;
     }
-    auto result = core_->Latest((*tenant)->id, *request, deadline);
+    auto result = (core_->*call)((*tenant)->id, *request, deadline);
     if (!result.ok()) {
       reactor->Finish(ToGrpcStatus(result.status()));
       return;
@@ -80,6 +81,24 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Latest(grpc::CallbackServerContext* 
         grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "query is saturated; retry"));
   }
   return reactor;
+}
+
+grpc::ServerUnaryReactor* QueryServiceImpl::Latest(grpc::CallbackServerContext* ctx,
+                                                   const LatestRequest* request,
+                                                   LatestResponse* response) {
+  return Unary(ctx, request, response, &QueryCore::Latest);
+}
+
+grpc::ServerUnaryReactor* QueryServiceImpl::Aggregate(
+    grpc::CallbackServerContext* ctx, const telemetry::v1::AggregateRequest* request,
+    telemetry::v1::AggregateResponse* response) {
+  return Unary(ctx, request, response, &QueryCore::Aggregate);
+}
+
+grpc::ServerUnaryReactor* QueryServiceImpl::Playback(grpc::CallbackServerContext* ctx,
+                                                     const telemetry::v1::PlaybackRequest* request,
+                                                     telemetry::v1::PlaybackResponse* response) {
+  return Unary(ctx, request, response, &QueryCore::Playback);
 }
 
 namespace {

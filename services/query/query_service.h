@@ -20,8 +20,21 @@ class QueryServiceImpl final : public telemetry::v1::QueryService::CallbackServi
                                    telemetry::v1::LatestResponse* response) override;
   grpc::ServerWriteReactor<telemetry::v1::RangeResponse>* Range(
       grpc::CallbackServerContext* ctx, const telemetry::v1::RangeRequest* request) override;
+  grpc::ServerUnaryReactor* Aggregate(grpc::CallbackServerContext* ctx,
+                                      const telemetry::v1::AggregateRequest* request,
+                                      telemetry::v1::AggregateResponse* response) override;
+  grpc::ServerUnaryReactor* Playback(grpc::CallbackServerContext* ctx,
+                                     const telemetry::v1::PlaybackRequest* request,
+                                     telemetry::v1::PlaybackResponse* response) override;
 
   int64_t DeadlineOf(grpc::CallbackServerContext* ctx) const;
+  // A unary read: authenticate and run `call` on the pool, then answer with
+  // its response and the read metadata as trailers.
+  template <typename Req, typename Resp>
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, const Req* request,
+                                  Resp* response,
+                                  absl::StatusOr<Resp> (QueryCore::*call)(int64_t, const Req&,
+                                                                          int64_t));
   QueryCore* core() { return core_; }
   Authenticator* auth() { return auth_; }
   ThreadPool* pool() { return pool_; }

@@ -305,31 +305,34 @@ TEST_F(Pipeline, ReplayingTheTopicFromTheStartChangesNothing) {
   Written w = WriteFleet(ingest_.get(), t.key, fleet, 5'000, 1'000);
   ASSERT_TRUE(WaitForToken(query_.get(), t.key, w.token, "dev-0").ok());
   const int64_t raw_before = SqlInt("SELECT count(*) FROM raw_readings");
-  const std::string agg_before = Sql(
-      "SELECT coalesce(sum(cnt), 0)::text || '/' || coalesce(sum(sum), 0)::text FROM agg_1m")[0][0];
-  const int64_t applied_before = SqlInt("SELECT sum(next_offset) FROM writer_offsets");
+  const std::string agg_before =
+      Sql("SELECT coalesce(sum(cnt), 0)::text || '/' || coalesce(sum(sum::numeric), 0)::text FROM "
+          "agg_1m")[0][0];
+  const int64_t applied_before =
+      SqlInt("SELECT sum(next_offset) FROM writer_offsets WHERE topic = 'telemetry.readings.v1'");
 
   services_->StopWriter(SIGTERM);
   Sql("SELECT 1");  // the writer is gone
   {
     pqxx::connection c(RequireEnv("TELEMETRY_PG_PRIMARY"));
     pqxx::work tx(c);
-    tx.exec("DELETE FROM writer_offsets");
+    tx.exec("DELETE FROM writer_offsets WHERE topic = 'telemetry.readings.v1'");
     tx.commit();
   }
   services_->StartWriter();
   // Wait until the new writer re-applied the whole topic.
-  for (int i = 0; i < 600 && SqlInt("SELECT coalesce(sum(next_offset), 0) FROM writer_offsets") <
-                                 applied_before;
+  for (int i = 0; i < 600 && SqlInt("SELECT coalesce(sum(next_offset), 0) FROM writer_offsets "
+                                    "WHERE topic = 'telemetry.readings.v1'") < applied_before;
        ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  ASSERT_GE(SqlInt("SELECT sum(next_offset) FROM writer_offsets"), applied_before);
+  ASSERT_GE(
+      SqlInt("SELECT sum(next_offset) FROM writer_offsets WHERE topic = 'telemetry.readings.v1'"),
+      applied_before);
   EXPECT_EQ(SqlInt("SELECT count(*) FROM raw_readings"), raw_before);
-  EXPECT_EQ(
-      Sql("SELECT coalesce(sum(cnt), 0)::text || '/' || coalesce(sum(sum), 0)::text FROM agg_1m")
-          [0][0],
-      agg_before);
+  EXPECT_EQ(Sql("SELECT coalesce(sum(cnt), 0)::text || '/' || coalesce(sum(sum::numeric), 0)::text "
+                "FROM agg_1m")[0][0],
+            agg_before);
   EXPECT_EQ(RollupMismatches(t.id, "agg_1m", 60'000'000'000), 0);
 }
 

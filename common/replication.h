@@ -1,0 +1,17 @@
+// Replica lag from a heartbeat row: the primary updates
+// replication_heartbeat about once a second, a replica reads how old its copy
+// is. (pg_last_xact_replay_timestamp() alone grows while the primary is idle.)
+#pragma once
+
+#include "absl/status/statusor.h"
+
+namespace telemetry {
+
+class PgPool;
+
+// On the primary: sets the heartbeat to now().
+absl::Status BeatHeartbeat(PgPool* primary);
+// On a replica (or the primary): seconds since the heartbeat it holds.
+absl::StatusOr<double> HeartbeatAgeSeconds(PgPool* replica);
+
+}  // namespace telemetry

@@ -1,0 +1,275 @@
+// The query router end to end: consistency levels against the real primary,
+// hot standby and Redis, the faults of each, aggregates and playback.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
+#include "common/token.h"
+#include "tests/integration/checks.h"
+#include "tests/integration/harness.h"
+
+namespace telemetry::testing {
+namespace {
+
+using telemetry::v1::AggregateRequest;
+using telemetry::v1::AggregateResponse;
+using telemetry::v1::LatestRequest;
+using telemetry::v1::LatestResponse;
+
+constexpr int64_t kMinute = 60 * kNsPerSec;
+
+std::string Trailer(grpc::ClientContext& ctx, const std::string& key) {
+  auto md = ctx.GetServerTrailingMetadata();
+  auto it = md.find(key);
+  return it == md.end() ? "" : std::string(it->second.data(), it->second.size());
+}
+
+void ReplicaAdmin(const std::string& sql) {
+  pqxx::connection c(RequireEnv("TELEMETRY_PG_REPLICA_ADMIN"));
+  pqxx::nontransaction tx(c);
+  tx.exec(sql);
+}
+
+class Query : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    services_ = new Services();
+    services_->StartWriter();
+    services_->StartIngest();
+    services_->StartQuery({"--pg_replicas=" + RequireEnv("TELEMETRY_PG_REPLICA"),
+                           "--redis=" + RequireEnv("TELEMETRY_REDIS"), "--replica_probe_ms=200",
+                           "--heartbeat_ms=200"});
+    tenant_ = new Tenant(CreateTenant("query"));
+    // 3 devices × 2 sensors, one reading every 10 s for 2 hours, aligned.
+    base_ = (SystemClock::Get()->NowNs() / (3600 * kNsPerSec) - 3) * 3600 * kNsPerSec;
+    auto ingest = services_->IngestStub();
+    loadgen::FleetOptions f;
+    f.devices = 3;
+    f.sensors = 2;
+    f.interval_ns = 10 * kNsPerSec;
+    f.start_ns = base_;
+    written_ = new Written(WriteFleet(ingest.get(), tenant_->key, f, 3 * 2 * 720, 1000));
+    auto query = services_->QueryStub();
+    ASSERT_TRUE(WaitForToken(query.get(), tenant_->key, written_->token, "dev-0").ok());
+  }
+  static void TearDownTestSuite() {
+    delete services_;
+    delete tenant_;
+    delete written_;
+  }
+  void SetUp() override { query_ = services_->QueryStub(); }
+
+  grpc::Status Latest(LatestRequest req, LatestResponse* resp, grpc::ClientContext* ctx) {
+    ctx->AddMetadata("authorization", "Bearer " + tenant_->key);
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    return query_->Latest(ctx, req, resp);
+  }
+
+  // Waits until the replica has replayed everything and its lag is small.
+  void WaitForReplica() {
+    for (int i = 0; i < 100; ++i) {
+      LatestRequest req;
+      req.mutable_options()->set_consistency(telemetry::v1::CONSISTENCY_LEVEL_EVENTUAL);
+      req.add_device_ids("nothing-cached-" + std::to_string(i));
+      LatestResponse resp;
+      grpc::ClientContext ctx;
+      if (Latest(req, &resp, &ctx).ok() && resp.metadata().data_source() == "replica-1") return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    FAIL() << "the replica never became fresh enough";
+  }
+
+  static Services* services_;
+  static Tenant* tenant_;
+  static Written* written_;
+  static int64_t base_;
+  std::unique_ptr<telemetry::v1::QueryService::Stub> query_;
+};
+Services* Query::services_ = nullptr;
+Tenant* Query::tenant_ = nullptr;
+Written* Query::written_ = nullptr;
+int64_t Query::base_ = 0;
+
+TEST_F(Query, EventualLatestIsACacheHit) {
+  LatestRequest req;
+  req.mutable_options()->set_consistency(telemetry::v1::CONSISTENCY_LEVEL_EVENTUAL);
+  req.add_device_ids("dev-1");
+  LatestResponse resp;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(Latest(req, &resp, &ctx).ok());
+  EXPECT_EQ(resp.metadata().data_source(), "cache");
+  EXPECT_EQ(resp.metadata().cache_status(), telemetry::v1::CACHE_STATUS_HIT);
+  EXPECT_EQ(Trailer(ctx, "x-cache-status"), "hit");
+  EXPECT_EQ(Trailer(ctx, "x-consistency-level"), "eventual");
+  ASSERT_EQ(resp.readings_size(), 2);
+  EXPECT_EQ(resp.readings(0).timestamp_ns(), base_ + 719 * 10 * kNsPerSec);
+  // The same answer as the primary gives.
+  req.mutable_options()->set_consistency(telemetry::v1::CONSISTENCY_LEVEL_STRONG);
+  LatestResponse strong;
+  grpc::ClientContext ctx2;
+  ASSERT_TRUE(Latest(req, &strong, &ctx2).ok());
+  EXPECT_EQ(strong.metadata().data_source(), "primary");
+  EXPECT_EQ(strong.readings(0).double_value(), resp.readings(0).double_value());
+}
+
+TEST_F(Query, EventualMissGoesToAFreshReplica) {
+  WaitForReplica();
+  LatestRequest req;
+  req.mutable_options()->set_consistency(telemetry::v1::CONSISTENCY_LEVEL_EVENTUAL);
+  req.add_device_ids("dev-2");
+  req.add_sensors("no-such-sensor");
+  LatestResponse resp;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(Latest(req, &resp, &ctx).ok());
+  EXPECT_EQ(resp.metadata().cache_status(), telemetry::v1::CACHE_STATUS_MISS);
+  EXPECT_EQ(resp.metadata().data_source(), "replica-1");
+  EXPECT_LT(resp.metadata().lag_seconds(), 3.0);
+  EXPECT_EQ(Trailer(ctx, "x-data-source"), "replica-1");
+}
+
+TEST_F(Query, PausedReplicaReplayRoutesEventualReadsToThePrimary) {
+  WaitForReplica();
+  ReplicaAdmin("SELECT pg_wal_replay_pause()");
+  std::string source;
+  for (int i = 0; i < 100 && source != "primary"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    LatestRequest req;
+    req.mutable_options()->set_consistency(telemetry::v1::CONSISTENCY_LEVEL_EVENTUAL);
+    req.mutable_options()->set_max_staleness_ms(1000);
+    req.add_device_ids("paused-" + std::to_string(i));
+    LatestResponse resp;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(Latest(req, &resp, &ctx).ok());
+    source = resp.metadata().data_source();
+  }
+  ReplicaAdmin("SELECT pg_wal_replay_resume()");
+  EXPECT_EQ(source, "primary") << "the lagging replica kept serving";
+}
+
+TEST_F(Query, AggregatesEqualARecomputationFromRawRows) {
+  AggregateRequest req;
+  req.mutable_options()->set_consistency(telemetry::v1::CONSISTENCY_LEVEL_STRONG);
+  req.set_device_id("dev-0");
+  req.add_sensors("s1");
+  req.set_start_ns(base_);
+  req.set_end_ns(base_ + 2 * 3600 * kNsPerSec);
+  req.set_bucket_seconds(300);
+  for (auto f : {telemetry::v1::AGGREGATE_FUNCTION_AVG, telemetry::v1::AGGREGATE_FUNCTION_MIN,
+                 telemetry::v1::AGGREGATE_FUNCTION_MAX, telemetry::v1::AGGREGATE_FUNCTION_COUNT,
+                 telemetry::v1::AGGREGATE_FUNCTION_SUM, telemetry::v1::AGGREGATE_FUNCTION_LAST}) {
+    req.add_functions(f);
+  }
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + tenant_->key);
+  AggregateResponse resp;
+  ASSERT_TRUE(query_->Aggregate(&ctx, req, &resp).ok());
+  ASSERT_EQ(resp.series_size(), 1);
+  EXPECT_EQ(resp.bucket_seconds(), 300);
+  auto expected = Sql(absl::StrCat(
+      "SELECT r.ts - r.ts % 300000000000, avg(value_double), min(value_double), max(value_double),"
+      " count(*), sum(value_double), (array_agg(value_double ORDER BY ts DESC))[1]"
+      " FROM raw_readings r JOIN series s ON s.id = r.series_id JOIN devices d ON d.id = "
+      "s.device_id"
+      " WHERE s.tenant_id = ",
+      tenant_->id,
+      " AND d.name = 'dev-0' AND s.sensor = 's1'"
+      " GROUP BY 1 ORDER BY 1"));
+  ASSERT_EQ(static_cast<size_t>(resp.series(0).buckets_size()), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const auto& b = resp.series(0).buckets(static_cast<int>(i));
+    EXPECT_EQ(b.bucket_start_ns(), std::stoll(expected[i][0]));
+    for (int f = 0; f < 6; ++f) {
+      EXPECT_NEAR(b.values(f), std::stod(expected[i][static_cast<size_t>(f) + 1]), 1e-9)
+          << "bucket " << i << " function " << f;
+    }
+  }
+  // Across the tenant's devices, hourly, merged: count = all readings of s1.
+  AggregateRequest all;
+  all.set_start_ns(base_);
+  all.set_end_ns(base_ + 2 * 3600 * kNsPerSec);
+  all.set_bucket_seconds(3600);
+  all.add_sensors("s1");
+  all.add_functions(telemetry::v1::AGGREGATE_FUNCTION_COUNT);
+  grpc::ClientContext ctx2;
+  ctx2.AddMetadata("authorization", "Bearer " + tenant_->key);
+  AggregateResponse merged;
+  ASSERT_TRUE(query_->Aggregate(&ctx2, all, &merged).ok());
+  ASSERT_EQ(merged.series_size(), 1);
+  EXPECT_EQ(merged.series(0).device_id(), "");
+  ASSERT_EQ(merged.series(0).buckets_size(), 2);
+  EXPECT_EQ(merged.series(0).buckets(0).values(0), 3 * 360);
+}
+
+TEST_F(Query, PlaybackReturnsTheWindowAndItsEdges) {
+  telemetry::v1::PlaybackRequest req;
+  req.set_device_id("dev-1");
+  req.set_at_ns(base_ + 600 * kNsPerSec + 5 * kNsPerSec);  // between two readings
+  req.set_delta_ns(30 * kNsPerSec);
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + tenant_->key);
+  telemetry::v1::PlaybackResponse resp;
+  ASSERT_TRUE(query_->Playback(&ctx, req, &resp).ok());
+  // [575 s, 635 s]: readings at 580..630 = 6 per sensor.
+  EXPECT_EQ(resp.readings_size(), 2 * 6);
+  ASSERT_EQ(resp.before_size(), 2);
+  ASSERT_EQ(resp.after_size(), 2);
+  EXPECT_EQ(resp.before(0).timestamp_ns(), base_ + 570 * kNsPerSec);
+  EXPECT_EQ(resp.after(0).timestamp_ns(), base_ + 640 * kNsPerSec);
+  EXPECT_EQ(resp.metadata().data_source(), "primary");
+}
+
+// Faults that need their own query service instance.
+TEST(QueryFaults, StoppedReplicaAndRedisDownFallBackToThePrimary) {
+  Services s;
+  s.StartWriter();
+  s.StartIngest();
+  s.StartQuery({"--pg_replicas=postgresql://telemetry@127.0.0.1:1/telemetry", "--redis=127.0.0.1:1",
+                "--replica_probe_ms=100"});
+  Tenant t = CreateTenant("faults");
+  auto ingest = s.IngestStub();
+  loadgen::FleetOptions f;
+  f.devices = 1;
+  f.sensors = 1;
+  f.start_ns = SystemClock::Get()->NowNs() - 100 * kNsPerSec;
+  Written w = WriteFleet(ingest.get(), t.key, f, 10, 10);
+  auto query = s.QueryStub();
+  ASSERT_TRUE(WaitForToken(query.get(), t.key, w.token, "dev-0").ok());
+  for (int i = 0; i < 8; ++i) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + t.key);
+    LatestRequest req;
+    req.mutable_options()->set_consistency(telemetry::v1::CONSISTENCY_LEVEL_EVENTUAL);
+    req.add_device_ids("dev-0");
+    LatestResponse resp;
+    ASSERT_TRUE(query->Latest(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.metadata().data_source(), "primary");
+    EXPECT_EQ(resp.metadata().cache_status(), telemetry::v1::CACHE_STATUS_BYPASS);
+    EXPECT_EQ(resp.readings_size(), 1);
+  }
+  // The deadline is honoured: a read waiting for a write that never comes
+  // ends with DEADLINE_EXCEEDED in time, and the service keeps serving.
+  ConsistencyPositions never;
+  never.topic = "telemetry.readings.v1";
+  never.offsets[0] = int64_t{1} << 50;
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + t.key);
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(300));
+  telemetry::v1::RangeRequest rr;
+  rr.mutable_options()->set_consistency_token(EncodeConsistencyToken(never));
+  rr.set_device_id("dev-0");
+  rr.set_start_ns(1);
+  rr.set_end_ns(SystemClock::Get()->NowNs());
+  auto t0 = std::chrono::steady_clock::now();
+  auto reader = query->Range(&ctx, rr);
+  telemetry::v1::RangeResponse page;
+  while (reader->Read(&page)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  ASSERT_TRUE(WaitForToken(query.get(), t.key, w.token, "dev-0").ok());
+}
+
+}  // namespace
+}  // namespace telemetry::testing
