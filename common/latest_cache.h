@@ -34,6 +34,8 @@ struct RedisOptions {
 // Parses "host:port".
 absl::StatusOr<RedisOptions> ParseRedisAddress(const std::string& address);
 std::unique_ptr<LatestCache> NewRedisLatestCache(const RedisOptions& options);
+// The cache at "host:port", or null for "" (no cache configured).
+absl::StatusOr<std::unique_ptr<LatestCache>> NewLatestCacheAt(const std::string& address);
 
 // The cache's value encoding (exposed for tests).
 std::string EncodeLatest(const ReadingRow& row);

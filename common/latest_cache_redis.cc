@@ -173,6 +173,13 @@ std::unique_ptr<LatestCache> NewRedisLatestCache(const RedisOptions& options) {
   return std::make_unique<RedisLatestCache>(options);
 }
 
+absl::StatusOr<std::unique_ptr<LatestCache>> NewLatestCacheAt(const std::string& address) {
+  if (address.empty()) return std::unique_ptr<LatestCache>();
+  auto o = ParseRedisAddress(address);
+  if (!o.ok()) return o.status();
+  return NewRedisLatestCache(*o);
+}
+
 // <19-digit ts>|<kind d/s/b>|<status>|<unit length>|<unit><value>
 std::string EncodeLatest(const ReadingRow& row) {
   char ts[32];

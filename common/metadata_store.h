@@ -59,5 +59,9 @@ class MetadataStore {
 };
 
 std::unique_ptr<MetadataStore> NewPgMetadataStore(PgPool* pool);
+// Key and tenant lookups go to `replica` while `primary` is unavailable;
+// everything else to `primary`. Neither is owned.
+std::unique_ptr<MetadataStore> NewFallbackMetadataStore(MetadataStore* primary,
+                                                        MetadataStore* replica);
 
 }  // namespace telemetry

@@ -16,23 +16,8 @@ DEVICES="${DEVICES:-1000}"
 WRITERS="${WRITERS:-1}"  # writer instances in the consumer group
 SENSORS="${SENSORS:-8}"
 
-deploy/local/install-deps.sh >/dev/null
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD_DIR" -j2 >/dev/null
-env_file="$(deploy/local/up.sh --build-dir "$BUILD_DIR")"
-set -a
-# shellcheck disable=SC1090
-. "$env_file"
-set +a
-"$BUILD_DIR/tools/admin/telemetry-admin" migrate --dir db/migrations >/dev/null
-OUT="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  deploy/local/down.sh >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lib/bench-env.sh
+. scripts/lib/bench-env.sh
 
 key() { "$BUILD_DIR/tools/admin/telemetry-admin" create-tenant --name "bench-$1-$(date +%s%N)" | sed -n 's/^api_key=//p'; }
 

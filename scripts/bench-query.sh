@@ -12,23 +12,8 @@ BUILD_DIR="${BUILD_DIR:-build-release}"
 CONCURRENCY="${CONCURRENCY:-4}"
 REQUESTS="${REQUESTS:-2000}"
 
-deploy/local/install-deps.sh >/dev/null
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD_DIR" -j2 >/dev/null
-env_file="$(deploy/local/up.sh --build-dir "$BUILD_DIR")"
-set -a
-# shellcheck disable=SC1090
-. "$env_file"
-set +a
-"$BUILD_DIR/tools/admin/telemetry-admin" migrate --dir db/migrations >/dev/null
-OUT="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  deploy/local/down.sh >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lib/bench-env.sh
+. scripts/lib/bench-env.sh
 
 keys=()
 ids=()

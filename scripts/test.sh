@@ -21,6 +21,7 @@ set -a
 . "$env_file"
 set +a
 "$BUILD_DIR/tools/admin/telemetry-admin" migrate --dir db/migrations
-export TELEMETRY_BUILD_DIR="$(realpath "$BUILD_DIR")"
-export TELEMETRY_SOURCE_DIR="$(pwd)"
+TELEMETRY_BUILD_DIR="$(realpath "$BUILD_DIR")"
+TELEMETRY_SOURCE_DIR="$(pwd)"
+export TELEMETRY_BUILD_DIR TELEMETRY_SOURCE_DIR
 ctest --test-dir "$BUILD_DIR" --output-on-failure --timeout 900 "$@"

@@ -37,15 +37,12 @@ int main(int argc, char** argv) {
   telemetry::PgPool pool(absl::GetFlag(FLAGS_pg_primary), 2, "primary");
   auto metadata = telemetry::NewPgMetadataStore(&pool);
   auto store = telemetry::NewPgReadingStore(&pool);
-  std::unique_ptr<telemetry::LatestCache> cache;
-  if (!absl::GetFlag(FLAGS_redis).empty()) {
-    auto ro = telemetry::ParseRedisAddress(absl::GetFlag(FLAGS_redis));
-    if (!ro.ok()) {
-      log->critical("{}", ro.status().ToString());
-      return 2;
-    }
-    cache = telemetry::NewRedisLatestCache(*ro);
+  auto cache_or = telemetry::NewLatestCacheAt(absl::GetFlag(FLAGS_redis));
+  if (!cache_or.ok()) {
+    log->critical("--redis: {}", cache_or.status().ToString());
+    return 2;
   }
+  std::unique_ptr<telemetry::LatestCache> cache = std::move(*cache_or);
   telemetry::KafkaOptions ko;
   ko.brokers = absl::GetFlag(FLAGS_kafka_brokers);
   ko.client_id = "telemetry-writer";

@@ -67,15 +67,12 @@ int main(int argc, char** argv) {
     replicas.push_back(
         {name, replica_stores.back().get(), [rp] { return telemetry::HeartbeatAgeSeconds(rp); }});
   }
-  std::unique_ptr<telemetry::LatestCache> cache;
-  if (!absl::GetFlag(FLAGS_redis).empty()) {
-    auto ro = telemetry::ParseRedisAddress(absl::GetFlag(FLAGS_redis));
-    if (!ro.ok()) {
-      log->critical("{}", ro.status().ToString());
-      return 2;
-    }
-    cache = telemetry::NewRedisLatestCache(*ro);
+  auto cache_or = telemetry::NewLatestCacheAt(absl::GetFlag(FLAGS_redis));
+  if (!cache_or.ok()) {
+    log->critical("--redis: {}", cache_or.status().ToString());
+    return 2;
   }
+  std::unique_ptr<telemetry::LatestCache> cache = std::move(*cache_or);
   telemetry::query::RouterOptions ropts;
   ropts.default_max_staleness_s = absl::GetFlag(FLAGS_max_staleness_s);
   ropts.breaker_threshold = absl::GetFlag(FLAGS_breaker_failures);
@@ -102,7 +99,13 @@ int main(int argc, char** argv) {
   options.topic = absl::GetFlag(FLAGS_topic);
   telemetry::query::QueryMetrics metrics(registry);
   telemetry::query::QueryCore core(options, store.get(), &router, cache.get(), clock, &metrics);
-  telemetry::Authenticator auth(metadata.get(), clock);
+  // API keys stay checkable while the primary is down, from a replica.
+  std::unique_ptr<telemetry::MetadataStore> replica_metadata, auth_metadata;
+  if (!replica_pools.empty()) {
+    replica_metadata = telemetry::NewPgMetadataStore(replica_pools.front().get());
+    auth_metadata = telemetry::NewFallbackMetadataStore(metadata.get(), replica_metadata.get());
+  }
+  telemetry::Authenticator auth(auth_metadata ? auth_metadata.get() : metadata.get(), clock);
   telemetry::ThreadPool workers(absl::GetFlag(FLAGS_worker_threads), 10000);
   telemetry::query::QueryServiceImpl service(
       &core, &auth, &workers, clock,

@@ -271,5 +271,55 @@ TEST(QueryFaults, StoppedReplicaAndRedisDownFallBackToThePrimary) {
   ASSERT_TRUE(WaitForToken(query.get(), t.key, w.token, "dev-0").ok());
 }
 
+TEST(QueryFaults, PrimaryDownStrongFailsEventualServesTheReplica) {
+  Services s;
+  s.StartWriter();
+  s.StartIngest();
+  // This query service's primary is unreachable; its replica is the real one.
+  s.StartQuery({"--pg_primary=postgresql://telemetry@127.0.0.1:1/telemetry",
+                "--pg_replicas=" + RequireEnv("TELEMETRY_PG_REPLICA"), "--replica_probe_ms=100",
+                "--redis="});  // no cache: the replica must answer
+  Tenant t = CreateTenant("primary-down");
+  auto ingest = s.IngestStub();
+  loadgen::FleetOptions f;
+  f.devices = 2;
+  f.sensors = 3;
+  f.start_ns = SystemClock::Get()->NowNs() - 100 * kNsPerSec;
+  Written w = WriteFleet(ingest.get(), t.key, f, 60, 60);
+  ASSERT_EQ(w.failed_calls, 0);
+  // Wait until the replica holds it all.
+  pqxx::connection replica(RequireEnv("TELEMETRY_PG_REPLICA"));
+  int64_t on_replica = 0;
+  for (int i = 0; i < 300 && on_replica < w.unique; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    pqxx::read_transaction tx(replica);
+    on_replica =
+        tx.exec(absl::StrCat("SELECT count(*) FROM raw_readings r JOIN series s ON"
+                             " s.id = r.series_id WHERE s.tenant_id = ",
+                             t.id))[0][0]
+            .as<int64_t>();
+  }
+  ASSERT_EQ(on_replica, w.unique);
+  auto query = s.QueryStub();
+  LatestRequest req;
+  req.add_device_ids("dev-1");
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + t.key);
+    LatestResponse resp;
+    EXPECT_EQ(query->Latest(&ctx, req, &resp).error_code(), grpc::StatusCode::UNAVAILABLE);
+  }
+  req.mutable_options()->set_consistency(telemetry::v1::CONSISTENCY_LEVEL_EVENTUAL);
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + t.key);
+  LatestResponse resp;
+  grpc::Status st = query->Latest(&ctx, req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.metadata().data_source(), "replica-1");
+  EXPECT_EQ(resp.readings_size(), 3);
+  EXPECT_EQ(Trailer(ctx, "x-data-source"), "replica-1");
+  EXPECT_FALSE(Trailer(ctx, "x-data-lag-seconds").empty());
+}
+
 }  // namespace
 }  // namespace telemetry::testing
