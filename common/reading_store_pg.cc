@@ -80,8 +80,25 @@ WITH ins AS (
     last_value = CASE WHEN EXCLUDED.last_ts > a.last_ts THEN EXCLUDED.last_value ELSE a.last_value END,
     last_ts = GREATEST(a.last_ts, EXCLUDED.last_ts)
   RETURNING 1
+), hs AS (
+  -- Tenant/project-wide hours per sensor; key order fixed so that two
+  -- writers lock shared rows in the same order.
+  INSERT INTO agg_1h_sensor AS a (tenant_id, project_id, sensor, bucket, cnt, sum, min, max,
+                                  last_ts, last_value)
+  SELECT s.tenant_id, s.project_id, s.sensor, mi.bucket - mi.bucket % 3600000000000, sum(mi.cnt),
+         sum(mi.sum), min(mi.min), max(mi.max), max(mi.last_ts),
+         (array_agg(mi.last_value ORDER BY mi.last_ts DESC))[1]
+  FROM mi JOIN series s ON s.id = mi.series_id
+  GROUP BY 1, 2, 3, 4 ORDER BY 1, 3, 4, 2
+  ON CONFLICT (tenant_id, sensor, bucket, project_id) DO UPDATE SET
+    cnt = a.cnt + EXCLUDED.cnt, sum = a.sum + EXCLUDED.sum,
+    min = LEAST(a.min, EXCLUDED.min), max = GREATEST(a.max, EXCLUDED.max),
+    last_value = CASE WHEN EXCLUDED.last_ts > a.last_ts THEN EXCLUDED.last_value ELSE a.last_value END,
+    last_ts = GREATEST(a.last_ts, EXCLUDED.last_ts)
+  RETURNING 1
 )
-SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM m), (SELECT count(*) FROM h)
+SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM m), (SELECT count(*) FROM h),
+       (SELECT count(*) FROM hs)
 )sql";
 
 ReadingRow RowFrom(const pqxx::row& r, int first_value_col) {
@@ -300,24 +317,40 @@ class PgReadingStore final : public ReadingStore {
     }
     const char* table = q.bucket_ns % hour == 0 ? "agg_1h" : "agg_1m";
     const int64_t from = q.start_ns - ((q.start_ns % q.bucket_ns) + q.bucket_ns) % q.bucket_ns;
+    // Hours over all devices of a tenant or project: the per-sensor rollup.
+    const bool per_sensor = q.bucket_ns % hour == 0 && q.device.empty() && !q.group_by_device;
     std::vector<AggregateRow> out;
     absl::Status st = pool_->Run([&](pqxx::connection& c) {
       pqxx::read_transaction tx(c);
-      pqxx::result r = tx.exec_params(
-          absl::StrCat(
-              "SELECT CASE WHEN $6 THEN d.name ELSE '' END, s.sensor, a.bucket - a.bucket % $5,"
-              " sum(a.cnt), sum(a.sum), min(a.min), max(a.max),"
-              " (array_agg(a.last_value ORDER BY a.last_ts DESC))[1]"
-              " FROM series s JOIN devices d ON d.id = s.device_id"
-              " JOIN projects p ON p.id = s.project_id"
-              " JOIN ",
-              table,
-              " a ON a.series_id = s.id AND a.bucket >= $7 AND a.bucket < $8"
-              " WHERE s.tenant_id = $1 AND ($2 = '' OR d.name = $2) AND ($3 = '' OR p.name = $3)"
-              "   AND (cardinality($4::text[]) = 0 OR s.sensor = ANY($4::text[]))"
-              " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"),
-          q.tenant_id, q.device, q.project, PgTextArray(q.sensors), q.bucket_ns, q.group_by_device,
-          from, q.end_ns);
+      pqxx::result r =
+          per_sensor
+              ? tx.exec_params(
+                    "SELECT '', a.sensor, a.bucket - a.bucket % $4, sum(a.cnt), sum(a.sum),"
+                    " min(a.min), max(a.max), (array_agg(a.last_value ORDER BY a.last_ts DESC))[1]"
+                    " FROM agg_1h_sensor a"
+                    " WHERE a.tenant_id = $1 AND a.bucket >= $5 AND a.bucket < $6"
+                    "   AND ($2 = '' OR a.project_id = (SELECT id FROM projects"
+                    "                                   WHERE tenant_id = $1 AND name = $2))"
+                    "   AND (cardinality($3::text[]) = 0 OR a.sensor = ANY($3::text[]))"
+                    " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+                    q.tenant_id, q.project, PgTextArray(q.sensors), q.bucket_ns, from, q.end_ns)
+              : tx.exec_params(
+                    absl::StrCat(
+                        "SELECT CASE WHEN $6 THEN d.name ELSE '' END, s.sensor, a.bucket - "
+                        "a.bucket % $5,"
+                        " sum(a.cnt), sum(a.sum), min(a.min), max(a.max),"
+                        " (array_agg(a.last_value ORDER BY a.last_ts DESC))[1]"
+                        " FROM series s JOIN devices d ON d.id = s.device_id"
+                        " JOIN projects p ON p.id = s.project_id"
+                        " JOIN ",
+                        table,
+                        " a ON a.series_id = s.id AND a.bucket >= $7 AND a.bucket < $8"
+                        " WHERE s.tenant_id = $1 AND ($2 = '' OR d.name = $2) AND ($3 = '' OR "
+                        "p.name = $3)"
+                        "   AND (cardinality($4::text[]) = 0 OR s.sensor = ANY($4::text[]))"
+                        " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"),
+                    q.tenant_id, q.device, q.project, PgTextArray(q.sensors), q.bucket_ns,
+                    q.group_by_device, from, q.end_ns);
       out.reserve(r.size());
       for (const auto& row : r) {
         AggregateRow a;

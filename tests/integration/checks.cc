@@ -80,6 +80,24 @@ int64_t RollupMismatches(int64_t tenant_id, const std::string& table, int64_t wi
       "   OR a.last_ts <> r.lt OR a.last_value <> r.lv"));
 }
 
+int64_t SensorRollupMismatches(int64_t tenant_id) {
+  return SqlInt(absl::StrCat(
+      "WITH v AS (SELECT s.project_id, s.sensor, r.ts,"
+      "   coalesce(r.value_double, r.value_bool::int) AS v"
+      "   FROM raw_readings r JOIN series s ON s.id = r.series_id WHERE s.tenant_id = ",
+      tenant_id,
+      "   AND (r.value_double IS NOT NULL OR r.value_bool IS NOT NULL)),"
+      " r AS (SELECT project_id, sensor, ts - ts % 3600000000000 AS bucket, count(*) AS c,"
+      "   sum(v) AS s, min(v) AS mn, max(v) AS mx, max(ts) AS lt FROM v GROUP BY 1, 2, 3),"
+      " a AS (SELECT * FROM agg_1h_sensor WHERE tenant_id = ",
+      tenant_id,
+      ")"
+      " SELECT count(*) FROM r FULL JOIN a USING (project_id, sensor, bucket)"
+      " WHERE r.c IS NULL OR a.cnt IS NULL OR a.cnt <> r.c"
+      "   OR abs(a.sum - r.s) > 1e-6 * greatest(1, abs(r.s)) OR a.min <> r.mn OR a.max <> r.mx"
+      "   OR a.last_ts <> r.lt"));
+}
+
 int64_t CacheMismatches(int64_t tenant_id) {
   auto rows = Sql(absl::StrCat(
       "SELECT d.name, s.sensor, r.ts FROM series s JOIN devices d ON d.id = s.device_id"

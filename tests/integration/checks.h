@@ -27,6 +27,9 @@ Written WriteFleet(telemetry::v1::IngestService::Stub* stub, const std::string& 
 int64_t RawCount(int64_t tenant_id);
 // Rollup buckets that differ from a GROUP BY over the tenant's raw rows.
 int64_t RollupMismatches(int64_t tenant_id, const std::string& table, int64_t width_ns);
+// Tenant-wide hourly per-sensor rollup rows that differ from a GROUP BY over
+// the tenant's raw rows.
+int64_t SensorRollupMismatches(int64_t tenant_id);
 // Series whose cached latest value differs from the newest raw row.
 int64_t CacheMismatches(int64_t tenant_id);
 

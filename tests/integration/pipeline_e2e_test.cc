@@ -83,6 +83,7 @@ TEST_F(Pipeline, DuplicatesAndLateReadingsAreStoredExactlyOnce) {
   EXPECT_EQ(RawCount(t.id), w.unique);
   EXPECT_EQ(RollupMismatches(t.id, "agg_1m", 60'000'000'000), 0);
   EXPECT_EQ(RollupMismatches(t.id, "agg_1h", 3'600'000'000'000), 0);
+  EXPECT_EQ(SensorRollupMismatches(t.id), 0);
   EXPECT_EQ(CacheMismatches(t.id), 0);
 }
 

@@ -41,6 +41,7 @@ TEST(Robustness, WriterKilledMidStreamLosesNothingAndDoublesNothing) {
   EXPECT_EQ(RawCount(t.id), w.unique);
   EXPECT_EQ(RollupMismatches(t.id, "agg_1m", 60'000'000'000), 0);
   EXPECT_EQ(RollupMismatches(t.id, "agg_1h", 3'600'000'000'000), 0);
+  EXPECT_EQ(SensorRollupMismatches(t.id), 0);
   EXPECT_EQ(CacheMismatches(t.id), 0);
 }
 

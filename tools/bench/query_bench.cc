@@ -2,7 +2,7 @@
 // a realistic data set, beside the same aggregates computed from raw rows by
 // Postgres in the same run.
 //
-//   telemetry-bench-query --pg $TELEMETRY_PG_PRIMARY --redis $TELEMETRY_REDIS \
+//   telemetry-bench-query --pg $TELEMETRY_PG_PRIMARY --redis $TELEMETRY_REDIS
 //       --query 127.0.0.1:50052 --api_keys K1,K2,K3,K4 --tenant_ids 1,2,3,4 --load
 //
 // --load fills 250 devices × 8 sensors per tenant, one reading per 30 s over
@@ -45,7 +45,8 @@ ABSL_FLAG(int64_t, hours, 24, "Hours of data");
 ABSL_FLAG(bool, load, false, "Load the data set first");
 ABSL_FLAG(int, concurrency, 4, "Concurrent clients");
 ABSL_FLAG(int, requests, 2000, "Requests per fast read kind (a tenth for the tenant aggregate)");
-ABSL_FLAG(int64_t, end_ns, 0, "End of the data set (0 = now rounded down to the hour; set it to reuse a loaded set)");
+ABSL_FLAG(int64_t, end_ns, 0,
+          "End of the data set (0 = now rounded down to the hour; set it to reuse a loaded set)");
 
 namespace {
 
@@ -96,9 +97,11 @@ Result Measure(const std::string& name, int n, int concurrency,
 
 int main(int argc, char** argv) {
   telemetry::InitFlags(argc, argv, "telemetry-bench-query: read benchmark");
-  std::vector<std::string> keys = absl::StrSplit(absl::GetFlag(FLAGS_api_keys), ',', absl::SkipEmpty());
+  std::vector<std::string> keys =
+      absl::StrSplit(absl::GetFlag(FLAGS_api_keys), ',', absl::SkipEmpty());
   std::vector<int64_t> tenants;
-  for (absl::string_view t : absl::StrSplit(absl::GetFlag(FLAGS_tenant_ids), ',', absl::SkipEmpty())) {
+  for (absl::string_view t :
+       absl::StrSplit(absl::GetFlag(FLAGS_tenant_ids), ',', absl::SkipEmpty())) {
     tenants.push_back(std::stoll(std::string(t)));
   }
   if (keys.empty() || keys.size() != tenants.size()) {
@@ -122,7 +125,8 @@ int main(int argc, char** argv) {
     for (int64_t t : tenants) {
       std::vector<telemetry::SeriesSpec> specs;
       for (int d = 0; d < devices; ++d) {
-        for (int s = 0; s < sensors; ++s) specs.push_back({"dev-" + std::to_string(d), "s" + std::to_string(s), "C", ""});
+        for (int s = 0; s < sensors; ++s)
+          specs.push_back({"dev-" + std::to_string(d), "s" + std::to_string(s), "C", ""});
       }
       auto ids = meta->ResolveSeries(t, specs);
       if (!ids.ok()) {
@@ -156,13 +160,21 @@ int main(int argc, char** argv) {
     pqxx::work tx(c);
     for (const char* table : {"agg_1m", "agg_1h"}) {
       int64_t w = std::string(table) == "agg_1m" ? 60 * telemetry::kNsPerSec : hour;
-      tx.exec_params(absl::StrCat(
-                         "INSERT INTO ", table, " SELECT series_id, ts - ts % $2, count(*),"
-                         " sum(value_double), min(value_double), max(value_double), max(ts),"
-                         " (array_agg(value_double ORDER BY ts DESC))[1] FROM raw_readings"
-                         " WHERE series_id = ANY($1::int[]) GROUP BY 1, 2 ON CONFLICT DO NOTHING"),
-                     ids, w);
+      tx.exec_params(
+          absl::StrCat("INSERT INTO ", table,
+                       " SELECT series_id, ts - ts % $2, count(*),"
+                       " sum(value_double), min(value_double), max(value_double), max(ts),"
+                       " (array_agg(value_double ORDER BY ts DESC))[1] FROM raw_readings"
+                       " WHERE series_id = ANY($1::int[]) GROUP BY 1, 2 ON CONFLICT DO NOTHING"),
+          ids, w);
     }
+    tx.exec_params(
+        "INSERT INTO agg_1h_sensor SELECT s.tenant_id, s.project_id, s.sensor, a.bucket,"
+        " sum(a.cnt), sum(a.sum), min(a.min), max(a.max), max(a.last_ts),"
+        " (array_agg(a.last_value ORDER BY a.last_ts DESC))[1]"
+        " FROM agg_1h a JOIN series s ON s.id = a.series_id WHERE a.series_id = ANY($1::int[])"
+        " GROUP BY 1, 2, 3, 4 ON CONFLICT DO NOTHING",
+        ids);
     tx.exec("ANALYZE");
     tx.commit();
     auto ro = telemetry::ParseRedisAddress(absl::GetFlag(FLAGS_redis));
@@ -188,39 +200,45 @@ int main(int argc, char** argv) {
                  std::chrono::duration<double>(Clock::now() - t0).count());
   }
 
-  auto channel = grpc::CreateChannel(absl::GetFlag(FLAGS_query), grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel(absl::GetFlag(FLAGS_query), grpc::InsecureChannelCredentials());
   auto stub = telemetry::v1::QueryService::NewStub(channel);
   const int n = absl::GetFlag(FLAGS_requests), conc = absl::GetFlag(FLAGS_concurrency);
   auto pick_tenant = [&](std::mt19937_64& rng) { return rng() % tenants.size(); };
-  auto device = [&](std::mt19937_64& rng) { return "dev-" + std::to_string(rng() % static_cast<uint64_t>(devices)); };
+  auto device = [&](std::mt19937_64& rng) {
+    return "dev-" + std::to_string(rng() % static_cast<uint64_t>(devices));
+  };
   auto t_in = [&](std::mt19937_64& rng, int64_t margin) {
-    return start + margin + static_cast<int64_t>(rng() % static_cast<uint64_t>(end - start - 2 * margin));
+    return start + margin +
+           static_cast<int64_t>(rng() % static_cast<uint64_t>(end - start - 2 * margin));
   };
   auto ctx_for = [&](grpc::ClientContext& ctx, size_t t) {
     ctx.AddMetadata("authorization", "Bearer " + keys[t]);
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   };
   std::vector<Result> results;
-  results.push_back(Measure("latest of 8 sensors (EVENTUAL, cache)", n, conc, [&](std::mt19937_64& rng) {
-    size_t t = pick_tenant(rng);
-    grpc::ClientContext ctx;
-    ctx_for(ctx, t);
-    telemetry::v1::LatestRequest req;
-    req.mutable_options()->set_consistency(telemetry::v1::CONSISTENCY_LEVEL_EVENTUAL);
-    req.add_device_ids(device(rng));
-    telemetry::v1::LatestResponse resp;
-    return stub->Latest(&ctx, req, &resp).ok() && resp.readings_size() == sensors &&
-           resp.metadata().data_source() == "cache";
-  }));
-  results.push_back(Measure("latest of 8 sensors (STRONG, primary)", n, conc, [&](std::mt19937_64& rng) {
-    size_t t = pick_tenant(rng);
-    grpc::ClientContext ctx;
-    ctx_for(ctx, t);
-    telemetry::v1::LatestRequest req;
-    req.add_device_ids(device(rng));
-    telemetry::v1::LatestResponse resp;
-    return stub->Latest(&ctx, req, &resp).ok() && resp.readings_size() == sensors;
-  }));
+  results.push_back(
+      Measure("latest of 8 sensors (EVENTUAL, cache)", n, conc, [&](std::mt19937_64& rng) {
+        size_t t = pick_tenant(rng);
+        grpc::ClientContext ctx;
+        ctx_for(ctx, t);
+        telemetry::v1::LatestRequest req;
+        req.mutable_options()->set_consistency(telemetry::v1::CONSISTENCY_LEVEL_EVENTUAL);
+        req.add_device_ids(device(rng));
+        telemetry::v1::LatestResponse resp;
+        return stub->Latest(&ctx, req, &resp).ok() && resp.readings_size() == sensors &&
+               resp.metadata().data_source() == "cache";
+      }));
+  results.push_back(
+      Measure("latest of 8 sensors (STRONG, primary)", n, conc, [&](std::mt19937_64& rng) {
+        size_t t = pick_tenant(rng);
+        grpc::ClientContext ctx;
+        ctx_for(ctx, t);
+        telemetry::v1::LatestRequest req;
+        req.add_device_ids(device(rng));
+        telemetry::v1::LatestResponse resp;
+        return stub->Latest(&ctx, req, &resp).ok() && resp.readings_size() == sensors;
+      }));
   results.push_back(Measure("one sensor, 1 h raw (Range)", n, conc, [&](std::mt19937_64& rng) {
     size_t t = pick_tenant(rng);
     grpc::ClientContext ctx;
@@ -295,31 +313,40 @@ int main(int argc, char** argv) {
       conns.push_back(std::move(c));
       return ok;
     };
-    results.push_back(Measure("baseline: one sensor 24 h 1-min from raw (SQL)", n / 4, conc, [&](std::mt19937_64& rng) {
-      int64_t t = tenants[pick_tenant(rng)];
-      return sql(absl::StrCat(
-          "SELECT r.ts - r.ts % 60000000000 AS b, avg(value_double), max(value_double)"
-          " FROM raw_readings r JOIN series s ON s.id = r.series_id JOIN devices d ON d.id = s.device_id"
-          " WHERE s.tenant_id = ", t, " AND d.name = '", device(rng), "' AND s.sensor = 's",
-          rng() % static_cast<uint64_t>(sensors), "' AND r.ts >= ", start, " AND r.ts < ", end,
-          " GROUP BY 1 ORDER BY 1"));
-    }));
-    results.push_back(Measure("baseline: tenant 24 h 1-h from raw (SQL)", std::max(8, n / 100), conc, [&](std::mt19937_64& rng) {
-      int64_t t = tenants[pick_tenant(rng)];
-      return sql(absl::StrCat(
-          "SELECT s.sensor, r.ts - r.ts % 3600000000000 AS b, avg(value_double), max(value_double)"
-          " FROM raw_readings r JOIN series s ON s.id = r.series_id"
-          " WHERE s.tenant_id = ", t, " AND r.ts >= ", start, " AND r.ts < ", end,
-          " GROUP BY 1, 2 ORDER BY 1, 2"));
-    }));
+    results.push_back(Measure(
+        "baseline: one sensor 24 h 1-min from raw (SQL)", n / 4, conc, [&](std::mt19937_64& rng) {
+          int64_t t = tenants[pick_tenant(rng)];
+          return sql(absl::StrCat(
+              "SELECT r.ts - r.ts % 60000000000 AS b, avg(value_double), max(value_double)"
+              " FROM raw_readings r JOIN series s ON s.id = r.series_id JOIN devices d ON d.id = "
+              "s.device_id"
+              " WHERE s.tenant_id = ",
+              t, " AND d.name = '", device(rng), "' AND s.sensor = 's",
+              rng() % static_cast<uint64_t>(sensors), "' AND r.ts >= ", start, " AND r.ts < ", end,
+              " GROUP BY 1 ORDER BY 1"));
+        }));
+    results.push_back(Measure("baseline: tenant 24 h 1-h from raw (SQL)", std::max(8, n / 100),
+                              conc, [&](std::mt19937_64& rng) {
+                                int64_t t = tenants[pick_tenant(rng)];
+                                return sql(absl::StrCat(
+                                    "SELECT s.sensor, r.ts - r.ts % 3600000000000 AS b, "
+                                    "avg(value_double), max(value_double)"
+                                    " FROM raw_readings r JOIN series s ON s.id = r.series_id"
+                                    " WHERE s.tenant_id = ",
+                                    t, " AND r.ts >= ", start, " AND r.ts < ", end,
+                                    " GROUP BY 1, 2 ORDER BY 1, 2"));
+                              }));
   }
-  std::printf("{\"devices_per_tenant\":%d,\"tenants\":%zu,\"sensors\":%d,\"rows\":%lld,\"concurrency\":%d,\"results\":[",
-              devices, tenants.size(), sensors,
-              static_cast<long long>(steps) * devices * sensors * static_cast<long long>(tenants.size()), conc);
+  std::printf(
+      "{\"devices_per_tenant\":%d,\"tenants\":%zu,\"sensors\":%d,\"rows\":%lld,\"concurrency\":%d,"
+      "\"results\":[",
+      devices, tenants.size(), sensors,
+      static_cast<long long>(steps) * devices * sensors * static_cast<long long>(tenants.size()),
+      conc);
   for (size_t i = 0; i < results.size(); ++i) {
     std::printf("%s{\"read\":\"%s\",\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"qps\":%.1f,\"errors\":%d}",
-                i ? "," : "", results[i].name.c_str(), results[i].p50, results[i].p99, results[i].qps,
-                results[i].errors);
+                i ? "," : "", results[i].name.c_str(), results[i].p50, results[i].p99,
+                results[i].qps, results[i].errors);
   }
   std::printf("]}\n");
   return 0;
