@@ -7,6 +7,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/pg_pool.h"
@@ -48,7 +49,16 @@ void AppendNumber(std::string* out, T v) {
 
 // The rollup merge: only rows this statement inserted reach the rollups, so
 // a replayed or duplicated reading never counts twice.
-constexpr char kApplySql[] = R"sql(
+// How a rollup row absorbs the new rows' partial aggregate (the same rule for
+// every rollup table): counts and sums add up, the last value is the newer.
+constexpr char kMergeRollup[] = R"sql(DO UPDATE SET
+    cnt = a.cnt + EXCLUDED.cnt, sum = a.sum + EXCLUDED.sum,
+    min = LEAST(a.min, EXCLUDED.min), max = GREATEST(a.max, EXCLUDED.max),
+    last_value = CASE WHEN EXCLUDED.last_ts > a.last_ts THEN EXCLUDED.last_value ELSE a.last_value END,
+    last_ts = GREATEST(a.last_ts, EXCLUDED.last_ts))sql";
+
+// The apply statement; {M} stands for kMergeRollup.
+constexpr char kApplySqlTemplate[] = R"sql(
 WITH ins AS (
   INSERT INTO raw_readings (series_id, ts, value_double, value_text, value_bool, status_code)
   SELECT series_id, ts, value_double, value_text, value_bool, status_code FROM stage_raw
@@ -62,11 +72,7 @@ WITH ins AS (
 ), m AS (
   INSERT INTO agg_1m AS a (series_id, bucket, cnt, sum, min, max, last_ts, last_value)
   SELECT * FROM mi
-  ON CONFLICT (series_id, bucket) DO UPDATE SET
-    cnt = a.cnt + EXCLUDED.cnt, sum = a.sum + EXCLUDED.sum,
-    min = LEAST(a.min, EXCLUDED.min), max = GREATEST(a.max, EXCLUDED.max),
-    last_value = CASE WHEN EXCLUDED.last_ts > a.last_ts THEN EXCLUDED.last_value ELSE a.last_value END,
-    last_ts = GREATEST(a.last_ts, EXCLUDED.last_ts)
+  ON CONFLICT (series_id, bucket) {M}
   RETURNING 1
 ), h AS (
   -- Hours from the new minutes: fewer rows than from the raw ones.
@@ -74,11 +80,7 @@ WITH ins AS (
   SELECT series_id, bucket - bucket % 3600000000000, sum(cnt), sum(sum), min(min), max(max),
          max(last_ts), (array_agg(last_value ORDER BY last_ts DESC))[1]
   FROM mi GROUP BY 1, 2
-  ON CONFLICT (series_id, bucket) DO UPDATE SET
-    cnt = a.cnt + EXCLUDED.cnt, sum = a.sum + EXCLUDED.sum,
-    min = LEAST(a.min, EXCLUDED.min), max = GREATEST(a.max, EXCLUDED.max),
-    last_value = CASE WHEN EXCLUDED.last_ts > a.last_ts THEN EXCLUDED.last_value ELSE a.last_value END,
-    last_ts = GREATEST(a.last_ts, EXCLUDED.last_ts)
+  ON CONFLICT (series_id, bucket) {M}
   RETURNING 1
 ), hs AS (
   -- Tenant/project-wide hours per sensor; key order fixed so that two
@@ -90,16 +92,17 @@ WITH ins AS (
          (array_agg(mi.last_value ORDER BY mi.last_ts DESC))[1]
   FROM mi JOIN series s ON s.id = mi.series_id
   GROUP BY 1, 2, 3, 4 ORDER BY 1, 3, 4, 2
-  ON CONFLICT (tenant_id, sensor, bucket, project_id) DO UPDATE SET
-    cnt = a.cnt + EXCLUDED.cnt, sum = a.sum + EXCLUDED.sum,
-    min = LEAST(a.min, EXCLUDED.min), max = GREATEST(a.max, EXCLUDED.max),
-    last_value = CASE WHEN EXCLUDED.last_ts > a.last_ts THEN EXCLUDED.last_value ELSE a.last_value END,
-    last_ts = GREATEST(a.last_ts, EXCLUDED.last_ts)
+  ON CONFLICT (tenant_id, sensor, bucket, project_id) {M}
   RETURNING 1
 )
 SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM m), (SELECT count(*) FROM h),
        (SELECT count(*) FROM hs)
 )sql";
+
+const std::string& ApplySql() {
+  static const std::string sql = absl::StrReplaceAll(kApplySqlTemplate, {{"{M}", kMergeRollup}});
+  return sql;
+}
 
 ReadingRow RowFrom(const pqxx::row& r, int first_value_col) {
   ReadingRow out;
@@ -176,7 +179,7 @@ class PgReadingStore final : public ReadingStore {
         stream.write_raw_line(buf);
         stream.complete();
 #pragma GCC diagnostic pop
-        pqxx::result r = tx.exec(kApplySql);
+        pqxx::result r = tx.exec(ApplySql());
         result.inserted = r[0][0].as<int64_t>();
         result.duplicates = static_cast<int64_t>(rows.size()) - result.inserted;
       }
