@@ -161,13 +161,20 @@ void Writer::Accept(const ConsumedMessage& m) {
       std::this_thread::sleep_for(std::chrono::nanoseconds(options_.retry_backoff_ns));
     }
   } else {
+    // A block's readings are contiguous: render its labels once, not per reading.
+    const telemetry::v1::SeriesBlock* labels_of = nullptr;
+    std::string labels_json;
     for (auto& d : decoded) {
+      if (d.block != labels_of) {
+        labels_of = d.block;
+        labels_json = LabelsJson(d.block->labels());
+      }
       Pending p;
       p.tenant_id = batch.tenant_id();
       p.device = d.block->device_id();
       p.sensor = d.block->sensor();
       p.unit = d.block->unit();
-      p.labels_json = LabelsJson(d.block->labels());
+      p.labels_json = labels_json;
       p.row = std::move(d.row);
       p.produced_at_ns = batch.produced_at_ns();
       pending_rows_.push_back(std::move(p));
