@@ -1,5 +1,7 @@
 #include "common/pg_pool.h"
 
+#include <charconv>
+
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 
@@ -104,6 +106,28 @@ absl::Status StatusFromPgException(const std::exception& e) {
     return absl::InternalError(what);
   }
   return absl::InternalError(what);
+}
+
+double PgDouble(const pqxx::field& f) {
+  const char* b = f.c_str();
+  const char* e = b + f.size();
+  double v = 0;
+  auto [ptr, ec] = std::from_chars(b, e, v);
+  if (ec != std::errc() || ptr != e) {
+    throw pqxx::conversion_error(absl::StrCat("not a double: '", b, "'"));
+  }
+  return v;
+}
+
+int64_t PgInt64(const pqxx::field& f) {
+  const char* b = f.c_str();
+  const char* e = b + f.size();
+  int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(b, e, v);
+  if (ec != std::errc() || ptr != e) {
+    throw pqxx::conversion_error(absl::StrCat("not an integer: '", b, "'"));
+  }
+  return v;
 }
 
 std::string PgTextArray(const std::vector<std::string>& items) {

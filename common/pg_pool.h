@@ -49,6 +49,12 @@ class PgPool {
 // Maps a libpqxx / std exception to a status (used by Run, exposed for tests).
 absl::Status StatusFromPgException(const std::exception& e);
 
+// Fast parsers for a non-null field's text (libpqxx 6's as<double>() goes
+// through an istringstream, which dominated the cost of reading rows).
+// Throw pqxx::conversion_error on malformed text, as as<T>() does.
+double PgDouble(const pqxx::field& f);
+int64_t PgInt64(const pqxx::field& f);
+
 // A Postgres array literal ('{"a","b"}') of strings, safely quoted.
 std::string PgTextArray(const std::vector<std::string>& items);
 

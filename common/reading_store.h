@@ -43,6 +43,9 @@ struct AggregateQuery {
   // A multiple of one minute (served from agg_1m) or of one hour (agg_1h).
   int64_t bucket_ns = 60 * 1'000'000'000LL;
   bool group_by_device = true;
+  // Which values the caller needs (the count is always returned); the
+  // others may come back as 0, which saves formatting and parsing them.
+  bool need_sum = true, need_min = true, need_max = true, need_last = true;
 };
 
 // One bucket of one series (or of one sensor over devices).

@@ -1,8 +1,10 @@
 // ReadingStore on Postgres: narrow raw rows in day partitions, rollups in
 // agg_1m / agg_1h, the writer's offsets in writer_offsets.
+#include <algorithm>
 #include <charconv>
 #include <pqxx/tablewriter>
 #include <set>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
@@ -104,13 +106,23 @@ const std::string& ApplySql() {
   return sql;
 }
 
+// A read: one statement outside a transaction block (no BEGIN/COMMIT round
+// trips), prepared once per connection so its plan is cached.
+template <typename... Args>
+pqxx::result ReadPrepared(pqxx::connection& c, const char* name, const std::string& sql,
+                          Args&&... args) {
+  c.prepare(name, sql);
+  pqxx::nontransaction tx(c);
+  return tx.exec_prepared(name, std::forward<Args>(args)...);
+}
+
 ReadingRow RowFrom(const pqxx::row& r, int first_value_col) {
   ReadingRow out;
   int c = first_value_col;
-  out.ts_ns = r[c].as<int64_t>();
+  out.ts_ns = PgInt64(r[c]);
   if (!r[c + 1].is_null()) {
     out.kind = ValueKind::kDouble;
-    out.d = r[c + 1].as<double>();
+    out.d = PgDouble(r[c + 1]);
   } else if (!r[c + 2].is_null()) {
     out.kind = ValueKind::kString;
     out.s = r[c + 2].as<std::string>();
@@ -118,7 +130,7 @@ ReadingRow RowFrom(const pqxx::row& r, int first_value_col) {
     out.kind = ValueKind::kBool;
     out.b = r[c + 3].as<bool>();
   }
-  out.status = r[c + 4].is_null() ? 0 : r[c + 4].as<int32_t>();
+  out.status = r[c + 4].is_null() ? 0 : static_cast<int32_t>(PgInt64(r[c + 4]));
   return out;
 }
 
@@ -285,19 +297,19 @@ class PgReadingStore final : public ReadingStore {
   absl::StatusOr<std::vector<ReadingRow>> Latest(int64_t tenant_id,
                                                  const std::vector<std::string>& devices,
                                                  const std::vector<std::string>& sensors) override {
+    static const std::string kSql =
+        "SELECT d.name, s.sensor, s.unit, r.ts, r.value_double, r.value_text, r.value_bool,"
+        " r.status_code"
+        " FROM devices d JOIN series s ON s.device_id = d.id"
+        " CROSS JOIN LATERAL (SELECT * FROM raw_readings r WHERE r.series_id = s.id"
+        "   ORDER BY r.ts DESC LIMIT 1) r"
+        " WHERE d.tenant_id = $1 AND d.name = ANY($2::text[])"
+        "   AND (cardinality($3::text[]) = 0 OR s.sensor = ANY($3::text[]))"
+        " ORDER BY d.name, s.sensor, s.unit";
     std::vector<ReadingRow> out;
     absl::Status st = pool_->Run([&](pqxx::connection& c) {
-      pqxx::read_transaction tx(c);
-      pqxx::result r = tx.exec_params(
-          "SELECT d.name, s.sensor, s.unit, r.ts, r.value_double, r.value_text, r.value_bool,"
-          " r.status_code"
-          " FROM devices d JOIN series s ON s.device_id = d.id"
-          " CROSS JOIN LATERAL (SELECT * FROM raw_readings r WHERE r.series_id = s.id"
-          "   ORDER BY r.ts DESC LIMIT 1) r"
-          " WHERE d.tenant_id = $1 AND d.name = ANY($2::text[])"
-          "   AND (cardinality($3::text[]) = 0 OR s.sensor = ANY($3::text[]))"
-          " ORDER BY d.name, s.sensor, s.unit",
-          tenant_id, PgTextArray(devices), PgTextArray(sensors));
+      pqxx::result r =
+          ReadPrepared(c, "latest", kSql, tenant_id, PgTextArray(devices), PgTextArray(sensors));
       out.reserve(r.size());
       for (const auto& row : r) {
         ReadingRow rr = RowFrom(row, 3);
@@ -318,53 +330,94 @@ class PgReadingStore final : public ReadingStore {
     if (q.bucket_ns <= 0 || q.bucket_ns % minute != 0) {
       return absl::InvalidArgumentError("bucket must be a whole number of minutes");
     }
-    const char* table = q.bucket_ns % hour == 0 ? "agg_1h" : "agg_1m";
+    const bool hours = q.bucket_ns % hour == 0;
     const int64_t from = q.start_ns - ((q.start_ns % q.bucket_ns) + q.bucket_ns) % q.bucket_ns;
+    // Values the caller does not need come back NULL ($9..$12: sum, min, max,
+    // last): float formatting and parsing were most of the cost.
+    auto values = [](const char* cnt, const char* sum, const char* min, const char* max,
+                     const char* last_ts, const char* last) {
+      return absl::StrCat(cnt, ", CASE WHEN $9 THEN ", sum, " END, CASE WHEN $10 THEN ", min,
+                          " END, CASE WHEN $11 THEN ", max, " END, CASE WHEN $12 THEN ", last_ts,
+                          " END, CASE WHEN $12 THEN ", last, " END");
+    };
+    static const std::string kGroupedValues =
+        values("sum(a.cnt)", "sum(a.sum)", "min(a.min)", "max(a.max)", "max(a.last_ts)",
+               "(array_agg(a.last_value ORDER BY a.last_ts DESC))[1]");
     // Hours over all devices of a tenant or project: the per-sensor rollup.
-    const bool per_sensor = q.bucket_ns % hour == 0 && q.device.empty() && !q.group_by_device;
+    // ($2 and $6 keep the parameter list the same as the per-series queries.)
+    static const std::string kPerSensorSql = absl::StrCat(
+        "SELECT '', a.sensor, a.bucket - a.bucket % $5, ", kGroupedValues,
+        " FROM agg_1h_sensor a"
+        " WHERE a.tenant_id = $1 AND a.bucket >= $7 AND a.bucket < $8 AND $2 = '' AND NOT $6"
+        "   AND ($3 = '' OR a.project_id = (SELECT id FROM projects"
+        "                                   WHERE tenant_id = $1 AND name = $3))"
+        "   AND (cardinality($4::text[]) = 0 OR a.sensor = ANY($4::text[]))"
+        " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3");
+    // Per series. Buckets as wide as the rollup's, per device: the rollup rows
+    // as they are (index order, no grouping; two units of one sensor are
+    // merged below). Otherwise grouped in SQL.
+    auto series_sql = [&](const char* table, bool grouped) {
+      return absl::StrCat(
+          "SELECT CASE WHEN $6 THEN d.name ELSE '' END, s.sensor, ",
+          grouped ? absl::StrCat("a.bucket - a.bucket % $5, ", kGroupedValues)
+                  : absl::StrCat(
+                        "a.bucket + 0 * $5::bigint, ",
+                        values("a.cnt", "a.sum", "a.min", "a.max", "a.last_ts", "a.last_value")),
+          " FROM devices d JOIN series s ON s.device_id = d.id"
+          " JOIN projects p ON p.id = s.project_id JOIN ",
+          table,
+          " a ON a.series_id = s.id AND a.bucket >= $7 AND a.bucket < $8"
+          " WHERE d.tenant_id = $1 AND s.tenant_id = $1 AND ($2 = '' OR d.name = $2)"
+          "   AND ($3 = '' OR p.name = $3)"
+          "   AND (cardinality($4::text[]) = 0 OR s.sensor = ANY($4::text[]))",
+          grouped ? " GROUP BY 1, 2, 3" : "", " ORDER BY 1, 2, 3");
+    };
+    static const std::string kMinuteRows = series_sql("agg_1m", false);
+    static const std::string kMinuteGrouped = series_sql("agg_1m", true);
+    static const std::string kHourRows = series_sql("agg_1h", false);
+    static const std::string kHourGrouped = series_sql("agg_1h", true);
+    const bool per_sensor = hours && q.device.empty() && !q.group_by_device;
+    const bool native = q.group_by_device && q.bucket_ns == (hours ? hour : minute);
+    const char* name = per_sensor ? "agg_sensor"
+                       : hours    ? (native ? "agg_h_rows" : "agg_h_grouped")
+                                  : (native ? "agg_m_rows" : "agg_m_grouped");
+    const std::string& sql = per_sensor ? kPerSensorSql
+                             : hours    ? (native ? kHourRows : kHourGrouped)
+                                        : (native ? kMinuteRows : kMinuteGrouped);
+    auto num = [](const pqxx::field& f) { return f.is_null() ? 0.0 : PgDouble(f); };
     std::vector<AggregateRow> out;
     absl::Status st = pool_->Run([&](pqxx::connection& c) {
-      pqxx::read_transaction tx(c);
-      pqxx::result r =
-          per_sensor
-              ? tx.exec_params(
-                    "SELECT '', a.sensor, a.bucket - a.bucket % $4, sum(a.cnt), sum(a.sum),"
-                    " min(a.min), max(a.max), (array_agg(a.last_value ORDER BY a.last_ts DESC))[1]"
-                    " FROM agg_1h_sensor a"
-                    " WHERE a.tenant_id = $1 AND a.bucket >= $5 AND a.bucket < $6"
-                    "   AND ($2 = '' OR a.project_id = (SELECT id FROM projects"
-                    "                                   WHERE tenant_id = $1 AND name = $2))"
-                    "   AND (cardinality($3::text[]) = 0 OR a.sensor = ANY($3::text[]))"
-                    " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-                    q.tenant_id, q.project, PgTextArray(q.sensors), q.bucket_ns, from, q.end_ns)
-              : tx.exec_params(
-                    absl::StrCat(
-                        "SELECT CASE WHEN $6 THEN d.name ELSE '' END, s.sensor, a.bucket - "
-                        "a.bucket % $5,"
-                        " sum(a.cnt), sum(a.sum), min(a.min), max(a.max),"
-                        " (array_agg(a.last_value ORDER BY a.last_ts DESC))[1]"
-                        " FROM series s JOIN devices d ON d.id = s.device_id"
-                        " JOIN projects p ON p.id = s.project_id"
-                        " JOIN ",
-                        table,
-                        " a ON a.series_id = s.id AND a.bucket >= $7 AND a.bucket < $8"
-                        " WHERE s.tenant_id = $1 AND ($2 = '' OR d.name = $2) AND ($3 = '' OR "
-                        "p.name = $3)"
-                        "   AND (cardinality($4::text[]) = 0 OR s.sensor = ANY($4::text[]))"
-                        " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"),
-                    q.tenant_id, q.device, q.project, PgTextArray(q.sensors), q.bucket_ns,
-                    q.group_by_device, from, q.end_ns);
+      pqxx::result r = ReadPrepared(c, name, sql, q.tenant_id, q.device, q.project,
+                                    PgTextArray(q.sensors), q.bucket_ns, q.group_by_device, from,
+                                    q.end_ns, q.need_sum, q.need_min, q.need_max, q.need_last);
       out.reserve(r.size());
+      int64_t last_ts = 0;
       for (const auto& row : r) {
+        const int64_t bucket = PgInt64(row[2]);
+        const int64_t row_last_ts = row[7].is_null() ? 0 : PgInt64(row[7]);
+        if (!out.empty() && out.back().bucket_ns == bucket && out.back().sensor == row[1].c_str() &&
+            out.back().device == row[0].c_str()) {
+          AggregateRow& a = out.back();
+          a.count += PgInt64(row[3]);
+          a.sum += num(row[4]);
+          a.min = std::min(a.min, num(row[5]));
+          a.max = std::max(a.max, num(row[6]));
+          if (row_last_ts > last_ts) {
+            last_ts = row_last_ts;
+            a.last = num(row[8]);
+          }
+          continue;
+        }
         AggregateRow a;
         a.device = row[0].as<std::string>();
         a.sensor = row[1].as<std::string>();
-        a.bucket_ns = row[2].as<int64_t>();
-        a.count = row[3].as<int64_t>();
-        a.sum = row[4].as<double>();
-        a.min = row[5].as<double>();
-        a.max = row[6].as<double>();
-        a.last = row[7].as<double>();
+        a.bucket_ns = bucket;
+        a.count = PgInt64(row[3]);
+        a.sum = num(row[4]);
+        a.min = num(row[5]);
+        a.max = num(row[6]);
+        a.last = num(row[8]);
+        last_ts = row_last_ts;
         out.push_back(std::move(a));
       }
       return absl::OkStatus();
@@ -376,27 +429,27 @@ class PgReadingStore final : public ReadingStore {
   absl::StatusOr<PlaybackRows> Playback(int64_t tenant_id, const std::string& device,
                                         const std::vector<std::string>& sensors, int64_t from_ns,
                                         int64_t to_ns) override {
+    // Per series: the last row before, the rows inside, the first after;
+    // each part an index range scan on (series_id, ts).
+    static const std::string kSql =
+        "SELECT s.sensor, s.unit, x.part, x.ts, x.value_double, x.value_text, x.value_bool,"
+        " x.status_code"
+        " FROM devices d JOIN series s ON s.device_id = d.id CROSS JOIN LATERAL ("
+        "  (SELECT 0 AS part, ts, value_double, value_text, value_bool, status_code"
+        "   FROM raw_readings WHERE series_id = s.id AND ts < $4 ORDER BY ts DESC LIMIT 1)"
+        "  UNION ALL"
+        "  (SELECT 1, ts, value_double, value_text, value_bool, status_code"
+        "   FROM raw_readings WHERE series_id = s.id AND ts >= $4 AND ts <= $5 ORDER BY ts)"
+        "  UNION ALL"
+        "  (SELECT 2, ts, value_double, value_text, value_bool, status_code"
+        "   FROM raw_readings WHERE series_id = s.id AND ts > $5 ORDER BY ts LIMIT 1)) x"
+        " WHERE d.tenant_id = $1 AND d.name = $2"
+        "   AND (cardinality($3::text[]) = 0 OR s.sensor = ANY($3::text[]))"
+        " ORDER BY s.sensor, s.unit, x.part, x.ts";
     PlaybackRows out;
     absl::Status st = pool_->Run([&](pqxx::connection& c) {
-      pqxx::read_transaction tx(c);
-      // Per series: the last row before, the rows inside, the first after;
-      // each part an index range scan on (series_id, ts).
-      pqxx::result r = tx.exec_params(
-          "SELECT s.sensor, s.unit, x.part, x.ts, x.value_double, x.value_text, x.value_bool,"
-          " x.status_code"
-          " FROM devices d JOIN series s ON s.device_id = d.id CROSS JOIN LATERAL ("
-          "  (SELECT 0 AS part, ts, value_double, value_text, value_bool, status_code"
-          "   FROM raw_readings WHERE series_id = s.id AND ts < $4 ORDER BY ts DESC LIMIT 1)"
-          "  UNION ALL"
-          "  (SELECT 1, ts, value_double, value_text, value_bool, status_code"
-          "   FROM raw_readings WHERE series_id = s.id AND ts >= $4 AND ts <= $5 ORDER BY ts)"
-          "  UNION ALL"
-          "  (SELECT 2, ts, value_double, value_text, value_bool, status_code"
-          "   FROM raw_readings WHERE series_id = s.id AND ts > $5 ORDER BY ts LIMIT 1)) x"
-          " WHERE d.tenant_id = $1 AND d.name = $2"
-          "   AND (cardinality($3::text[]) = 0 OR s.sensor = ANY($3::text[]))"
-          " ORDER BY s.sensor, s.unit, x.part, x.ts",
-          tenant_id, device, PgTextArray(sensors), from_ns, to_ns);
+      pqxx::result r = ReadPrepared(c, "playback", kSql, tenant_id, device, PgTextArray(sensors),
+                                    from_ns, to_ns);
       for (const auto& row : r) {
         ReadingRow rr = RowFrom(row, 3);
         rr.device = device;
@@ -411,21 +464,72 @@ class PgReadingStore final : public ReadingStore {
     return out;
   }
 
-  absl::Status Range(const RangeQuery& q,
+  absl::Status Range(const RangeQuery& query,
                      const std::function<bool(std::vector<ReadingRow>&&)>& page) override {
+    // The first page in one statement over all the device's series, each
+    // series limited to the page: a short range (the common case) is one
+    // round trip. Only when it fills the page does the rest go series by
+    // series, resumed after its last row.
+    static const std::string kFirstPageSql =
+        "SELECT s.sensor, s.unit, r.ts, r.value_double, r.value_text, r.value_bool,"
+        " r.status_code"
+        " FROM devices d JOIN series s ON s.device_id = d.id CROSS JOIN LATERAL ("
+        "   SELECT ts, value_double, value_text, value_bool, status_code FROM raw_readings"
+        "   WHERE series_id = s.id AND ts >= $4 AND ts < $5"
+        "     AND ((s.sensor, s.unit) > ($6, $7) OR ts > $8)"
+        "   ORDER BY ts LIMIT $9) r"
+        " WHERE d.tenant_id = $1 AND d.name = $2"
+        "   AND (cardinality($3::text[]) = 0 OR s.sensor = ANY($3::text[]))"
+        "   AND (s.sensor, s.unit) >= ($6, $7)"
+        " ORDER BY s.sensor, s.unit, r.ts LIMIT $9";
+    RangeQuery q = query;
+    int64_t remaining = q.limit > 0 ? q.limit : INT64_MAX;
+    const int64_t page_size = q.page_size > 0 ? q.page_size : 1000;
+    {
+      const int64_t want = std::min(page_size, remaining);
+      std::vector<ReadingRow> rows;
+      absl::Status st = pool_->Run([&](pqxx::connection& c) {
+        pqxx::result r = ReadPrepared(c, "range_first", kFirstPageSql, q.tenant_id, q.device,
+                                      PgTextArray(q.sensors), q.start_ns, q.end_ns, q.after_sensor,
+                                      q.after_unit, q.after_ts_ns, want);
+        rows.reserve(r.size());
+        for (const auto& row : r) {
+          ReadingRow rr = RowFrom(row, 2);
+          rr.device = q.device;
+          rr.sensor = row[0].as<std::string>();
+          rr.unit = row[1].as<std::string>();
+          rows.push_back(std::move(rr));
+        }
+        return absl::OkStatus();
+      });
+      if (!st.ok()) return st;
+      if (rows.empty()) return absl::OkStatus();
+      const bool full = static_cast<int64_t>(rows.size()) == want;
+      q.after_sensor = rows.back().sensor;
+      q.after_unit = rows.back().unit;
+      q.after_ts_ns = rows.back().ts_ns;
+      remaining -= static_cast<int64_t>(rows.size());
+      if (!page(std::move(rows)) || !full || remaining <= 0) return absl::OkStatus();
+    }
+    static const std::string kSeriesSql =
+        "SELECT s.id, s.sensor, s.unit FROM devices d JOIN series s ON s.device_id = d.id"
+        " WHERE d.tenant_id = $1 AND d.name = $2"
+        "   AND (cardinality($3::text[]) = 0 OR s.sensor = ANY($3::text[]))"
+        " ORDER BY s.sensor, s.unit";
+    // $5: the first page starts at $2 inclusive, a resumed one after it.
+    static const std::string kPageSql =
+        "SELECT ts, value_double, value_text, value_bool, status_code"
+        " FROM raw_readings WHERE series_id = $1 AND ts >= $2 AND ts < $3"
+        "   AND (NOT $5 OR ts > $2)"
+        " ORDER BY ts LIMIT $4";
     struct Series {
       int32_t id;
       std::string sensor, unit;
     };
     std::vector<Series> series;
     absl::Status st = pool_->Run([&](pqxx::connection& c) {
-      pqxx::read_transaction tx(c);
-      pqxx::result r = tx.exec_params(
-          "SELECT s.id, s.sensor, s.unit FROM devices d JOIN series s ON s.device_id = d.id"
-          " WHERE d.tenant_id = $1 AND d.name = $2"
-          "   AND (cardinality($3::text[]) = 0 OR s.sensor = ANY($3::text[]))"
-          " ORDER BY s.sensor, s.unit",
-          q.tenant_id, q.device, PgTextArray(q.sensors));
+      pqxx::result r = ReadPrepared(c, "range_series", kSeriesSql, q.tenant_id, q.device,
+                                    PgTextArray(q.sensors));
       for (const auto& row : r) {
         series.push_back(
             {row[0].as<int32_t>(), row[1].as<std::string>(), row[2].as<std::string>()});
@@ -433,8 +537,6 @@ class PgReadingStore final : public ReadingStore {
       return absl::OkStatus();
     });
     if (!st.ok()) return st;
-    int64_t remaining = q.limit > 0 ? q.limit : INT64_MAX;
-    const int64_t page_size = q.page_size > 0 ? q.page_size : 1000;
     for (const Series& s : series) {
       int64_t from = q.start_ns;
       bool exclusive = false;
@@ -451,15 +553,8 @@ class PgReadingStore final : public ReadingStore {
         int64_t want = std::min(page_size, remaining);
         std::vector<ReadingRow> rows;
         st = pool_->Run([&](pqxx::connection& c) {
-          pqxx::read_transaction tx(c);
-          pqxx::result r = tx.exec_params(
-              exclusive ? "SELECT ts, value_double, value_text, value_bool, status_code"
-                          " FROM raw_readings WHERE series_id = $1 AND ts > $2 AND ts < $3"
-                          " ORDER BY ts LIMIT $4"
-                        : "SELECT ts, value_double, value_text, value_bool, status_code"
-                          " FROM raw_readings WHERE series_id = $1 AND ts >= $2 AND ts < $3"
-                          " ORDER BY ts LIMIT $4",
-              s.id, from, q.end_ns, want);
+          pqxx::result r =
+              ReadPrepared(c, "range_page", kPageSql, s.id, from, q.end_ns, want, exclusive);
           rows.reserve(r.size());
           for (const auto& row : r) {
             ReadingRow rr = RowFrom(row, 0);

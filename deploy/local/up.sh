@@ -163,7 +163,8 @@ write_pg_conf() { # write_pg_conf DATADIR PORT
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$PG_SOCK_DIR'
-shared_buffers = 256MB
+shared_buffers = ${TELEMETRY_PG_SHARED_BUFFERS:-2GB}
+effective_cache_size = 8GB
 max_connections = 200
 wal_level = replica
 max_wal_senders = 10

@@ -384,6 +384,26 @@ absl::StatusOr<AggregateResponse> QueryCore::Aggregate(int64_t tenant_id,
   q.end_ns = req.end_ns();
   q.bucket_ns = *bucket;
   q.group_by_device = req.group_by_device() || !req.device_id().empty();
+  q.need_sum = q.need_min = q.need_max = q.need_last = false;
+  for (int f : req.functions()) {
+    switch (f) {
+      case telemetry::v1::AGGREGATE_FUNCTION_AVG:
+      case telemetry::v1::AGGREGATE_FUNCTION_SUM:
+        q.need_sum = true;
+        break;
+      case telemetry::v1::AGGREGATE_FUNCTION_MIN:
+        q.need_min = true;
+        break;
+      case telemetry::v1::AGGREGATE_FUNCTION_MAX:
+        q.need_max = true;
+        break;
+      case telemetry::v1::AGGREGATE_FUNCTION_LAST:
+        q.need_last = true;
+        break;
+      default:
+        break;
+    }
+  }
   AggregateResponse resp;
   std::vector<AggregateRow> rows;
   st = router_->Read(

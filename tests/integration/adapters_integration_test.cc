@@ -2,12 +2,15 @@
 // PostgreSQL, LatestCache on Redis, the Kafka publisher on the dev broker.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <future>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/kafka.h"
 #include "common/latest_cache.h"
+#include "common/pg_pool.h"
 #include "common/reading_store.h"
 #include "tests/integration/harness.h"
 
@@ -97,10 +100,124 @@ TEST_F(Adapters, ApplyDeduplicatesRollsUpNewRowsAndKeepsOffsetsMonotonic) {
                           })
                   .ok());
   EXPECT_EQ(ts, (std::vector<int64_t>{minute + 1, minute + 1, minute + 2, minute + 3}));
-  EXPECT_GE(pages, 3);
+  EXPECT_EQ(pages, 2);  // 4 rows, pages of 2
   // Another tenant sees none of it.
   Tenant other = CreateTenant("store-other");
   EXPECT_TRUE(store_->Latest(other.id, {"d1"}, {})->empty());
+}
+
+TEST_F(Adapters, RangePagesAndCursorsReturnEveryRowOnceInOrder) {
+  Tenant t = CreateTenant("range");
+  auto ids = metadata_->ResolveSeries(
+      t.id,
+      {{"d1", "a", "C", ""}, {"d1", "b", "C", ""}, {"d1", "b", "F", ""}, {"d1", "c", "", ""}});
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  const int64_t minute = (SystemClock::Get()->NowNs() / 60'000'000'000 - 10) * 60'000'000'000;
+  ASSERT_TRUE(store_->EnsurePartitions(minute, minute + 60'000'000'000).ok());
+  std::vector<RawRow> rows;
+  std::vector<std::string> want;  // "sensor/unit@offset", in the order Range returns them
+  const std::vector<std::pair<std::string, std::string>> names = {
+      {"a", "C"}, {"b", "C"}, {"b", "F"}, {"c", ""}};
+  for (size_t s = 0; s < ids->size(); ++s) {
+    for (int k = 0; k < static_cast<int>(s) * 2 + 1; ++k) {  // 1, 3, 5, 7 rows
+      rows.push_back(Row((*ids)[s], minute + 1000 + k, k));
+      want.push_back(absl::StrCat(names[s].first, "/", names[s].second, "@", 1000 + k));
+    }
+  }
+  rows.push_back(Row((*ids)[3], minute - 1, 0));  // outside the range
+  ASSERT_TRUE(store_->Apply(rows, "range-test-" + std::to_string(t.id), {{0, 1}}).ok());
+  auto key = [&](const ReadingRow& r) {
+    return absl::StrCat(r.sensor, "/", r.unit, "@", r.ts_ns - minute);
+  };
+  RangeQuery base;
+  base.tenant_id = t.id;
+  base.device = "d1";
+  base.start_ns = minute;
+  base.end_ns = minute + 60'000'000'000;
+  // Every page size, whole range: every row once, in order, pages no larger
+  // than asked.
+  for (int page_size = 1; page_size <= 17; ++page_size) {
+    RangeQuery q = base;
+    q.page_size = page_size;
+    std::vector<std::string> got;
+    ASSERT_TRUE(store_
+                    ->Range(q,
+                            [&](std::vector<ReadingRow>&& page) {
+                              EXPECT_LE(page.size(), static_cast<size_t>(page_size));
+                              for (const auto& r : page) got.push_back(key(r));
+                              return true;
+                            })
+                    .ok());
+    EXPECT_EQ(got, want) << "page_size " << page_size;
+  }
+  // A limit, then a resume after the last row returned, from every position.
+  for (size_t cut = 1; cut < want.size(); ++cut) {
+    RangeQuery q = base;
+    q.limit = static_cast<int64_t>(cut);
+    q.page_size = 3;
+    std::vector<ReadingRow> first;
+    ASSERT_TRUE(store_
+                    ->Range(q,
+                            [&](std::vector<ReadingRow>&& page) {
+                              for (auto& r : page) first.push_back(std::move(r));
+                              return true;
+                            })
+                    .ok());
+    ASSERT_EQ(first.size(), cut);
+    RangeQuery rest = base;
+    rest.page_size = 2;
+    rest.after_sensor = first.back().sensor;
+    rest.after_unit = first.back().unit;
+    rest.after_ts_ns = first.back().ts_ns;
+    std::vector<std::string> got;
+    for (const auto& r : first) got.push_back(key(r));
+    ASSERT_TRUE(store_
+                    ->Range(rest,
+                            [&](std::vector<ReadingRow>&& page) {
+                              for (const auto& r : page) got.push_back(key(r));
+                              return true;
+                            })
+                    .ok());
+    EXPECT_EQ(got, want) << "cut at " << cut;
+  }
+  // A sensor filter and a page the caller stops early.
+  RangeQuery only_b = base;
+  only_b.sensors = {"b"};
+  only_b.page_size = 2;
+  int pages = 0;
+  ASSERT_TRUE(store_->Range(only_b, [&](std::vector<ReadingRow>&&) { return ++pages < 2; }).ok());
+  EXPECT_EQ(pages, 2);
+}
+
+TEST_F(Adapters, NumbersReadBackExactly) {
+  auto ids = metadata_->ResolveSeries(CreateTenant("numbers").id, {{"d", "x", "", ""}});
+  ASSERT_TRUE(ids.ok());
+  const int64_t minute = (SystemClock::Get()->NowNs() / 60'000'000'000 - 10) * 60'000'000'000;
+  ASSERT_TRUE(store_->EnsurePartitions(minute, minute).ok());
+  const std::vector<double> values = {0.1,  -1.5e-300, 1.7976931348623157e308, 123456789.123456789,
+                                      -0.0, 5e-324};
+  std::vector<RawRow> rows;
+  for (size_t i = 0; i < values.size(); ++i)
+    rows.push_back(Row((*ids)[0], minute + static_cast<int64_t>(i), values[i]));
+  ASSERT_TRUE(store_->Apply(rows, "numbers-test", {{0, 1}}).ok());
+  pqxx::connection c(RequireEnv("TELEMETRY_PG_PRIMARY"));
+  pqxx::nontransaction tx(c);
+  auto r = tx.exec_params(
+      "SELECT value_double, ts, 'NaN'::float8, 'Infinity'::float8, '-Infinity'::float8,"
+      " 9223372036854775807::bigint FROM raw_readings WHERE series_id = $1 ORDER BY ts",
+      (*ids)[0]);
+  ASSERT_EQ(r.size(), values.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    EXPECT_EQ(PgDouble(r[i][0]), values[i]);
+    EXPECT_EQ(PgInt64(r[i][1]), minute + static_cast<int64_t>(i));
+  }
+  EXPECT_TRUE(std::isnan(PgDouble(r[0][2])));
+  EXPECT_EQ(PgDouble(r[0][3]), std::numeric_limits<double>::infinity());
+  EXPECT_EQ(PgDouble(r[0][4]), -std::numeric_limits<double>::infinity());
+  EXPECT_EQ(PgInt64(r[0][5]), std::numeric_limits<int64_t>::max());
+  auto bad = tx.exec("SELECT '1.5x', '12a'");
+  EXPECT_THROW(PgDouble(bad[0][0]), pqxx::conversion_error);
+  EXPECT_THROW(PgInt64(bad[0][1]), pqxx::conversion_error);
 }
 
 TEST_F(Adapters, PostgresDownIsUnavailableNotACrash) {

@@ -45,6 +45,7 @@ ABSL_FLAG(int64_t, hours, 24, "Hours of data");
 ABSL_FLAG(bool, load, false, "Load the data set first");
 ABSL_FLAG(int, concurrency, 4, "Concurrent clients");
 ABSL_FLAG(int, requests, 2000, "Requests per fast read kind (a tenth for the tenant aggregate)");
+ABSL_FLAG(std::string, only, "", "Run only the reads whose name contains this");
 ABSL_FLAG(int64_t, end_ns, 0,
           "End of the data set (0 = now rounded down to the hour; set it to reuse a loaded set)");
 
@@ -67,6 +68,7 @@ double Pct(std::vector<double> v, double q) {
 // Runs `one(rng)` `n` times over `concurrency` threads; latencies in ms.
 Result Measure(const std::string& name, int n, int concurrency,
                const std::function<bool(std::mt19937_64&)>& one) {
+  if (name.find(absl::GetFlag(FLAGS_only)) == std::string::npos) return Result{name};
   std::vector<double> lat;
   std::mutex mu;
   std::atomic<int> next{0}, errors{0};
@@ -280,7 +282,13 @@ int main(int argc, char** argv) {
     req.add_functions(telemetry::v1::AGGREGATE_FUNCTION_AVG);
     req.add_functions(telemetry::v1::AGGREGATE_FUNCTION_MAX);
     telemetry::v1::AggregateResponse resp;
-    bool ok = stub->Aggregate(&ctx, req, &resp).ok();
+    grpc::Status gs = stub->Aggregate(&ctx, req, &resp);
+    bool ok = gs.ok();
+    static std::atomic<bool> told{false};
+    if (!ok && !told.exchange(true))
+      std::fprintf(stderr, "Aggregate failed: %s\n", gs.error_message().c_str());
+    if (ok && resp.series_size() > 0 && resp.series(0).buckets_size() != (tenant_wide ? 24 : 1440) && !told.exchange(true))
+      std::fprintf(stderr, "Aggregate: %d series, %d buckets\n", resp.series_size(), resp.series(0).buckets_size());
     return ok && resp.series_size() == (tenant_wide ? sensors : 1) &&
            resp.series(0).buckets_size() == (tenant_wide ? 24 : 1440);
   };
