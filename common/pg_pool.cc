@@ -1,11 +1,90 @@
 #include "common/pg_pool.h"
 
 #include <charconv>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/deadline.h"
 #include "common/logging.h"
 
 namespace telemetry {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// Cancels statements still running when their call's deadline passes: one
+// thread for the process, sleeping until the earliest watched deadline.
+class Canceller {
+ public:
+  static Canceller& Get() {
+    static Canceller* c = new Canceller();  // never destroyed: its thread runs to exit
+    return *c;
+  }
+
+  uint64_t Watch(pqxx::connection* conn, SteadyClock::time_point deadline) {
+    std::lock_guard<std::mutex> lock(mu_);
+    uint64_t id = next_++;
+    entries_[id] = {conn, deadline, false};
+    cv_.notify_one();
+    return id;
+  }
+
+  // Stops watching; true if the statement was cancelled (the connection is
+  // then not reused: a late cancel must never hit another call's statement).
+  bool Unwatch(uint64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(id);
+    bool fired = it->second.fired;
+    entries_.erase(it);
+    return fired;
+  }
+
+ private:
+  struct Entry {
+    pqxx::connection* conn;
+    SteadyClock::time_point deadline;
+    bool fired;
+  };
+
+  Canceller() {
+    std::thread([this] { Loop(); }).detach();
+  }
+
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      auto earliest = SteadyClock::time_point::max();
+      for (auto& [id, e] : entries_) {
+        if (!e.fired) earliest = std::min(earliest, e.deadline);
+      }
+      if (earliest == SteadyClock::time_point::max()) {
+        cv_.wait(lock);
+      } else {
+        cv_.wait_until(lock, earliest);
+      }
+      const auto now = SteadyClock::now();
+      for (auto& [id, e] : entries_) {
+        if (e.fired || e.deadline > now) continue;
+        e.fired = true;
+        try {
+          e.conn->cancel_query();  // PQcancel: safe from another thread
+        } catch (const std::exception& ex) {
+          GetLogger("pg")->warn("cancelling a statement past its deadline: {}", ex.what());
+        }
+      }
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<uint64_t, Entry> entries_;
+  uint64_t next_ = 1;
+};
+
+}  // namespace
 
 PgPool::PgPool(std::string conninfo, int max_connections, std::string name, Setup setup)
     : conninfo_(std::move(conninfo)),
@@ -61,9 +140,30 @@ void PgPool::Release(std::unique_ptr<pqxx::connection> conn, bool broken) {
 
 absl::Status PgPool::Run(const std::function<absl::Status(pqxx::connection&)>& fn,
                          std::chrono::milliseconds wait) {
+  const auto deadline = CurrentCallDeadline();
+  bool wait_cut = false;
+  if (deadline) {
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - SteadyClock::now());
+    if (left.count() <= 0) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("postgres ", name_, ": the call's deadline passed"));
+    }
+    if (left < wait) {
+      wait = left;
+      wait_cut = true;
+    }
+  }
   absl::Status status;
   std::unique_ptr<pqxx::connection> conn = Acquire(wait, &status);
-  if (!conn) return status;
+  if (!conn) {
+    if (wait_cut && absl::IsUnavailable(status)) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("postgres ", name_, ": no free connection before the call's deadline (",
+                       status.message(), ")"));
+    }
+    return status;
+  }
+  const uint64_t watch = deadline ? Canceller::Get().Watch(conn.get(), *deadline) : 0;
   bool broken = false;
   try {
     status = fn(*conn);
@@ -77,6 +177,13 @@ absl::Status PgPool::Run(const std::function<absl::Status(pqxx::connection&)>& f
     status = StatusFromPgException(e);
     // A failure in COPY or mid-transaction can leave the connection unusable.
     broken = !conn->is_open();
+  }
+  if (watch != 0 && Canceller::Get().Unwatch(watch)) {
+    broken = true;
+    if (!status.ok()) {
+      status = absl::DeadlineExceededError(
+          absl::StrCat("postgres ", name_, ": cancelled at the call's deadline"));
+    }
   }
   Release(std::move(conn), broken);
   return status;

@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "absl/strings/ascii.h"
+#include "common/deadline.h"
 #include "common/status.h"
 
 namespace telemetry::query {
@@ -54,6 +55,11 @@ int64_t QueryServiceImpl::DeadlineOf(grpc::CallbackServerContext* ctx) const {
   return clock_->MonotonicNs() + std::max<int64_t>(wait, 0);
 }
 
+std::chrono::steady_clock::time_point QueryServiceImpl::SteadyDeadline(int64_t deadline) const {
+  return std::chrono::steady_clock::now() +
+         std::chrono::nanoseconds(deadline - clock_->MonotonicNs());
+}
+
 template <typename Req, typename Resp>
 grpc::ServerUnaryReactor* QueryServiceImpl::Unary(
     grpc::CallbackServerContext* ctx, const Req* request, Resp* response,
@@ -62,6 +68,7 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Unary(
   int64_t deadline = DeadlineOf(ctx);
   std::string authorization = AuthorizationOf(ctx);
   bool queued = pool_->Submit([=] {
+    ScopedCallDeadline scope(SteadyDeadline(deadline));
     auto tenant = auth_->Authenticate(authorization);
     if (!tenant.ok()) {
       reactor->Finish(ToGrpcStatus(tenant.status()));
@@ -138,6 +145,7 @@ class RangeReactor final : public grpc::ServerWriteReactor<RangeResponse> {
 
  private:
   void Produce(const std::string& authorization, int64_t deadline) {
+    ScopedCallDeadline scope(service_->SteadyDeadline(deadline));
     auto tenant = service_->auth()->Authenticate(authorization);
     if (!tenant.ok()) {
       Finish(ToGrpcStatus(tenant.status()));

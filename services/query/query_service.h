@@ -3,6 +3,8 @@
 // metadata too.
 #pragma once
 
+#include <chrono>
+
 #include "common/auth.h"
 #include "common/thread_pool.h"
 #include "services/query/query_core.h"
@@ -28,6 +30,9 @@ class QueryServiceImpl final : public telemetry::v1::QueryService::CallbackServi
                                      telemetry::v1::PlaybackResponse* response) override;
 
   int64_t DeadlineOf(grpc::CallbackServerContext* ctx) const;
+  // `deadline` (Clock::MonotonicNs) as a steady-clock time point, for
+  // ScopedCallDeadline.
+  std::chrono::steady_clock::time_point SteadyDeadline(int64_t deadline) const;
   // A unary read: authenticate and run `call` on the pool, then answer with
   // its response and the read metadata as trailers.
   template <typename Req, typename Resp>

@@ -5,9 +5,11 @@
 #include <cmath>
 #include <future>
 #include <limits>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
+#include "common/deadline.h"
 #include "common/kafka.h"
 #include "common/latest_cache.h"
 #include "common/pg_pool.h"
@@ -224,6 +226,52 @@ TEST_F(Adapters, PostgresDownIsUnavailableNotACrash) {
   PgPool dead("postgresql://telemetry@127.0.0.1:1/telemetry", 1, "dead");
   auto store = NewPgReadingStore(&dead);
   EXPECT_EQ(store->AppliedOffsets("t").status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(PgPoolDeadline, BoundsWaitsAndCancelsStatementsAtTheCallDeadline) {
+  PgPool pool(RequireEnv("TELEMETRY_PG_PRIMARY"), 1, "deadline-test");
+  auto sleep = [](double s) {
+    return [s](pqxx::connection& c) {
+      pqxx::nontransaction tx(c);
+      tx.exec("SELECT pg_sleep(" + std::to_string(s) + ")");
+      return absl::OkStatus();
+    };
+  };
+  using std::chrono::milliseconds;
+  using std::chrono::steady_clock;
+  {
+    ScopedCallDeadline d(steady_clock::now() + milliseconds(300));
+    auto t0 = steady_clock::now();
+    absl::Status st = pool.Run(sleep(5));
+    EXPECT_EQ(st.code(), absl::StatusCode::kDeadlineExceeded) << st;
+    EXPECT_LT(steady_clock::now() - t0, milliseconds(2000));
+  }
+  EXPECT_EQ(pool.open_connections(), 0);  // a cancelled connection is not reused
+  {
+    ScopedCallDeadline d(steady_clock::now() - milliseconds(1));
+    bool ran = false;
+    absl::Status st = pool.Run([&](pqxx::connection&) {
+      ran = true;
+      return absl::OkStatus();
+    });
+    EXPECT_EQ(st.code(), absl::StatusCode::kDeadlineExceeded);
+    EXPECT_FALSE(ran);
+  }
+  // Waiting for a busy pool ends at the deadline too.
+  std::thread holder([&] { EXPECT_TRUE(pool.Run(sleep(1.5)).ok()); });
+  std::this_thread::sleep_for(milliseconds(300));
+  {
+    ScopedCallDeadline d(steady_clock::now() + milliseconds(200));
+    absl::Status st = pool.Run(sleep(0));
+    EXPECT_EQ(st.code(), absl::StatusCode::kDeadlineExceeded) << st;
+  }
+  holder.join();
+  // A statement that finishes in time is untouched and keeps its connection.
+  {
+    ScopedCallDeadline d(steady_clock::now() + milliseconds(5000));
+    EXPECT_TRUE(pool.Run(sleep(0.05)).ok());
+  }
+  EXPECT_EQ(pool.open_connections(), 1);
 }
 
 TEST(RedisCache, KeepsTheNewestValuePerSensor) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
@@ -221,6 +222,68 @@ TEST_F(Query, PlaybackReturnsTheWindowAndItsEdges) {
 }
 
 // Faults that need their own query service instance.
+// A statement still running at the call's deadline is cancelled on the
+// server and its connection is not reused or leaked: more calls than the pool
+// has connections block on a lock, all end with DEADLINE_EXCEEDED in time, no
+// backend is left waiting, and the service serves normally afterwards.
+TEST_F(Query, StatementsPastTheDeadlineAreCancelledAndLeakNoConnection) {
+  pqxx::connection admin(RequireEnv("TELEMETRY_PG_ADMIN"));
+  auto waiting = [&] {
+    pqxx::nontransaction tx(admin);
+    return tx
+        .exec(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND pid <> pg_backend_pid()")[0][0]
+        .as<int>();
+  };
+  pqxx::connection locker(RequireEnv("TELEMETRY_PG_ADMIN"));
+  auto lock = std::make_unique<pqxx::work>(locker);
+  lock->exec("LOCK TABLE devices IN ACCESS EXCLUSIVE MODE");
+  constexpr int kCalls = 12;  // more than the service's 8 primary connections
+  std::vector<std::thread> callers;
+  std::vector<grpc::StatusCode> codes(kCalls);
+  std::vector<double> seconds(kCalls);
+  for (int i = 0; i < kCalls; ++i) {
+    callers.emplace_back([&, i] {
+      auto stub = services_->QueryStub();
+      grpc::ClientContext ctx;
+      ctx.AddMetadata("authorization", "Bearer " + tenant_->key);
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+      LatestRequest req;
+      req.mutable_options()->set_consistency(telemetry::v1::CONSISTENCY_LEVEL_STRONG);
+      req.add_device_ids("dev-" + std::to_string(i % 3));
+      LatestResponse resp;
+      auto t0 = std::chrono::steady_clock::now();
+      codes[i] = stub->Latest(&ctx, req, &resp).error_code();
+      seconds[i] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    });
+  }
+  for (auto& t : callers) t.join();
+  for (int i = 0; i < kCalls; ++i) {
+    EXPECT_EQ(codes[i], grpc::StatusCode::DEADLINE_EXCEEDED) << "call " << i;
+    EXPECT_LT(seconds[i], 1.5) << "call " << i;
+  }
+  // The cancelled statements are gone from the server while the lock is
+  // still held (not merely finished once it was released).
+  int still_waiting = -1;
+  for (int i = 0; i < 20 && still_waiting != 0; ++i) {
+    still_waiting = waiting();
+    if (still_waiting != 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(still_waiting, 0);
+  lock->commit();
+  lock.reset();
+  for (int i = 0; i < 3 * kCalls; ++i) {
+    LatestRequest req;
+    req.mutable_options()->set_consistency(telemetry::v1::CONSISTENCY_LEVEL_STRONG);
+    req.add_device_ids("dev-" + std::to_string(i % 3));
+    LatestResponse resp;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(Latest(req, &resp, &ctx).ok()) << "call " << i << " after the lock";
+    EXPECT_EQ(resp.readings_size(), 2);
+  }
+}
+
 TEST(QueryFaults, StoppedReplicaAndRedisDownFallBackToThePrimary) {
   Services s;
   s.StartWriter();
