@@ -61,6 +61,8 @@ void IngestCore::UpdateWriterLag(const std::map<int32_t, int64_t>& applied) {
     worst = std::max(worst, high - next);
   }
   writer_lag_ = worst;
+  const int64_t messages = produced_messages_.load();
+  writer_lag_bytes_ = messages > 0 ? worst * (produced_bytes_.load() / messages) : 0;
   metrics_->writer_lag_messages->Set(static_cast<double>(worst));
 }
 
@@ -133,12 +135,14 @@ void IngestCore::Write(const TenantInfo& tenant, const WriteRequest& request, in
                      " readings per request, got ", request.readings_size())));
     return;
   }
-  if (options_.max_writer_lag_messages > 0 &&
-      writer_lag_.load() > options_.max_writer_lag_messages) {
+  if ((options_.max_writer_lag_messages > 0 &&
+       writer_lag_.load() > options_.max_writer_lag_messages) ||
+      (options_.max_writer_lag_bytes > 0 &&
+       writer_lag_bytes_.load() > options_.max_writer_lag_bytes)) {
     metrics_->backpressure_refusals->Inc();
-    done(Exhausted(
-        absl::StrCat("the storage writer is ", writer_lag_.load(), " messages behind; retry later"),
-        kNsPerSec));
+    done(Exhausted(absl::StrCat("the storage writer is ", writer_lag_.load(), " messages (about ",
+                                writer_lag_bytes_.load() >> 10, " KiB) behind; retry later"),
+                   kNsPerSec / 4));
     return;
   }
 
@@ -226,6 +230,8 @@ void IngestCore::Write(const TenantInfo& tenant, const WriteRequest& request, in
   for (auto& [partition, batch] : batches) {
     std::string payload = batch.SerializeAsString();
     metrics_->messages->Inc();
+    produced_bytes_ += static_cast<int64_t>(payload.size());
+    ++produced_messages_;
     publisher_->Publish(
         options_.topic, partition, BatchKey(tenant.id, partition), std::move(payload),
         [pending, this, accepted_count](const DeliveryReport& report) {

@@ -32,6 +32,10 @@ struct IngestOptions {
   // Back-pressure: refuse writes while the writer is this many messages
   // behind on any partition (0 disables). See docs/write-path.md.
   int64_t max_writer_lag_messages = 20'000;
+  // The same in bytes (lag in messages × the average message this service
+  // produced): bounds how stale stored data gets, and keeps the backlog
+  // inside what the broker retains (the dev broker keeps ~5 MB a partition).
+  int64_t max_writer_lag_bytes = 2 << 20;
 };
 
 // The payload key under which a RESOURCE_EXHAUSTED status carries the retry
@@ -73,6 +77,7 @@ class IngestCore {
   // store's next offset per partition. Called periodically by main.
   void UpdateWriterLag(const std::map<int32_t, int64_t>& applied);
   int64_t writer_lag_messages() const { return writer_lag_.load(); }
+  int64_t writer_lag_bytes() const { return writer_lag_bytes_.load(); }
 
   int32_t partitions() const { return partitions_; }
 
@@ -91,6 +96,8 @@ class IngestCore {
   Timer timer_;
   int32_t partitions_ = 0;
   std::atomic<int64_t> writer_lag_{0};
+  std::atomic<int64_t> writer_lag_bytes_{0};
+  std::atomic<int64_t> produced_bytes_{0}, produced_messages_{0};
   absl::Mutex mu_;
   // Devices known to exist, per tenant (bounded; cleared when too large).
   absl::flat_hash_map<int64_t, absl::flat_hash_set<std::string>> known_devices_

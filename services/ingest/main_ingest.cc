@@ -24,6 +24,9 @@ ABSL_FLAG(int, pg_connections, 4, "Postgres connections");
 ABSL_FLAG(int64_t, max_ack_wait_ms, 10000, "Longest wait for Kafka's acknowledgement");
 ABSL_FLAG(int64_t, max_writer_lag_messages, 20000,
           "Refuse writes while the writer is this many messages behind (0: off)");
+ABSL_FLAG(int64_t, max_writer_lag_bytes, 2 << 20,
+          "Refuse writes (RESOURCE_EXHAUSTED) while the writer is this many bytes behind on a "
+          "partition (estimated from the average message; 0 = off)");
 ABSL_FLAG(std::string, log_level, "info", "Log level");
 
 int main(int argc, char** argv) {
@@ -51,6 +54,7 @@ int main(int argc, char** argv) {
   options.topic = absl::GetFlag(FLAGS_topic);
   options.max_ack_wait_ns = absl::GetFlag(FLAGS_max_ack_wait_ms) * telemetry::kNsPerMs;
   options.max_writer_lag_messages = absl::GetFlag(FLAGS_max_writer_lag_messages);
+  options.max_writer_lag_bytes = absl::GetFlag(FLAGS_max_writer_lag_bytes);
   telemetry::ingest::IngestMetrics metrics(registry);
   telemetry::ingest::IngestCore core(options, publisher->get(), metadata.get(), clock, &metrics);
   // Kafka may come up after us: keep trying to learn the topic's layout.

@@ -148,6 +148,11 @@ Services::~Services() {
   query_.reset();
   ingest_.reset();
   writer_.reset();
+  // The services' logs are kept only when something failed.
+  if (::testing::UnitTest::GetInstance()->Passed() && !::testing::Test::HasFailure()) {
+    std::error_code ec;
+    std::filesystem::remove_all(log_dir_, ec);
+  }
 }
 
 void Services::StartIngest(const std::vector<std::string>& extra) {

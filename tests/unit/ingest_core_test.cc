@@ -193,5 +193,32 @@ TEST_F(IngestCoreTest, WriterLagPushesBack) {
   EXPECT_EQ(core.writer_lag_messages(), 0);
 }
 
+TEST_F(IngestCoreTest, WriterLagInBytesPushesBack) {
+  IngestOptions o;
+  o.max_writer_lag_messages = 0;  // only the byte limit
+  o.max_writer_lag_bytes = 1000;
+  IngestCore core(o, &publisher_, &metadata_, &clock_, &metrics_);
+  ASSERT_TRUE(core.Start().ok());
+  auto write = [&](int n) {
+    std::promise<absl::StatusOr<WriteResponse>> p;
+    core.Write(tenant_, Readings(n, n), 0, clock_.MonotonicNs() + kNsPerSec,
+               [&p](absl::StatusOr<WriteResponse> r) { p.set_value(std::move(r)); });
+    return p.get_future().get();
+  };
+  // Small messages: a lag of a few messages stays under 1000 bytes.
+  ASSERT_TRUE(write(1).ok());
+  core.UpdateWriterLag({});
+  EXPECT_GT(core.writer_lag_bytes(), 0);
+  EXPECT_LT(core.writer_lag_bytes(), 1000);
+  ASSERT_TRUE(write(1).ok());
+  // Large messages: the same count of messages is now too many bytes.
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(write(200).ok());
+  core.UpdateWriterLag({});
+  EXPECT_GT(core.writer_lag_bytes(), 1000);
+  auto refused = write(1);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(refused.status().message().find("KiB"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace telemetry::ingest

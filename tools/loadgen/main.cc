@@ -6,11 +6,13 @@
 //
 // One tenant per API key. Prints a human summary and, last, one JSON line.
 #include <grpcpp/grpcpp.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -40,6 +42,7 @@ ABSL_FLAG(double, duplicates, 0.0, "Fraction of exact duplicate readings");
 ABSL_FLAG(double, late, 0.0, "Fraction of late (out-of-order) readings");
 ABSL_FLAG(int64_t, interval_ms, 1000, "Event-time step between a series' readings");
 ABSL_FLAG(int64_t, start_ago_s, 3600, "Event time of the first reading, seconds before now");
+ABSL_FLAG(int64_t, start_ns, 0, "Event time of the first reading (ns; overrides --start_ago_s)");
 ABSL_FLAG(int64_t, seed, 1, "Random seed");
 ABSL_FLAG(int64_t, deadline_ms, 10000, "Per-call deadline");
 
@@ -52,7 +55,7 @@ using telemetry::v1::WriteResponse;
 struct Stats {
   std::mutex mu;
   std::vector<double> latencies_ms;
-  int64_t accepted = 0, rejected = 0, failed_calls = 0, calls = 0;
+  int64_t accepted = 0, rejected = 0, failed_calls = 0, calls = 0, retries = 0;
   int64_t generated = 0, unique = 0, duplicates = 0, late = 0;
   std::map<int, telemetry::ConsistencyPositions> tokens;  // per tenant
   std::map<int, std::string> first_error;
@@ -63,6 +66,14 @@ void Merge(telemetry::ConsistencyPositions* into, const std::string& token) {
   if (!pos.ok()) return;
   into->topic = pos->topic;
   for (const auto& [p, o] : pos->offsets) into->offsets[p] = std::max(into->offsets[p], o);
+}
+
+// CPU time of this process so far (the client's share, for CPU per reading).
+double ProcessCpuSeconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 double Percentile(std::vector<double> v, double q) {
@@ -115,7 +126,9 @@ int main(int argc, char** argv) {
         fo.sensors = absl::GetFlag(FLAGS_sensors);
         fo.string_sensors = absl::GetFlag(FLAGS_string_sensors);
         fo.interval_ns = absl::GetFlag(FLAGS_interval_ms) * telemetry::kNsPerMs;
-        fo.start_ns = now_ns - absl::GetFlag(FLAGS_start_ago_s) * telemetry::kNsPerSec;
+        fo.start_ns = absl::GetFlag(FLAGS_start_ns) > 0
+                          ? absl::GetFlag(FLAGS_start_ns)
+                          : now_ns - absl::GetFlag(FLAGS_start_ago_s) * telemetry::kNsPerSec;
         fo.duplicate_fraction = absl::GetFlag(FLAGS_duplicates);
         fo.late_fraction = absl::GetFlag(FLAGS_late);
         fo.seed = static_cast<uint64_t>(absl::GetFlag(FLAGS_seed));
@@ -123,10 +136,13 @@ int main(int argc, char** argv) {
         int count = devices * (w + 1) / concurrency - first;
         if (count <= 0) return;
         telemetry::loadgen::FleetGenerator gen(fo, first, count);
-        int64_t budget = total > 0 ? (total * (w + 1) / concurrency - total * w / concurrency) : 0;
+        // Each worker's share in proportion to its devices, so every device
+        // covers the same span of event time.
+        int64_t budget =
+            total > 0 ? (total * (first + count) / devices - total * first / devices) : 0;
         auto stub = IngestService::NewStub(channels[(tenant * concurrency + w) % channels.size()]);
         std::vector<double> lat;
-        int64_t accepted = 0, rejected = 0, failed = 0, calls = 0, sent = 0;
+        int64_t accepted = 0, rejected = 0, failed = 0, calls = 0, sent = 0, retries = 0;
         telemetry::ConsistencyPositions token;
         std::string error;
         const auto start = std::chrono::steady_clock::now();
@@ -168,13 +184,30 @@ int main(int argc, char** argv) {
             ++calls;
             continue;
           }
-          grpc::ClientContext ctx;
-          ctx.AddMetadata("authorization", "Bearer " + keys[tenant]);
-          ctx.set_deadline(std::chrono::system_clock::now() +
-                           std::chrono::milliseconds(absl::GetFlag(FLAGS_deadline_ms)));
           WriteResponse resp;
-          grpc::Status st = stub->Write(&ctx, req, &resp);
-          ++calls;
+          grpc::Status st;
+          // Like a well-behaved gateway: a refusal for back-pressure or quota
+          // (RESOURCE_EXHAUSTED) is retried after the advised delay, for at
+          // most --deadline_ms in all; the wait counts in the ack latency.
+          for (auto give_up = c0 + std::chrono::milliseconds(absl::GetFlag(FLAGS_deadline_ms));;) {
+            grpc::ClientContext ctx;
+            ctx.AddMetadata("authorization", "Bearer " + keys[tenant]);
+            ctx.set_deadline(std::chrono::system_clock::now() +
+                             std::chrono::milliseconds(absl::GetFlag(FLAGS_deadline_ms)));
+            st = stub->Write(&ctx, req, &resp);
+            ++calls;
+            if (st.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) break;
+            int64_t wait_ms = 100;
+            auto md = ctx.GetServerTrailingMetadata();
+            if (auto it = md.find("retry-after-ms"); it != md.end()) {
+              wait_ms = std::max<int64_t>(
+                  1, std::atoll(std::string(it->second.data(), it->second.size()).c_str()));
+            }
+            if (std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms) > give_up)
+              break;
+            ++retries;
+            std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+          }
           lat.push_back(
               std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c0)
                   .count());
@@ -185,6 +218,9 @@ int main(int argc, char** argv) {
           }
           accepted += resp.accepted();
           rejected += resp.rejected_size();
+          if (resp.rejected_size() > 0 && error.empty()) {
+            error = "rejected " + resp.rejected(0).field() + ": " + resp.rejected(0).reason();
+          }
           Merge(&token, resp.consistency_token());
           last_ack_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                             std::chrono::steady_clock::now().time_since_epoch())
@@ -211,6 +247,7 @@ int main(int argc, char** argv) {
         stats.rejected += rejected;
         stats.failed_calls += failed;
         stats.calls += calls;
+        stats.retries += retries;
         stats.generated += sent;
         stats.unique += gen.unique();
         stats.duplicates += gen.duplicates();
@@ -237,15 +274,22 @@ int main(int argc, char** argv) {
     bool all_ok = true;
     for (const auto& [tenant, positions] : stats.tokens) {
       if (positions.offsets.empty()) continue;
-      grpc::ClientContext ctx;
-      ctx.AddMetadata("authorization", "Bearer " + keys[static_cast<size_t>(tenant)]);
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(600));
       telemetry::v1::LatestRequest req;
       req.mutable_options()->set_consistency(telemetry::v1::CONSISTENCY_LEVEL_STRONG);
       req.mutable_options()->set_consistency_token(telemetry::EncodeConsistencyToken(positions));
       req.add_device_ids(telemetry::loadgen::DeviceName(0));
       telemetry::v1::LatestResponse resp;
-      grpc::Status st = qstub->Latest(&ctx, req, &resp);
+      grpc::Status st;
+      // The service caps one call's wait (--default_deadline_ms); ask again
+      // until everything is applied, for up to 10 minutes.
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(10);
+      do {
+        grpc::ClientContext ctx;
+        ctx.AddMetadata("authorization", "Bearer " + keys[static_cast<size_t>(tenant)]);
+        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+        st = qstub->Latest(&ctx, req, &resp);
+      } while (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
+               std::chrono::steady_clock::now() < give_up);
       if (!st.ok()) {
         all_ok = false;
         std::fprintf(stderr, "queryable check failed: %s\n", st.error_message().c_str());
@@ -276,11 +320,13 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"sent\":%lld,\"unique\":%lld,\"duplicates\":%lld,\"late\":%lld,\"accepted\":%lld,"
       "\"rejected\":%lld,\"failed_calls\":%lld,\"seconds\":%.3f,\"readings_per_s\":%.0f,"
-      "\"ack_p50_ms\":%.3f,\"ack_p99_ms\":%.3f,\"queryable_ms\":%.1f}\n",
+      "\"ack_p50_ms\":%.3f,\"ack_p99_ms\":%.3f,\"queryable_ms\":%.1f,\"client_cpu_s\":%.3f,"
+      "\"retries\":%lld}\n",
       static_cast<long long>(stats.generated), static_cast<long long>(stats.unique),
       static_cast<long long>(stats.duplicates), static_cast<long long>(stats.late),
       static_cast<long long>(stats.accepted), static_cast<long long>(stats.rejected),
       static_cast<long long>(stats.failed_calls), send_s,
-      static_cast<double>(stats.accepted) / send_s, p50, p99, queryable_ms);
+      static_cast<double>(stats.accepted) / send_s, p50, p99, queryable_ms, ProcessCpuSeconds(),
+      static_cast<long long>(stats.retries));
   return stats.failed_calls == 0 ? 0 : 1;
 }
