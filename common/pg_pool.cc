@@ -1,6 +1,7 @@
 #include "common/pg_pool.h"
 
 #include <charconv>
+#include <pqxx/tablewriter>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -235,6 +236,17 @@ int64_t PgInt64(const pqxx::field& f) {
     throw pqxx::conversion_error(absl::StrCat("not an integer: '", b, "'"));
   }
   return v;
+}
+
+void CopyRawText(pqxx::transaction_base& tx, const std::string& table, const std::string& text) {
+  // libpqxx 6.4's stream_to keeps its raw-line writer private; the
+  // (deprecated) tablewriter exposes it.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  pqxx::tablewriter w(tx, table);
+  w.write_raw_line(text);
+  w.complete();
+#pragma GCC diagnostic pop
 }
 
 std::string PgTextArray(const std::vector<std::string>& items) {

@@ -55,6 +55,10 @@ absl::Status StatusFromPgException(const std::exception& e);
 double PgDouble(const pqxx::field& f);
 int64_t PgInt64(const pqxx::field& f);
 
+// COPY `text` (rows already in COPY text format, '\n'-separated, without the
+// final newline) into `table` in one call.
+void CopyRawText(pqxx::transaction_base& tx, const std::string& table, const std::string& text);
+
 // A Postgres array literal ('{"a","b"}') of strings, safely quoted.
 std::string PgTextArray(const std::vector<std::string>& items);
 

@@ -2,7 +2,6 @@
 // agg_1m / agg_1h, the writer's offsets in writer_offsets.
 #include <algorithm>
 #include <charconv>
-#include <pqxx/tablewriter>
 #include <set>
 #include <utility>
 
@@ -183,14 +182,7 @@ class PgReadingStore final : public ReadingStore {
           " value_double double precision, value_text text, value_bool boolean,"
           " status_code integer) ON COMMIT DELETE ROWS");
       if (!rows.empty()) {
-        // libpqxx 6.4's stream_to keeps its raw-line writer private; the
-        // (deprecated) tablewriter exposes it, and our rows are pre-escaped.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-        pqxx::tablewriter stream(tx, "stage_raw");
-        stream.write_raw_line(buf);
-        stream.complete();
-#pragma GCC diagnostic pop
+        CopyRawText(tx, "stage_raw", buf);
         pqxx::result r = tx.exec(ApplySql());
         result.inserted = r[0][0].as<int64_t>();
         result.duplicates = static_cast<int64_t>(rows.size()) - result.inserted;

@@ -5,11 +5,11 @@
 # same aggregates computed from raw rows by Postgres in the same run. Appends
 # the results to docs/benchmarks.md.
 #
-#   bash scripts/bench-query.sh          (CONCURRENCY=4 REQUESTS=2000)
+#   bash scripts/bench-query.sh          (CONCURRENCY="2 4" REQUESTS=2000: one run per level)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR="${BUILD_DIR:-build-release}"
-CONCURRENCY="${CONCURRENCY:-4}"
+CONCURRENCY="${CONCURRENCY:-2 4}"
 REQUESTS="${REQUESTS:-2000}"
 
 # shellcheck source=scripts/lib/bench-env.sh
@@ -29,35 +29,46 @@ id_list="$(IFS=,; echo "${ids[*]}")"
   --redis="$TELEMETRY_REDIS" --worker_threads=8 >"$OUT/query.log" 2>&1 &
 pids+=($!)
 sleep 2
-result="$("$BUILD_DIR/tools/bench/telemetry-bench-query" --pg "$TELEMETRY_PG_PRIMARY" \
-  --redis "$TELEMETRY_REDIS" --api_keys "$key_list" --tenant_ids "$id_list" --load \
-  --concurrency "$CONCURRENCY" --requests "$REQUESTS")"
-echo "$result" >&2
+END_NS=$(( $(date +%s) / 3600 * 3600 * 1000000000 ))
+results=()
+load=(--load)
+for c in $CONCURRENCY; do
+  results+=("$("$BUILD_DIR/tools/bench/telemetry-bench-query" --pg "$TELEMETRY_PG_PRIMARY" \
+    --redis "$TELEMETRY_REDIS" --api_keys "$key_list" --tenant_ids "$id_list" "${load[@]}" \
+    --end_ns "$END_NS" --concurrency "$c" --requests "$REQUESTS")")
+  echo "${results[-1]}" >&2
+  load=()
+done
 
-/usr/bin/python3 - "$result" "$CONCURRENCY" <<'PY' | tee -a docs/benchmarks.md
+/usr/bin/python3 - "${results[@]}" <<'PY' | tee -a docs/benchmarks.md
 import json, sys, datetime, subprocess
-r = json.loads(sys.argv[1]); conc = sys.argv[2]
+runs = [json.loads(a) for a in sys.argv[1:]]
+r = runs[0]
 cpu = subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"], capture_output=True, text=True).stdout.strip()
-rows = {x["read"]: x for x in r["results"]}
 print(f"""
 ## Read path, {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC
 
 Machine: {cpu}, 2 cores; PostgreSQL 15 primary + hot standby, Redis, query service and the
 benchmark client on this machine. Command: `bash scripts/bench-query.sh` ({r['tenants']} tenants ×
 {r['devices_per_tenant']} devices × {r['sensors']} sensors, one reading per 30 s over 24 h =
-{r['rows']:,} raw rows; {conc} concurrent gRPC clients; random device, sensor and time per request).
+{r['rows']:,} raw rows; random device, sensor and time per request; one table per number of
+concurrent gRPC clients).""")
+for run in runs:
+    rows = {x["read"]: x for x in run["results"]}
+    print(f"""
+{run['concurrency']} concurrent clients:
 
 | read (through gRPC) | p50 ms | p99 ms | queries/s | errors |
 |---|---:|---:|---:|---:|""")
-for x in r["results"]:
-    print(f"| {x['read']} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['qps']:,.0f} | {x['errors']} |")
-a1 = rows["one sensor, 24 h, 1-min buckets (Aggregate)"]; b1 = rows["baseline: one sensor 24 h 1-min from raw (SQL)"]
-a2 = rows["a tenant's devices, 24 h, 1-h buckets (Aggregate)"]; b2 = rows["baseline: tenant 24 h 1-h from raw (SQL)"]
-print(f"""
+    for x in run["results"]:
+        print(f"| {x['read']} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['qps']:,.0f} | {x['errors']} |")
+    a1 = rows["one sensor, 24 h, 1-min buckets (Aggregate)"]; b1 = rows["baseline: one sensor 24 h 1-min from raw (SQL)"]
+    a2 = rows["a tenant's devices, 24 h, 1-h buckets (Aggregate)"]; b2 = rows["baseline: tenant 24 h 1-h from raw (SQL)"]
+    print(f"""
 Rollups against raw rows, p99: one sensor 24 h at 1 min {b1['p99_ms'] / a1['p99_ms']:.1f}× faster
 (gRPC included on our side, not on the SQL side); a tenant's devices 24 h at 1 h
-{b2['p99_ms'] / a2['p99_ms']:.1f}× faster.
-
-Raw JSON: `{json.dumps(r)}`
+{b2['p99_ms'] / a2['p99_ms']:.1f}× faster.""")
+print(f"""
+Raw JSON: `{json.dumps(runs)}`
 """)
 PY

@@ -4,7 +4,8 @@
 # once, and only when something is missing. Non-interactive. Uses sudo when
 # not root (and sudo exists).
 #
-# Usage: deploy/local/install-deps.sh
+# Usage: deploy/local/install-deps.sh [--with-bench]
+#   --with-bench  also what scripts/bench-compare.sh compares against (InfluxDB)
 set -euo pipefail
 
 PACKAGES=(
@@ -20,6 +21,10 @@ PACKAGES=(
   docker-compose curl  # (node + npm for the Dockerfile lint come with the base image)
   iproute2 util-linux
 )
+
+if [[ "${1:-}" == --with-bench ]]; then
+  PACKAGES+=(influxdb)
+fi
 
 log() { printf '[install-deps] %s\n' "$*" >&2; }
 

@@ -1,11 +1,19 @@
 # shellcheck shell=bash disable=SC2034  # OUT and pids are used by the sourcing script
 # Sourced by the benchmark scripts: installs, builds $BUILD_DIR (Release),
-# starts the local stack, applies the schema, and on exit stops the
-# processes listed in $pids and the stack. Leaves $OUT (a scratch dir) and
+# starts a fresh local stack of its own, applies the schema, and on exit stops
+# the processes listed in $pids and removes the stack. Leaves $OUT (a scratch dir) and
 # the stack's TELEMETRY_* endpoints in the environment.
 deploy/local/install-deps.sh >/dev/null
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD_DIR" -j2 >/dev/null
+# A stack of its own, empty at the start and removed at the end, so figures
+# never include data from an earlier run (or a developer's local stack).
+export TELEMETRY_LOCAL_DIR="${TELEMETRY_BENCH_DIR:-/tmp/telemetry-bench-$(id -u)}"
+# A quarter of this 24 GiB machine for Postgres' buffer pool (the usual
+# sizing): these machines evict idle page cache within about a minute, so
+# with a smaller pool whichever data set was written first is read from disk.
+export TELEMETRY_PG_SHARED_BUFFERS="${TELEMETRY_PG_SHARED_BUFFERS:-6GB}"
+deploy/local/down.sh --purge >/dev/null 2>&1 || true
 env_file="$(deploy/local/up.sh --build-dir "$BUILD_DIR")"
 set -a
 # shellcheck disable=SC1090
@@ -17,6 +25,6 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  deploy/local/down.sh >/dev/null 2>&1 || true
+  deploy/local/down.sh --purge >/dev/null 2>&1 || true
 }
 trap cleanup EXIT

@@ -10,12 +10,12 @@
 #include <chrono>
 #include <cstdio>
 #include <pqxx/pqxx>
-#include <pqxx/tablewriter>
 #include <random>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "common/config.h"
+#include "common/pg_pool.h"
 
 ABSL_FLAG(std::string, pg, "", "Postgres connection string");
 ABSL_FLAG(int, series, 8000, "Distinct series");
@@ -83,12 +83,7 @@ int main(int argc, char** argv) {
     buf.pop_back();
     sent += n;
     pqxx::work tx(c);
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-    pqxx::tablewriter w(tx, "stage_raw");
-    w.write_raw_line(buf);
-    w.complete();
-#pragma GCC diagnostic pop
+    telemetry::CopyRawText(tx, "stage_raw", buf);
     inserted += tx.exec(
                       "INSERT INTO bench_raw SELECT * FROM stage_raw"
                       " ON CONFLICT (series_id, ts) DO NOTHING")
