@@ -58,21 +58,40 @@ int main(int argc, char** argv) {
   telemetry::ingest::IngestMetrics metrics(registry);
   telemetry::ingest::IngestCore core(options, publisher->get(), metadata.get(), clock, &metrics);
   // Kafka may come up after us: keep trying to learn the topic's layout.
+  // Then, every second, check Kafka still answers: while it does not, this
+  // instance reports NOT_SERVING (gRPC health) and not ready (/readyz), so a
+  // load balancer sends writes to another one; writes that arrive anyway get
+  // UNAVAILABLE at their deadline.
   std::atomic<bool> started{false};
+  std::atomic<bool> kafka_ok{false};
   std::atomic<bool> stop{false};
+  std::atomic<grpc::Server*> grpc_server{nullptr};
+  auto set_kafka_ok = [&](bool ok) {
+    if (kafka_ok.exchange(ok) == ok) return;
+    if (ok) {
+      log->info("Kafka answers again: serving");
+    } else {
+      log->warn("Kafka does not answer: reporting NOT_SERVING");
+    }
+    if (grpc::Server* s = grpc_server.load()) s->GetHealthCheckService()->SetServingStatus(ok);
+  };
   std::thread background([&] {
     while (!stop) {
       if (!started) {
         absl::Status st = core.Start();
         if (st.ok()) {
           started = true;
+          set_kafka_ok(true);
           log->info("topic {} has {} partitions", options.topic, core.partitions());
         } else {
           log->warn("waiting for Kafka: {}", st.ToString());
         }
       } else {
-        auto applied = store->AppliedOffsets(options.topic);
-        if (applied.ok()) core.UpdateWriterLag(*applied);
+        set_kafka_ok((*publisher)->PartitionCount(options.topic).ok());
+        if (kafka_ok) {
+          auto applied = store->AppliedOffsets(options.topic);
+          if (applied.ok()) core.UpdateWriterLag(*applied);
+        }
       }
       for (int i = 0; i < 10 && !stop; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -90,9 +109,14 @@ int main(int argc, char** argv) {
     log->critical("{}", server.status().ToString());
     return 1;
   }
+  grpc_server = server->get();
+  (*server)->GetHealthCheckService()->SetServingStatus(kafka_ok.load());
   telemetry::AdminHttpServer http(registry, [&](std::string* reason) {
-    if (!started) *reason = "Kafka topic not reachable yet";
-    return started.load();
+    if (!started)
+      *reason = "Kafka topic not reachable yet";
+    else if (!kafka_ok)
+      *reason = "Kafka does not answer";
+    return started.load() && kafka_ok.load();
   });
   absl::Status hs = http.Start(absl::GetFlag(FLAGS_http_host), absl::GetFlag(FLAGS_http_port));
   if (!hs.ok()) {
@@ -102,6 +126,7 @@ int main(int argc, char** argv) {
   log->info("ingest listening on gRPC port {} and HTTP port {}", port, http.port());
   int sig = telemetry::WaitForShutdownSignal();
   log->info("signal {}: draining", sig);
+  grpc_server = nullptr;
   (*server)->GetHealthCheckService()->SetServingStatus(false);
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
   absl::Status fl = (*publisher)->Flush(10000);

@@ -61,6 +61,7 @@ class Services {
   std::unique_ptr<telemetry::v1::IngestService::Stub> IngestStub();
   std::unique_ptr<telemetry::v1::QueryService::Stub> QueryStub();
   std::string log_dir() const { return log_dir_; }
+  int ingest_port() const { return ingest_port_; }
 
  private:
   std::string log_dir_;
@@ -71,6 +72,10 @@ class Services {
 
 // Waits until a gRPC server answers on `port` (health check).
 bool WaitForServing(int port, int timeout_ms);
+
+// The server's overall status from grpc.health.v1.Health/Check: 1 SERVING,
+// 2 NOT_SERVING, -1 no answer.
+int GrpcHealth(int port);
 
 // One-shot SQL on the primary (as the telemetry role): first column of each
 // row as text.

@@ -1,6 +1,7 @@
 // A dependency or a service fails mid-run: nothing is lost, nothing doubled,
 // and callers get the documented status.
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <signal.h>
 
 #include <atomic>
@@ -50,10 +51,31 @@ int KafkaCtl(const std::string& what) {
   return std::system(cmd.c_str());
 }
 
+int ReadyzStatus(int http_port) {
+  httplib::Client http("127.0.0.1", http_port);
+  http.set_connection_timeout(2, 0);
+  auto res = http.Get("/readyz");
+  return res ? res->status : -1;
+}
+
+// Polls `probe` every 200 ms until it returns `want` (at most `seconds`).
+template <typename F>
+bool Eventually(F probe, int want, int seconds) {
+  for (int i = 0; i < seconds * 5; ++i) {
+    if (probe() == want) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return false;
+}
+
 TEST(Robustness, KafkaOutageFailsWritesWithUnavailableThenRecovers) {
   Services services;
   services.StartWriter();
-  services.StartIngest();
+  const int http_port = FreePort();
+  services.StartIngest({"--http_port=" + std::to_string(http_port)});
+  const int grpc_port = services.ingest_port();
+  EXPECT_TRUE(Eventually([&] { return GrpcHealth(grpc_port); }, 1, 10));
+  EXPECT_EQ(ReadyzStatus(http_port), 200);
   services.StartQuery();
   Tenant t = CreateTenant("kafka-outage");
   auto ingest = services.IngestStub();
@@ -75,7 +97,12 @@ TEST(Robustness, KafkaOutageFailsWritesWithUnavailableThenRecovers) {
     EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
     EXPECT_LT(took, 2.5);
   }
+  // The instance says it cannot take writes: NOT_SERVING, /readyz 503.
+  EXPECT_TRUE(Eventually([&] { return GrpcHealth(grpc_port); }, 2, 20));
+  EXPECT_EQ(ReadyzStatus(http_port), 503);
   ASSERT_EQ(KafkaCtl("up"), 0);
+  EXPECT_TRUE(Eventually([&] { return GrpcHealth(grpc_port); }, 1, 30));
+  EXPECT_EQ(ReadyzStatus(http_port), 200);
   // Once Kafka is back, writes succeed again and the data is stored once.
   std::string token;
   for (int i = 0; i < 60 && token.empty(); ++i) {
