@@ -194,7 +194,7 @@ absl::StatusOr<LatestResponse> QueryCore::Latest(int64_t tenant_id, const Latest
 }
 
 absl::Status QueryCore::Range(int64_t tenant_id, const RangeRequest& req, int64_t deadline,
-                              const std::function<bool(RangeResponse&&)>& send) {
+                              const std::function<bool(RangeResponse&&, bool last)>& send) {
   const int64_t t0 = clock_->MonotonicNs();
   if (req.device_id().empty()) return absl::InvalidArgumentError("device_id: required");
   if (req.start_ns() <= 0 || req.end_ns() <= 0) {
@@ -241,7 +241,7 @@ absl::Status QueryCore::Range(int64_t tenant_id, const RangeRequest& req, int64_
         absl::Status rs = store->Range(q, [&](std::vector<ReadingRow>&& rows) {
           if (have_held) {
             if (!sent_any) *held.mutable_metadata() = md;
-            if (!send(std::move(held))) {
+            if (!send(std::move(held), false)) {
               client_gone = true;
               return false;
             }
@@ -270,7 +270,7 @@ absl::Status QueryCore::Range(int64_t tenant_id, const RangeRequest& req, int64_
   if (q.limit > 0 && sent >= q.limit && have_last) {
     held.set_next_cursor(EncodeRangeCursor(last_row.sensor, last_row.unit, last_row.ts_ns));
   }
-  send(std::move(held));
+  send(std::move(held), true);
   metrics_->range_seconds->Observe(static_cast<double>(clock_->MonotonicNs() - t0) / 1e9);
   return absl::OkStatus();
 }

@@ -47,10 +47,12 @@ class QueryCore {
   absl::StatusOr<telemetry::v1::LatestResponse> Latest(int64_t tenant_id,
                                                        const telemetry::v1::LatestRequest& req,
                                                        int64_t deadline_monotonic_ns);
-  // Sends pages through `send` (returns false when the client went away).
+  // Sends pages through `send` (returns false when the client went away);
+  // `last` is true for the final page of a successful call (it carries the
+  // cursor), which the caller may send together with the status.
   absl::Status Range(int64_t tenant_id, const telemetry::v1::RangeRequest& req,
                      int64_t deadline_monotonic_ns,
-                     const std::function<bool(telemetry::v1::RangeResponse&&)>& send);
+                     const std::function<bool(telemetry::v1::RangeResponse&&, bool last)>& send);
   absl::StatusOr<telemetry::v1::AggregateResponse> Aggregate(
       int64_t tenant_id, const telemetry::v1::AggregateRequest& req, int64_t deadline_monotonic_ns);
   absl::StatusOr<telemetry::v1::PlaybackResponse> Playback(

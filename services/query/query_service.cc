@@ -152,11 +152,16 @@ class RangeReactor final : public grpc::ServerWriteReactor<RangeResponse> {
       return;
     }
     bool metadata_sent = false;
-    absl::Status st =
-        service_->core()->Range((*tenant)->id, *request_, deadline, [&](RangeResponse&& page) {
+    absl::Status st = service_->core()->Range(
+        (*tenant)->id, *request_, deadline, [&](RangeResponse&& page, bool last) {
           if (!metadata_sent && page.has_metadata()) {
             AddReadMetadata(ctx_, page.metadata());
             metadata_sent = true;
+          }
+          if (last) {  // sent below, with the status
+            last_ = std::move(page);
+            have_last_ = true;
+            return true;
           }
           std::unique_lock<std::mutex> lock(mu_);
           if (cancelled_ || !write_ok_) return false;
@@ -166,12 +171,22 @@ class RangeReactor final : public grpc::ServerWriteReactor<RangeResponse> {
           cv_.wait(lock, [this] { return !writing_ || cancelled_; });
           return write_ok_ && !cancelled_;
         });
+    bool write_last = false;
     {
       // A write may still be in flight after a cancellation: wait for it.
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [this] { return !writing_; });
+      write_last = st.ok() && have_last_ && !cancelled_ && write_ok_;
     }
-    Finish(ToGrpcStatus(st));
+    // Either call is the last thing Produce does: OnDone may delete this
+    // right after, so no member is touched (nor a lock held) past it.
+    if (write_last) {
+      // The last page and the status in one go (one write, no OnWriteDone
+      // round trip before Finish).
+      StartWriteAndFinish(&last_, grpc::WriteOptions(), grpc::Status::OK);
+    } else {
+      Finish(ToGrpcStatus(st));
+    }
   }
 
   QueryServiceImpl* service_;
@@ -180,6 +195,8 @@ class RangeReactor final : public grpc::ServerWriteReactor<RangeResponse> {
   std::mutex mu_;
   std::condition_variable cv_;
   RangeResponse current_;
+  RangeResponse last_;  // the final page, written with the status
+  bool have_last_ = false;
   bool writing_ = false;
   bool write_ok_ = true;
   bool cancelled_ = false;
