@@ -11,7 +11,8 @@
 #                                           one reading per 30 s over 24 h (23 M readings)
 #   bash scripts/bench-compare.sh --quick   2 tenants × 25 devices × 8 sensors, 60 s, 24 h
 #                                           (576,000 readings; a couple of minutes)
-# Overrides: ROUNDS (ingest rounds, systems alternating), REPS, TENANT_REPS, CONC_SECONDS.
+# Overrides: ROUNDS (ingest rounds, systems alternating; full 1, quick 2), REPS, TENANT_REPS,
+# CONC_SECONDS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR="${BUILD_DIR:-build-release}"
@@ -25,7 +26,9 @@ else
   REPS="${REPS:-40}" TENANT_REPS="${TENANT_REPS:-3}" CONC_SECONDS="${CONC_SECONDS:-4}"
 fi
 SENSORS=8 STRING_SENSORS=1 HOURS=24 DUPLICATES=0.01 LATE=0.001 SEED=42 GEN_WORKERS=4
-ROUNDS="${ROUNDS:-1}"
+# Ingest rounds (each system writes the whole data set once per round, the order rotating, into
+# fresh targets; reads use round 1's). The full profile defaults to one: a round takes ~10 min.
+if [[ $PROFILE == full ]]; then ROUNDS="${ROUNDS:-1}"; else ROUNDS="${ROUNDS:-2}"; fi
 
 deploy/local/install-deps.sh --with-bench >/dev/null
 # shellcheck source=scripts/lib/bench-env.sh

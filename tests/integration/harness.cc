@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -58,8 +59,13 @@ int FreePort() {
 }
 
 Process::Process(std::string binary, std::vector<std::string> args, std::string log_path) {
+  const pid_t parent = getpid();
   pid_ = fork();
   if (pid_ == 0) {
+    // If the test process dies (a crash, an abort), its services die with it
+    // instead of lingering on the machine.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(1);
     int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
       dup2(fd, 1);
