@@ -1,10 +1,10 @@
 #include "common/pg_pool.h"
 
 #include <charconv>
-#include <pqxx/tablewriter>
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <pqxx/tablewriter>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -29,7 +29,9 @@ class Canceller {
     std::lock_guard<std::mutex> lock(mu_);
     uint64_t id = next_++;
     entries_[id] = {conn, deadline, false};
-    cv_.notify_one();
+    // Wake the thread only when it sleeps past this deadline: most calls end
+    // well before theirs, and a wake-up per query costs a context switch.
+    if (deadline < wake_at_) cv_.notify_one();
     return id;
   }
 
@@ -61,11 +63,13 @@ class Canceller {
       for (auto& [id, e] : entries_) {
         if (!e.fired) earliest = std::min(earliest, e.deadline);
       }
+      wake_at_ = earliest;
       if (earliest == SteadyClock::time_point::max()) {
         cv_.wait(lock);
       } else {
         cv_.wait_until(lock, earliest);
       }
+      wake_at_ = SteadyClock::time_point::min();  // awake: Watch need not notify
       const auto now = SteadyClock::now();
       for (auto& [id, e] : entries_) {
         if (e.fired || e.deadline > now) continue;
@@ -83,6 +87,7 @@ class Canceller {
   std::condition_variable cv_;
   std::map<uint64_t, Entry> entries_;
   uint64_t next_ = 1;
+  SteadyClock::time_point wake_at_ = SteadyClock::time_point::min();  // when the thread wakes
 };
 
 }  // namespace
@@ -236,6 +241,27 @@ int64_t PgInt64(const pqxx::field& f) {
     throw pqxx::conversion_error(absl::StrCat("not an integer: '", b, "'"));
   }
   return v;
+}
+
+void AppendCopyText(std::string* out, const std::string& s) {
+  for (char c : s) {
+    switch (c) {
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      default:
+        out->push_back(c);
+    }
+  }
 }
 
 void CopyRawText(pqxx::transaction_base& tx, const std::string& table, const std::string& text) {

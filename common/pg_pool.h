@@ -55,6 +55,9 @@ absl::Status StatusFromPgException(const std::exception& e);
 double PgDouble(const pqxx::field& f);
 int64_t PgInt64(const pqxx::field& f);
 
+// Appends `s` escaped for a COPY text-format field.
+void AppendCopyText(std::string* out, const std::string& s);
+
 // COPY `text` (rows already in COPY text format, '\n'-separated, without the
 // final newline) into `table` in one call.
 void CopyRawText(pqxx::transaction_base& tx, const std::string& table, const std::string& text);

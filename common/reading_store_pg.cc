@@ -19,28 +19,6 @@ namespace {
 
 constexpr int64_t kNsPerDay = 86'400'000'000'000;
 
-// COPY text format escaping.
-void AppendCopyText(std::string* out, const std::string& s) {
-  for (char c : s) {
-    switch (c) {
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      default:
-        out->push_back(c);
-    }
-  }
-}
-
 template <typename T>
 void AppendNumber(std::string* out, T v) {
   char buf[64];

@@ -191,6 +191,68 @@ TEST_F(Adapters, RangePagesAndCursorsReturnEveryRowOnceInOrder) {
   EXPECT_EQ(pages, 2);
 }
 
+// Buckets as wide as the rollup's are read without GROUP BY: two units of
+// one sensor still come back as one series, merged; values not asked for
+// come back 0; wider buckets are grouped in SQL and agree.
+TEST_F(Adapters, AggregateAtTheRollupWidthMergesUnitsAndSkipsUnaskedValues) {
+  Tenant t = CreateTenant("agg-width");
+  auto ids = metadata_->ResolveSeries(t.id, {{"d1", "temp", "C", ""}, {"d1", "temp", "F", ""}});
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  const int64_t minute = 60'000'000'000;
+  // Aligned to two minutes, so the wide bucket below holds both minutes.
+  const int64_t m0 = (SystemClock::Get()->NowNs() / (2 * minute) - 15) * (2 * minute);
+  ASSERT_TRUE(store_->EnsurePartitions(m0, m0 + 3 * minute).ok());
+  ASSERT_TRUE(
+      store_
+          ->Apply({Row((*ids)[0], m0 + 1, 1), Row((*ids)[0], m0 + 2, 5), Row((*ids)[1], m0 + 3, 40),
+                   Row((*ids)[0], m0 + minute + 1, 7), Row((*ids)[1], m0 + minute + 2, -2)},
+                  "agg-width-" + std::to_string(t.id), {{0, 1}})
+          .ok());
+  AggregateQuery q;
+  q.tenant_id = t.id;
+  q.device = "d1";
+  q.start_ns = m0;
+  q.end_ns = m0 + 2 * minute;
+  q.bucket_ns = minute;
+  auto rows = store_->Aggregate(q);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 2u);
+  const AggregateRow& a = (*rows)[0];
+  EXPECT_EQ(a.device, "d1");
+  EXPECT_EQ(a.sensor, "temp");
+  EXPECT_EQ(a.bucket_ns, m0);
+  EXPECT_EQ(a.count, 3);
+  EXPECT_DOUBLE_EQ(a.sum, 46);
+  EXPECT_DOUBLE_EQ(a.min, 1);
+  EXPECT_DOUBLE_EQ(a.max, 40);
+  EXPECT_DOUBLE_EQ(a.last, 40);  // the newest of both units
+  EXPECT_EQ((*rows)[1].count, 2);
+  EXPECT_DOUBLE_EQ((*rows)[1].last, -2);
+  // Only the count and the max asked for.
+  q.need_sum = q.need_min = q.need_last = false;
+  auto only_max = store_->Aggregate(q);
+  ASSERT_TRUE(only_max.ok()) << only_max.status();
+  ASSERT_EQ(only_max->size(), 2u);
+  EXPECT_EQ((*only_max)[0].count, 3);
+  EXPECT_DOUBLE_EQ((*only_max)[0].max, 40);
+  EXPECT_DOUBLE_EQ((*only_max)[0].sum, 0);
+  EXPECT_DOUBLE_EQ((*only_max)[1].max, 7);
+  // Two minutes per bucket: grouped in SQL, the same totals.
+  q = AggregateQuery();
+  q.tenant_id = t.id;
+  q.device = "d1";
+  q.start_ns = m0;
+  q.end_ns = m0 + 2 * minute;
+  q.bucket_ns = 2 * minute;
+  auto wide = store_->Aggregate(q);
+  ASSERT_TRUE(wide.ok()) << wide.status();
+  ASSERT_EQ(wide->size(), 1u);
+  EXPECT_EQ((*wide)[0].count, 5);
+  EXPECT_DOUBLE_EQ((*wide)[0].sum, 51);
+  EXPECT_DOUBLE_EQ((*wide)[0].min, -2);
+  EXPECT_DOUBLE_EQ((*wide)[0].last, -2);
+}
+
 TEST_F(Adapters, NumbersReadBackExactly) {
   auto ids = metadata_->ResolveSeries(CreateTenant("numbers").id, {{"d", "x", "", ""}});
   ASSERT_TRUE(ids.ok());

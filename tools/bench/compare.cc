@@ -235,10 +235,16 @@ class PgSink final : public Sink {
   absl::Status Write(const std::string& tenant, const telemetry::v1::WriteRequest& req) override {
     buf_.clear();
     for (const auto& r : req.readings()) {
-      absl::StrAppend(&buf_, tenant, "\t", r.device_id(), "\t", r.sensor(), "\t", r.timestamp_ns(),
-                      "\t");
+      telemetry::AppendCopyText(&buf_, tenant);
+      buf_.push_back('\t');
+      telemetry::AppendCopyText(&buf_, r.device_id());
+      buf_.push_back('\t');
+      telemetry::AppendCopyText(&buf_, r.sensor());
+      absl::StrAppend(&buf_, "\t", r.timestamp_ns(), "\t");
       if (r.value_case() == telemetry::v1::Reading::kStringValue) {
-        absl::StrAppend(&buf_, "\\N\t", r.string_value(), "\n");
+        buf_.append("\\N\t");
+        telemetry::AppendCopyText(&buf_, r.string_value());
+        buf_.push_back('\n');
       } else {
         AppendDouble(&buf_, r.double_value());
         buf_.append("\t\\N\n");
