@@ -1,6 +1,7 @@
 #include "services/ingest/writer.h"
 
 #include <algorithm>
+#include <chrono>
 #include <future>
 #include <thread>
 
@@ -77,7 +78,13 @@ std::map<int32_t, int64_t> Writer::OnAssign(const std::vector<int32_t>& partitio
     }
     metrics_->store_failures->Inc();
     log->warn("cannot read applied offsets ({}); retrying", applied.status().ToString());
-    std::this_thread::sleep_for(std::chrono::nanoseconds(options_.retry_backoff_ns));
+    if (!Backoff()) {
+      // Stopping before the store answered: consume nothing from these
+      // partitions (no start offset is known).
+      log->warn("stopping before the applied offsets could be read; not consuming");
+      halted_ = true;
+      return start;
+    }
   }
   log->info("assigned {} partitions of {}", partitions.size(), options_.topic);
   assigned_ = !partitions.empty();
@@ -119,7 +126,21 @@ absl::Status Writer::DeadLetter(const ConsumedMessage& m, const std::string& rea
   return st;
 }
 
+bool Writer::Backoff() {
+  // Real time, like any sleep (the injected clock is for timestamps).
+  const auto until =
+      std::chrono::steady_clock::now() + std::chrono::nanoseconds(options_.retry_backoff_ns);
+  while (!Stopping()) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= until) return true;
+    std::this_thread::sleep_for(
+        std::min<std::chrono::steady_clock::duration>(until - now, std::chrono::milliseconds(20)));
+  }
+  return false;
+}
+
 void Writer::Accept(const ConsumedMessage& m) {
+  if (halted_) return;
   auto exp = expected_.find(m.partition);
   if (exp != expected_.end()) {
     if (m.offset < exp->second) return;  // already applied (redelivery)
@@ -144,10 +165,17 @@ void Writer::Accept(const ConsumedMessage& m) {
     auto d = DecodeBatch(batch);
     if (!d.ok()) {
       problem = std::string(d.status().message());
-    } else if (!KnownTenant(batch.tenant_id())) {
-      problem = absl::StrCat("tenant ", batch.tenant_id(), " does not exist in this store");
     } else {
-      decoded = std::move(*d);
+      std::optional<bool> known = KnownTenant(batch.tenant_id());
+      if (!known.has_value()) {
+        halted_ = true;  // stopping: this message stays unapplied
+        return;
+      }
+      if (!*known) {
+        problem = absl::StrCat("tenant ", batch.tenant_id(), " does not exist in this store");
+      } else {
+        decoded = std::move(*d);
+      }
     }
   }
   if (!problem.empty()) {
@@ -158,7 +186,10 @@ void Writer::Accept(const ConsumedMessage& m) {
       absl::Status st = DeadLetter(m, problem);
       if (st.ok()) break;
       GetLogger("writer")->warn("dead-letter publish failed: {}; retrying", st.ToString());
-      std::this_thread::sleep_for(std::chrono::nanoseconds(options_.retry_backoff_ns));
+      if (!Backoff()) {
+        halted_ = true;  // stopping: this message is neither parked nor skipped
+        return;
+      }
     }
   } else {
     // A block's readings are contiguous: render its labels once, not per reading.
@@ -183,7 +214,7 @@ void Writer::Accept(const ConsumedMessage& m) {
   pending_next_offsets_[m.partition] = m.offset + 1;
 }
 
-bool Writer::KnownTenant(int64_t tenant_id) {
+std::optional<bool> Writer::KnownTenant(int64_t tenant_id) {
   auto it = tenant_known_.find(tenant_id);
   if (it != tenant_known_.end()) return it->second;
   while (true) {
@@ -196,7 +227,7 @@ bool Writer::KnownTenant(int64_t tenant_id) {
     metrics_->store_failures->Inc();
     GetLogger("writer")->warn("cannot check tenant {}: {}; retrying", tenant_id,
                               exists.status().ToString());
-    std::this_thread::sleep_for(std::chrono::nanoseconds(options_.retry_backoff_ns));
+    if (!Backoff()) return std::nullopt;
   }
 }
 
@@ -373,11 +404,15 @@ absl::Status Writer::RunOnce() {
 }
 
 void Writer::Run(const std::atomic<bool>& stop) {
+  stop_ = &stop;
   while (!stop.load()) RunOnce().IgnoreError();
+  // Apply what was accepted before the stop; a store that stays down gets a
+  // few tries (its rows are read again by the next owner, nothing is lost).
   for (int i = 0; i < 10 && !Flush().ok(); ++i) {
     std::this_thread::sleep_for(std::chrono::nanoseconds(options_.retry_backoff_ns));
   }
   consumer_->Close();
+  stop_ = nullptr;
 }
 
 }  // namespace telemetry::ingest

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -84,8 +85,13 @@ class Writer {
   absl::Status DeadLetter(const ConsumedMessage& m, const std::string& reason);
   absl::Status ResolveSeriesIds();
   // Whether the batch's tenant exists here (cached); retries while the
-  // store is unreachable.
-  bool KnownTenant(int64_t tenant_id);
+  // store is unreachable; nullopt when asked to stop before it answered.
+  std::optional<bool> KnownTenant(int64_t tenant_id);
+  // Waits the retry backoff; false (at once) when Run was asked to stop.
+  // The retry loops use it so that SIGTERM ends a writer whose store or
+  // dead-letter topic is down instead of leaving it waiting for them.
+  bool Backoff();
+  bool Stopping() const { return stop_ != nullptr && stop_->load(); }
   void UpdateCache();
 
   WriterOptions options_;
@@ -102,6 +108,12 @@ class Writer {
   int64_t batch_started_ns_ = 0;
   int64_t next_partition_check_ns_ = 0;
   std::atomic<bool> assigned_{false};
+  // Run's stop flag (null outside Run).
+  const std::atomic<bool>* stop_ = nullptr;
+  // Set when a retry loop gave up because of a stop: from then on nothing is
+  // consumed, so no offset moves past a message that was neither applied nor
+  // parked (the next owner reads it again from the stored offsets).
+  bool halted_ = false;
   // Next offset expected per assigned partition (gap detection).
   std::map<int32_t, int64_t> expected_;
   // (tenant, device, sensor, unit) → (series id, labels json).

@@ -3,9 +3,14 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <string>
 #include <thread>
 
 #include "common/clock.h"
@@ -116,6 +121,38 @@ TEST(Robustness, KafkaOutageFailsWritesWithUnavailableThenRecovers) {
   auto query = services.QueryStub();
   ASSERT_TRUE(WaitForToken(query.get(), t.key, token, "k1", 60000).ok());
   EXPECT_EQ(RawCount(t.id), 1);
+}
+
+TEST(Robustness, WriterStopsOnSigtermWhilePostgresIsDown) {
+  // A writer whose Postgres does not answer waits in its retry loop for the
+  // offsets to start from; SIGTERM must still end it promptly (it would be
+  // SIGKILLed by an orchestrator otherwise), and cleanly.
+  const std::string log =
+      ::testing::TempDir() + "/writer-pg-down-" + std::to_string(::getpid()) + ".log";
+  std::remove(log.c_str());  // only this run's lines count
+  Process writer(BuildDir() + "/services/ingest/telemetry-writer",
+                 {"--http_port=0", "--pg_primary=postgresql://telemetry@127.0.0.1:1/telemetry",
+                  "--redis=", "--kafka_brokers=" + RequireEnv("TELEMETRY_KAFKA_BROKERS"),
+                  "--group=stop-while-pg-down-" + std::to_string(::getpid()),
+                  "--session_timeout_ms=3000", "--max_poll_interval_ms=10000"},
+                 log);
+  // Until it is in the loop: the group assigned it partitions and it tried
+  // to read their applied offsets.
+  bool waiting = false;
+  for (int i = 0; i < 200 && !waiting && writer.running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::ifstream in(log);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    waiting = text.find("cannot read applied offsets") != std::string::npos;
+  }
+  ASSERT_TRUE(waiting) << "the writer never reached the offsets retry loop; see " << log;
+  const auto asked = std::chrono::steady_clock::now();
+  writer.Signal(SIGTERM);
+  EXPECT_EQ(writer.Wait(5000), 0) << "see " << log;
+  EXPECT_LT(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                  asked)
+                .count(),
+            5000);
 }
 
 }  // namespace

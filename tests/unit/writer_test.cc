@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
+
 #include "common/kafka_fake.h"
 #include "common/testing/fakes.h"
 #include "services/ingest/codec.h"
@@ -231,6 +234,77 @@ TEST_F(WriterTest, CacheOutageDoesNotBlockStorage) {
   Drain(*w);
   EXPECT_EQ(store_.raw_count(), 1u);
   EXPECT_EQ(metrics_.cache_failures->Value(), 1);
+}
+
+// SIGTERM must end a writer whose dependencies are down: each retry loop
+// gives up on stop without moving an offset past an unhandled message.
+class WriterStopTest : public WriterTest {
+ protected:
+  // Runs `w` on a thread, asks it to stop after 100 ms and returns how long
+  // it then took to return.
+  std::chrono::milliseconds StopAfterAWhile(Writer& w) {
+    std::atomic<bool> stop{false};
+    std::thread t([&] { w.Run(stop); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const auto asked = std::chrono::steady_clock::now();
+    stop = true;
+    t.join();
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                 asked);
+  }
+  std::unique_ptr<Writer> MakeSlowRetryWriter(FakeConsumer* consumer, EventPublisher* dlq) {
+    WriterOptions o;
+    o.max_batch_delay_ns = 0;
+    o.retry_backoff_ns = 10 * kNsPerSec;  // a stop must not wait for a backoff
+    return std::make_unique<Writer>(o, consumer, dlq, &store_, &metadata_, &cache_, &clock_,
+                                    &metrics_);
+  }
+};
+
+TEST_F(WriterStopTest, StopsWhileTheStoreCannotGiveTheStartOffsets) {
+  Produce({{"d1", "t", 1'000, 1}});
+  store_.SetUp(false);
+  FakeConsumer consumer(&kafka_, kTopic);
+  auto w = MakeSlowRetryWriter(&consumer, &publisher_);
+  EXPECT_LT(StopAfterAWhile(*w).count(), 2000);
+  store_.SetUp(true);
+  EXPECT_EQ(store_.raw_count(), 0u);
+  EXPECT_TRUE(store_.AppliedOffsets(kTopic)->empty());
+}
+
+TEST_F(WriterStopTest, StopsWhileTheTenantCannotBeChecked) {
+  Produce({{"d1", "t", 1'000, 1}});
+  metadata_.SetUp(false);
+  FakeConsumer consumer(&kafka_, kTopic);
+  auto w = MakeSlowRetryWriter(&consumer, &publisher_);
+  EXPECT_LT(StopAfterAWhile(*w).count(), 2000);
+  // Neither applied nor dead-lettered, and its offset was not stored: the
+  // next owner reads it again.
+  EXPECT_EQ(store_.raw_count(), 0u);
+  EXPECT_TRUE(kafka_.Messages(kDlq).empty());
+  const auto applied = store_.AppliedOffsets(kTopic);
+  ASSERT_TRUE(applied.ok());
+  for (const auto& [partition, next] : *applied) EXPECT_EQ(next, 0) << partition;
+  // A writer started after the outage applies it.
+  metadata_.SetUp(true);
+  FakeConsumer again(&kafka_, kTopic);
+  auto w2 = MakeWriter(&again);
+  Drain(*w2);
+  EXPECT_EQ(store_.raw_count(), 1u);
+}
+
+TEST_F(WriterStopTest, StopsWhileTheDeadLetterTopicIsDown) {
+  publisher_.Publish(kTopic, 0, "k", "\xff\xff not protobuf", [](const DeliveryReport&) {});
+  FakeKafka dlq_kafka({{kDlq, 1}});
+  dlq_kafka.SetAvailable(false);
+  FakePublisher dlq(&dlq_kafka);
+  FakeConsumer consumer(&kafka_, kTopic);
+  auto w = MakeSlowRetryWriter(&consumer, &dlq);
+  EXPECT_LT(StopAfterAWhile(*w).count(), 2000);
+  EXPECT_TRUE(dlq_kafka.Messages(kDlq).empty());
+  const auto applied = store_.AppliedOffsets(kTopic);
+  ASSERT_TRUE(applied.ok());
+  for (const auto& [partition, next] : *applied) EXPECT_EQ(next, 0) << partition;
 }
 
 }  // namespace
