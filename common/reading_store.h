@@ -88,6 +88,17 @@ class ReadingStore {
   // Creates the day partitions covering [from_ns, to_ns] if missing.
   virtual absl::Status EnsurePartitions(int64_t from_ns, int64_t to_ns) = 0;
 
+  // Physical layout (reads get faster, content never changes). Hours with
+  // 1-minute rollups that start before `before_ns` and were not compacted
+  // yet, oldest first, at most `limit`.
+  virtual absl::StatusOr<std::vector<int64_t>> UncompactedRollupHours(int64_t before_ns,
+                                                                      int limit) = 0;
+  // Rewrites the 1-minute rollup rows of the hour starting at `hour_ns` in
+  // (series, bucket) order and records the hour as compacted; returns the
+  // rows rewritten (0 when another compactor already did it). Rows written
+  // to the hour later (late data) are merged as usual, wherever they land.
+  virtual absl::StatusOr<int64_t> CompactRollupHour(int64_t hour_ns) = 0;
+
   // Reader side; always scoped to one tenant.
   virtual absl::StatusOr<std::vector<ReadingRow>> Latest(
       int64_t tenant_id, const std::vector<std::string>& devices,

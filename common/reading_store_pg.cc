@@ -18,6 +18,7 @@ namespace telemetry {
 namespace {
 
 constexpr int64_t kNsPerDay = 86'400'000'000'000;
+constexpr int64_t kNsPerHour = 3'600'000'000'000;
 
 template <typename T>
 void AppendNumber(std::string* out, T v) {
@@ -222,6 +223,54 @@ class PgReadingStore final : public ReadingStore {
       tx.commit();
       return absl::OkStatus();
     });
+  }
+
+  absl::StatusOr<std::vector<int64_t>> UncompactedRollupHours(int64_t before_ns,
+                                                              int limit) override {
+    std::vector<int64_t> hours;
+    absl::Status st = pool_->Run([&](pqxx::connection& c) {
+      // agg_1h_sensor has one row per (tenant, sensor, hour): a small table
+      // that lists every hour holding rollups.
+      pqxx::result r = ReadPrepared(
+          c, "uncompacted_rollup_hours",
+          "SELECT DISTINCT a.bucket FROM agg_1h_sensor a WHERE a.bucket < $1"
+          " AND NOT EXISTS (SELECT 1 FROM rollup_compactions c WHERE c.hour = a.bucket)"
+          " ORDER BY 1 LIMIT $2",
+          before_ns, limit);
+      for (const auto& row : r) hours.push_back(PgInt64(row[0]));
+      return absl::OkStatus();
+    });
+    if (!st.ok()) return st;
+    return hours;
+  }
+
+  absl::StatusOr<int64_t> CompactRollupHour(int64_t hour_ns) override {
+    int64_t moved = 0;
+    absl::Status st = pool_->Run([&](pqxx::connection& c) {
+      pqxx::work tx(c);
+      // The claim: a second compactor of the same hour waits here for the
+      // first to commit, then finds the row and leaves.
+      if (tx.exec_params("INSERT INTO rollup_compactions (hour, rows) VALUES ($1, 0)"
+                         " ON CONFLICT (hour) DO NOTHING RETURNING 1",
+                         hour_ns)
+              .empty()) {
+        tx.commit();
+        return absl::OkStatus();
+      }
+      // Deleted and re-inserted sorted in one statement: readers see either
+      // the old rows or the new ones, and a concurrent late upsert of one of
+      // these rows waits for the commit, then merges into the new row.
+      moved = PgInt64(tx.exec_params(
+          "WITH moved AS (DELETE FROM agg_1m WHERE bucket >= $1 AND bucket < $2 RETURNING *),"
+          " ins AS (INSERT INTO agg_1m SELECT * FROM moved ORDER BY series_id, bucket"
+          " RETURNING 1) SELECT count(*) FROM ins",
+          hour_ns, hour_ns + kNsPerHour)[0][0]);
+      tx.exec_params("UPDATE rollup_compactions SET rows = $2 WHERE hour = $1", hour_ns, moved);
+      tx.commit();
+      return absl::OkStatus();
+    });
+    if (!st.ok()) return st;
+    return moved;
   }
 
   absl::Status EnsurePartitions(int64_t from_ns, int64_t to_ns) override {

@@ -191,6 +191,33 @@ class FakeReadingStore final : public ReadingStore {
     absl::MutexLock l(&mu_);
     return days_;
   }
+  absl::StatusOr<std::vector<int64_t>> UncompactedRollupHours(int64_t before_ns,
+                                                              int limit) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake store down");
+    std::set<int64_t> hours;
+    for (const auto& [key, agg] : agg_1h_) {
+      if (key.second < before_ns && !compacted_.count(key.second)) hours.insert(key.second);
+    }
+    std::vector<int64_t> out(hours.begin(), hours.end());
+    if (out.size() > static_cast<size_t>(limit)) out.resize(static_cast<size_t>(limit));
+    return out;
+  }
+  // The fake has no physical layout: it records the hour and counts its rows.
+  absl::StatusOr<int64_t> CompactRollupHour(int64_t hour_ns) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake store down");
+    if (!compacted_.insert(hour_ns).second) return 0;
+    int64_t rows = 0;
+    for (const auto& [key, agg] : agg_1m_) {
+      rows += key.second >= hour_ns && key.second < hour_ns + 3'600'000'000'000 ? 1 : 0;
+    }
+    return rows;
+  }
+  std::set<int64_t> compacted() {
+    absl::MutexLock l(&mu_);
+    return compacted_;
+  }
   absl::StatusOr<std::vector<ReadingRow>> Latest(int64_t, const std::vector<std::string>&,
                                                  const std::vector<std::string>&) override {
     return absl::UnimplementedError("fake: reads are tested against Postgres");
@@ -243,6 +270,7 @@ class FakeReadingStore final : public ReadingStore {
   std::vector<std::tuple<int32_t, int64_t, int64_t>> gaps_ ABSL_GUARDED_BY(mu_);
   int applies_ ABSL_GUARDED_BY(mu_) = 0;
   std::set<int64_t> days_ ABSL_GUARDED_BY(mu_);
+  std::set<int64_t> compacted_ ABSL_GUARDED_BY(mu_);
   std::vector<std::tuple<int32_t, int64_t, int64_t>> resets_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -3,6 +3,8 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/config.h"
 #include "common/logging.h"
 #include "common/pg_pool.h"
@@ -24,6 +26,11 @@ ABSL_FLAG(int, batch_delay_ms, 100, "Apply when the oldest pending reading is th
 ABSL_FLAG(int, session_timeout_ms, 6000, "Kafka group session timeout");
 ABSL_FLAG(int, max_poll_interval_ms, 30000,
           "Kafka max.poll.interval.ms (also bounds how long a rebalance waits)");
+ABSL_FLAG(int, compact_interval_s, 60,
+          "How often closed hours of the 1-minute rollups are rewritten in series order "
+          "(0 = never; telemetry-admin compact-rollups does it on demand)");
+ABSL_FLAG(int, compact_grace_s, 3600, "Compact an hour this long after it ended");
+ABSL_FLAG(int, compact_quiet_s, 300, "...and once this writer has not written to it for this long");
 ABSL_FLAG(std::string, log_level, "info", "Log level");
 
 int main(int argc, char** argv) {
@@ -74,14 +81,43 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::atomic<bool> stop{false};
+  telemetry::ingest::CompactorOptions co;
+  co.grace_ns = absl::GetFlag(FLAGS_compact_grace_s) * telemetry::kNsPerSec;
+  co.quiet_ns = absl::GetFlag(FLAGS_compact_quiet_s) * telemetry::kNsPerSec;
+  telemetry::ingest::CompactorMetrics compactor_metrics(registry);
+  telemetry::ingest::Compactor compactor(co, store.get(), clock, &compactor_metrics);
+  writer.SetCompactor(&compactor);
+  absl::Mutex stop_mu;
+  std::thread compaction([&] {
+    const int interval_s = absl::GetFlag(FLAGS_compact_interval_s);
+    if (interval_s <= 0) return;
+    while (true) {
+      {
+        absl::MutexLock lock(&stop_mu);
+        const absl::Condition stopped(
+            +[](std::atomic<bool>* flag) { return flag->load(); }, &stop);
+        if (stop_mu.AwaitWithTimeout(stopped, absl::Seconds(interval_s))) {
+          return;
+        }
+      }
+      auto n = compactor.RunOnce();
+      if (!n.ok()) {
+        log->warn("rollup compaction: {}", n.status().ToString());
+      } else if (*n > 0) {
+        log->info("rollup compaction: {} hour(s) rewritten in series order", *n);
+      }
+    }
+  });
   std::thread signals([&] {
     int sig = telemetry::WaitForShutdownSignal();
     log->info("signal {}: applying what is pending, then leaving the group", sig);
+    absl::MutexLock lock(&stop_mu);
     stop = true;
   });
   log->info("writer consuming {} as group {}; HTTP port {}", ko.topic, ko.group_id, http.port());
   writer.Run(stop);
   signals.join();
+  compaction.join();
   http.Stop();
   log->info("stopped");
   return 0;

@@ -309,6 +309,7 @@ absl::Status Writer::Flush() {
   const int64_t t0 = clock_->MonotonicNs();
   absl::Status st = ResolveSeriesIds();
   std::vector<RawRow> rows;
+  int64_t batch_from_ns = 0, batch_to_ns = -1;
   if (st.ok()) {
     rows.reserve(pending_rows_.size());
     int64_t lo = INT64_MAX, hi = INT64_MIN;
@@ -324,6 +325,8 @@ absl::Status Writer::Flush() {
       return a.series_id != b.series_id ? a.series_id < b.series_id : a.ts_ns < b.ts_ns;
     });
     if (!rows.empty()) st = store_->EnsurePartitions(lo, hi);
+    batch_from_ns = lo;
+    batch_to_ns = hi;
   }
   std::vector<PartitionOffset> offsets;
   for (const auto& [p, o] : pending_next_offsets_) offsets.push_back({p, o});
@@ -341,6 +344,7 @@ absl::Status Writer::Flush() {
     return st;
   }
   metrics_->batches->Inc();
+  if (compactor_ != nullptr) compactor_->Touched(batch_from_ns, batch_to_ns);
   const int64_t now_wall = clock_->NowNs();
   metrics_->batch_seconds->Observe(static_cast<double>(clock_->MonotonicNs() - t0) / 1e9);
   if (!pending_rows_.empty()) {

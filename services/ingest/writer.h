@@ -21,6 +21,7 @@
 #include "common/metadata_store.h"
 #include "common/metrics.h"
 #include "common/reading_store.h"
+#include "services/ingest/compactor.h"
 #include "telemetry/v1/events.pb.h"
 
 namespace telemetry::ingest {
@@ -67,6 +68,10 @@ class Writer {
   // Applies the pending batch now.
   absl::Status Flush();
 
+  // Tells `compactor` (optional, outlives the writer) which hours each
+  // applied batch wrote to, so it leaves them alone while they are written.
+  void SetCompactor(Compactor* compactor) { compactor_ = compactor; }
+
   size_t pending_readings() const { return pending_rows_.size(); }
   // True while the group has assigned partitions to this member (readiness).
   bool assigned() const { return assigned_.load(); }
@@ -108,6 +113,7 @@ class Writer {
   int64_t batch_started_ns_ = 0;
   int64_t next_partition_check_ns_ = 0;
   std::atomic<bool> assigned_{false};
+  Compactor* compactor_ = nullptr;
   // Run's stop flag (null outside Run).
   const std::atomic<bool>* stop_ = nullptr;
   // Set when a retry loop gave up because of a stop: from then on nothing is

@@ -2,6 +2,7 @@
 // PostgreSQL, LatestCache on Redis, the Kafka publisher on the dev broker.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <future>
 #include <limits>
@@ -282,6 +283,66 @@ TEST_F(Adapters, NumbersReadBackExactly) {
   auto bad = tx.exec("SELECT '1.5x', '12a'");
   EXPECT_THROW(PgDouble(bad[0][0]), pqxx::conversion_error);
   EXPECT_THROW(PgInt64(bad[0][1]), pqxx::conversion_error);
+}
+
+TEST_F(Adapters, RollupCompactionRewritesAnHourInSeriesOrderAndChangesNoValue) {
+  Tenant t = CreateTenant("compact");
+  std::vector<SeriesSpec> specs;
+  for (int s = 0; s < 20; ++s) specs.push_back({"d" + std::to_string(s), "temp", "C", ""});
+  auto ids = metadata_->ResolveSeries(t.id, specs);
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  // An hour of its own (tenant ids only grow), long closed.
+  constexpr int64_t kHour = 3'600'000'000'000, kMinute = 60'000'000'000;
+  const int64_t hour = 1'609'459'200'000'000'000 + t.id * kHour;  // 2021-01-01 + id hours
+  ASSERT_TRUE(store_->EnsurePartitions(hour, hour + kHour).ok());
+  const std::string topic = "compact-test-" + std::to_string(t.id);
+  // As the writer lays it out: minute after minute, every series each minute.
+  for (int m = 0; m < 60; ++m) {
+    std::vector<RawRow> rows;
+    for (int s = 0; s < 20; ++s)
+      rows.push_back(Row((*ids)[s], hour + m * kMinute + 1, s * 100 + m));
+    ASSERT_TRUE(store_->Apply(rows, topic, {{0, m + 1}}).ok());
+  }
+  const std::string in_hour =
+      absl::StrCat(" FROM agg_1m WHERE bucket >= ", hour, " AND bucket < ", hour + kHour);
+  const std::string values = "SELECT series_id, bucket, cnt, sum, min, max, last_ts, last_value" +
+                             in_hour + " ORDER BY series_id, bucket";
+  // The most heap pages any one series' hour is spread over.
+  const std::string pages_per_series =
+      "SELECT max(pages) FROM (SELECT series_id,"
+      " count(DISTINCT (ctid::text::point)[0]) AS pages" +
+      in_hour + " GROUP BY series_id) p";
+  const auto before = Sql(values);
+  ASSERT_EQ(before.size(), 20u * 60u);
+  const int pages_before = std::stoi(Sql(pages_per_series)[0][0]);
+
+  auto due = store_->UncompactedRollupHours(hour + 1, 100000);
+  ASSERT_TRUE(due.ok()) << due.status();
+  EXPECT_NE(std::find(due->begin(), due->end(), hour), due->end());
+  auto moved = store_->CompactRollupHour(hour);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(*moved, 20 * 60);
+
+  EXPECT_EQ(Sql(values), before);  // not one value changed
+  // Each series' hour now sits on a page or two (the rows go wherever the
+  // table has room, in series order), not on one page per few minutes.
+  const int pages_after = std::stoi(Sql(pages_per_series)[0][0]);
+  EXPECT_LE(pages_after, 2);
+  EXPECT_GT(pages_before, pages_after);
+
+  // Done once: a second compactor finds the claim, and the hour is no longer due.
+  auto again = store_->CompactRollupHour(hour);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, 0);
+  due = store_->UncompactedRollupHours(hour + 1, 100000);
+  ASSERT_TRUE(due.ok());
+  EXPECT_EQ(std::find(due->begin(), due->end(), hour), due->end());
+
+  // Late data merges into the rewritten rows.
+  ASSERT_TRUE(store_->Apply({Row((*ids)[0], hour + 7, 1000)}, topic, {{0, 61}}).ok());
+  EXPECT_EQ(Sql(absl::StrCat("SELECT cnt, max FROM agg_1m WHERE series_id = ", (*ids)[0],
+                             " AND bucket = ", hour)),
+            (std::vector<std::vector<std::string>>{{"2", "1000"}}));
 }
 
 TEST_F(Adapters, PostgresDownIsUnavailableNotACrash) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <set>
 #include <thread>
 
 #include "common/kafka_fake.h"
@@ -234,6 +235,47 @@ TEST_F(WriterTest, CacheOutageDoesNotBlockStorage) {
   Drain(*w);
   EXPECT_EQ(store_.raw_count(), 1u);
   EXPECT_EQ(metrics_.cache_failures->Value(), 1);
+}
+
+TEST_F(WriterTest, CompactorRewritesClosedHoursThisWriterNoLongerWrites) {
+  constexpr int64_t kHour = 3600 * kNsPerSec;
+  const int64_t now_hour = clock_.NowNs() - clock_.NowNs() % kHour;
+  clock_.Set(now_hour + kHour / 2);  // half past
+  CompactorOptions o;
+  o.grace_ns = kHour;
+  o.quiet_ns = 300 * kNsPerSec;
+  CompactorMetrics cm(&registry_);
+  Compactor compactor(o, &store_, &clock_, &cm);
+  FakeConsumer consumer(&kafka_, kTopic);
+  auto w = MakeWriter(&consumer);
+  w->SetCompactor(&compactor);
+  // Rows three and two hours ago (closed more than an hour ago), and in the
+  // current hour (open).
+  Produce({{"d1", "t", now_hour - 3 * kHour + 1, 1}});
+  Drain(*w);
+  clock_.Advance(400 * kNsPerSec);  // that batch is now quiet
+  Produce({{"d1", "t", now_hour - 2 * kHour + 1, 1}, {"d1", "t", now_hour + 1, 1}});
+  Drain(*w);
+  // Three hours ago: due and quiet. Two hours ago: written just now. This
+  // hour: not closed.
+  auto n = compactor.RunOnce();
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 1);
+  EXPECT_EQ(store_.compacted(), (std::set<int64_t>{now_hour - 3 * kHour}));
+  // Once the writer left it alone for the quiet period, the second is done,
+  // and nothing is done twice.
+  clock_.Advance(400 * kNsPerSec);
+  n = compactor.RunOnce();
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 1);
+  EXPECT_EQ(store_.compacted(), (std::set<int64_t>{now_hour - 3 * kHour, now_hour - 2 * kHour}));
+  EXPECT_EQ(cm.hours->Value(), 2);
+  EXPECT_EQ(cm.rows->Value(), 2);
+  // A store outage is an error of the round (retried next round), not a crash.
+  store_.SetUp(false);
+  clock_.Advance(4 * kHour);
+  EXPECT_FALSE(compactor.RunOnce().ok());
+  EXPECT_EQ(cm.failures->Value(), 1);
 }
 
 // SIGTERM must end a writer whose dependencies are down: each retry loop

@@ -6,6 +6,10 @@
 //   telemetry-admin add-key --tenant_id 1
 //   telemetry-admin register-device --tenant_id 1 --device d1 [--project p] [--model m]
 //                                   [--location l] [--time_zone Europe/Berlin]
+//   telemetry-admin compact-rollups [--older_than_s 3600]
+//       rewrites the 1-minute rollups of every hour that ended at least
+//       --older_than_s ago in series order now (the writer does it on its own
+//       every minute for hours it no longer writes to).
 //
 // The Postgres primary comes from --pg_primary / TELEMETRY_PG_PRIMARY.
 #include <algorithm>
@@ -20,6 +24,8 @@
 #include "common/config.h"
 #include "common/metadata_store.h"
 #include "common/pg_pool.h"
+#include "common/reading_store.h"
+#include "services/ingest/compactor.h"
 
 ABSL_FLAG(std::string, pg_primary, "postgresql://telemetry@127.0.0.1:5432/telemetry",
           "Postgres primary");
@@ -36,6 +42,7 @@ ABSL_FLAG(std::string, project, "", "Project name (empty: default)");
 ABSL_FLAG(std::string, model, "", "Device model");
 ABSL_FLAG(std::string, location, "", "Device location");
 ABSL_FLAG(std::string, time_zone, "UTC", "Device time zone");
+ABSL_FLAG(int64_t, older_than_s, 3600, "compact-rollups: hours that ended at least this long ago");
 
 namespace {
 
@@ -141,11 +148,37 @@ int RegisterDevice(telemetry::MetadataStore& store) {
 
 }  // namespace
 
+int CompactRollups(telemetry::PgPool& pool) {
+  auto store = telemetry::NewPgReadingStore(&pool);
+  telemetry::MetricsRegistry registry;
+  telemetry::ingest::CompactorMetrics metrics(&registry);
+  telemetry::ingest::CompactorOptions options;
+  options.grace_ns = absl::GetFlag(FLAGS_older_than_s) * telemetry::kNsPerSec;
+  const telemetry::Clock* clock = telemetry::SystemClock::Get();
+  telemetry::ingest::Compactor compactor(options, store.get(), clock, &metrics);
+  const int64_t start = clock->MonotonicNs();
+  while (true) {
+    auto n = compactor.RunOnce();
+    if (!n.ok()) {
+      std::fprintf(stderr, "compact-rollups: %s\n", n.status().ToString().c_str());
+      return 1;
+    }
+    if (*n == 0) break;
+  }
+  std::printf("hours=%lld rows=%lld seconds=%.3f\n", static_cast<long long>(metrics.hours->Value()),
+              static_cast<long long>(metrics.rows->Value()),
+              static_cast<double>(clock->MonotonicNs() - start) / 1e9);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   std::vector<char*> args = telemetry::InitFlags(
-      argc, argv, "telemetry-admin migrate|create-tenant|add-key|register-device [flags]");
+      argc, argv,
+      "telemetry-admin migrate|create-tenant|add-key|register-device|compact-rollups [flags]");
   if (args.size() < 2) {
-    std::fprintf(stderr, "usage: telemetry-admin migrate|create-tenant|add-key|register-device\n");
+    std::fprintf(
+        stderr,
+        "usage: telemetry-admin migrate|create-tenant|add-key|register-device|compact-rollups\n");
     return 2;
   }
   telemetry::PgPool pool(absl::GetFlag(FLAGS_pg_primary), 1, "primary");
@@ -155,6 +188,7 @@ int main(int argc, char** argv) {
   if (cmd == "create-tenant") return CreateTenant(*store);
   if (cmd == "add-key") return AddKey(*store);
   if (cmd == "register-device") return RegisterDevice(*store);
+  if (cmd == "compact-rollups") return CompactRollups(pool);
   std::fprintf(stderr, "unknown command %s\n", cmd.c_str());
   return 2;
 }

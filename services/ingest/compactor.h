@@ -1,0 +1,58 @@
+// Rollup compaction beside the writer: once an hour is closed and this
+// writer has stopped writing to it, its 1-minute rollup rows are rewritten in
+// (series, bucket) order (ReadingStore::CompactRollupHour), so one series'
+// day at 1 minute reads ~24 short runs of pages instead of one page per
+// minute. See docs/design-storage-layout.md.
+#pragma once
+
+#include <cstdint>
+#include <map>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/clock.h"
+#include "common/metrics.h"
+#include "common/reading_store.h"
+
+namespace telemetry::ingest {
+
+struct CompactorOptions {
+  // An hour is due this long after it ended (wall clock). Late data that
+  // arrives afterwards is merged as usual, only not laid out by series.
+  int64_t grace_ns = 3600 * kNsPerSec;
+  // ...and once this writer has not written to it for this long: replays and
+  // backfills write old hours, which are compacted when they are done.
+  int64_t quiet_ns = 300 * kNsPerSec;
+  int max_hours_per_round = 24;
+};
+
+struct CompactorMetrics {
+  explicit CompactorMetrics(MetricsRegistry* r);
+  Counter* hours;
+  Counter* rows;
+  Counter* failures;
+};
+
+class Compactor {
+ public:
+  Compactor(CompactorOptions options, ReadingStore* store, const Clock* clock,
+            CompactorMetrics* metrics);
+
+  // The writer just stored rows with event times in [from_ns, to_ns].
+  void Touched(int64_t from_ns, int64_t to_ns);
+  // Compacts the hours that are due (oldest first, at most
+  // max_hours_per_round); returns how many it compacted.
+  absl::StatusOr<int> RunOnce();
+
+ private:
+  CompactorOptions options_;
+  ReadingStore* store_;
+  const Clock* clock_;
+  CompactorMetrics* metrics_;
+  absl::Mutex mu_;
+  // Hour start → when (monotonic) this writer last wrote to it.
+  std::map<int64_t, int64_t> last_write_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace telemetry::ingest
