@@ -98,6 +98,12 @@ class ReadingStore {
   // rows rewritten (0 when another compactor already did it). Rows written
   // to the hour later (late data) are merged as usual, wherever they land.
   virtual absl::StatusOr<int64_t> CompactRollupHour(int64_t hour_ns) = 0;
+  // Removes the old row versions compactions left behind (until then every
+  // read of a compacted hour visits them too, which makes it slower than
+  // before). Returns how many dead row versions remain: those a running
+  // query or the standby (hot_standby_feedback) may still need; a later call
+  // removes them.
+  virtual absl::StatusOr<int64_t> VacuumRollups() = 0;
 
   // Reader side; always scoped to one tenant.
   virtual absl::StatusOr<std::vector<ReadingRow>> Latest(

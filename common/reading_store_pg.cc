@@ -273,6 +273,20 @@ class PgReadingStore final : public ReadingStore {
     return moved;
   }
 
+  absl::StatusOr<int64_t> VacuumRollups() override {
+    int64_t dead = 0;
+    absl::Status st = pool_->Run([&](pqxx::connection& c) {
+      pqxx::nontransaction tx(c);  // VACUUM cannot run in a transaction block
+      tx.exec("VACUUM agg_1m");
+      dead =
+          PgInt64(tx.exec("SELECT coalesce(n_dead_tup, 0) FROM pg_stat_user_tables"
+                          " WHERE relid = 'agg_1m'::regclass")[0][0]);
+      return absl::OkStatus();
+    });
+    if (!st.ok()) return st;
+    return dead;
+  }
+
   absl::Status EnsurePartitions(int64_t from_ns, int64_t to_ns) override {
     std::vector<int64_t> missing;
     {

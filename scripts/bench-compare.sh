@@ -41,7 +41,10 @@ new_key() { "$BIN/tools/admin/telemetry-admin" create-tenant --name "cmp-$1-$(da
 json_get() { /usr/bin/python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
 # --- servers: the platform's services, and InfluxDB on loopback ----------
-"$BIN/services/ingest/telemetry-writer" --http_port=0 >"$OUT/writer.log" 2>&1 &
+# Rollup compaction off while ingesting: the replay writes 24 h of data in a
+# few minutes, so the hourly job would run 24 times at once and be counted
+# as ingest cost. It runs once, timed, before the reads (below).
+"$BIN/services/ingest/telemetry-writer" --http_port=0 --compact_interval_s=0 >"$OUT/writer.log" 2>&1 &
 pids+=($!)
 "$BIN/services/ingest/telemetry-ingest" --http_port=0 >"$OUT/ingest.log" 2>&1 &
 pids+=($!)
@@ -142,6 +145,26 @@ platform_bytes="$(psql "$TELEMETRY_PG_PRIMARY" -Atc "SELECT sum(pg_total_relatio
   OR c.relname IN ('agg_1m', 'agg_1h', 'agg_1h_sensor', 'series'))")"
 pg_bytes="$(psql "$TELEMETRY_PG_PRIMARY" -Atc "SELECT sum(pg_total_relation_size(c.oid))
   FROM pg_class c WHERE c.relkind = 'r' AND c.relname LIKE 'bench_readings_r%'")"
+
+# --- the platform's rollup compaction, as the writer does it hourly ---------
+# Every hour that ended at least an hour ago (the newest stays in arrival
+# order, as it would in steady state). After the bytes at rest: a rewrite
+# leaves the old rows' space to vacuum, which the next hour's rows reuse in
+# steady state but which all 23 hours at once would count double here.
+# The platform's reads before the rewrite too, for a same-run comparison.
+log "platform reads before compaction: $REPS repetitions"
+READS_BEFORE="$("$BIN/tools/bench/telemetry-bench-compare" --mode reads --systems platform \
+  --api_keys "${KEYS[1]}" --reps "$REPS" --tenant_reps "$TENANT_REPS" "${common[@]}")"
+log "compacting the platform's closed rollup hours"
+COMPACTION="$("$BIN/tools/admin/telemetry-admin" compact-rollups --older_than_s 3600)"
+log "$COMPACTION"
+# What autovacuum does after the rewrite (the dead old rows are 23 hours'
+# worth at once here; in steady state one hour's).
+psql "$TELEMETRY_PG_PRIMARY" -qc "VACUUM agg_1m" >/dev/null
+log "platform reads after compaction: $REPS repetitions"
+READS_AFTER="$("$BIN/tools/bench/telemetry-bench-compare" --mode reads --systems platform \
+  --api_keys "${KEYS[1]}" --reps "$REPS" --tenant_reps "$TENANT_REPS" "${common[@]}")"
+
 psql "$TELEMETRY_PG_PRIMARY" -qc "ANALYZE bench_readings_r1" -c "ANALYZE agg_1m" >/dev/null
 
 # --- reads, one client, interleaved ----------------------------------------
@@ -197,10 +220,13 @@ stamp="$(date -u +%Y%m%d-%H%M)"
 /usr/bin/python3 - "$PROFILE" "$INGEST" "$READS" "$CONC" "$influx_bytes" "$platform_bytes" "$pg_bytes" \
   "docs/benchmarks/compare-$stamp-$PROFILE.json" \
   "$TENANTS" "$DEVICES" "$SENSORS" "$STRING_SENSORS" "$INTERVAL_S" "$HOURS" "$DUPLICATES" "$LATE" \
-  "$REPS" "$TENANT_REPS" "$CONC_SECONDS" "$ROUNDS" <<'PY' | tee -a docs/benchmarks.md
+  "$REPS" "$TENANT_REPS" "$CONC_SECONDS" "$ROUNDS" "$COMPACTION" "$READS_BEFORE" "$READS_AFTER" <<'PY' | tee -a docs/benchmarks.md
 import datetime, json, subprocess, sys
 (profile, ingest_file, reads_json, conc_file, influx_b, platform_b, pg_b, json_out, tenants, devices,
- sensors, string_sensors, interval_s, hours, dups, late, reps, tenant_reps, conc_s, rounds) = sys.argv[1:21]
+ sensors, string_sensors, interval_s, hours, dups, late, reps, tenant_reps, conc_s, rounds,
+ compaction, reads_before_json, reads_after_json) = sys.argv[1:24]
+reads_before, reads_after = json.loads(reads_before_json), json.loads(reads_after_json)
+comp = dict(kv.split("=") for kv in compaction.split())
 sh = lambda c: subprocess.run(["sh", "-c", c], capture_output=True, text=True).stdout.strip()
 ingest = [json.loads(l) for l in open(ingest_file)]
 reads = json.loads(reads_json)
@@ -256,6 +282,23 @@ primary (the standby holds a second copy; Kafka's log is not counted); Postgres:
 primary key; InfluxDB: the disk blocks of its data and WAL directories after compaction (its
 series file is preallocated sparse, so apparent sizes would overstate it).""")
 print(f"""
+Before the reads, the platform's closed hours of 1-minute rollups were rewritten in series order
+(`telemetry-admin compact-rollups --older_than_s 3600`, what the writer does on its own about an
+hour after each hour ends; off during the ingest runs, which replay 24 h in minutes):
+{int(comp['hours'])} hours, {int(comp['rows']):,} rows in {float(comp['seconds']):.1f} s. The newest hour stays in
+arrival order, as it would in steady state. The platform's reads alone (not interleaved with the
+other systems), one client, {reps} repetitions each, before and after that rewrite
+(p50 / p95 / p99 ms; the same seeded draws):
+
+| read | before | after |
+|---|---:|---:|""")
+after_by_read = {r["read"]: r["systems"]["platform"] for r in reads_after["reads"]}
+for r in reads_before["reads"]:
+    x, y = r["systems"]["platform"], after_by_read.get(r["read"])
+    if y is not None:
+        print(f"| {r['name']} | {x['p50_ms']:.2f} / {x['p95_ms']:.2f} / {x['p99_ms']:.2f} | "
+              f"{y['p50_ms']:.2f} / {y['p95_ms']:.2f} / {y['p99_ms']:.2f} |")
+print(f"""
 ### Reads, one client, interleaved ({reps} repetitions; the tenant-wide aggregate {tenant_reps})
 
 Each repetition draws a random tenant, device, numeric sensor and time, then runs the read on every
@@ -282,7 +325,9 @@ Clients cycle through latest, 1 h range, playback and 24 h at 1 min (random para
 for c in conc:
     print(f"| {short[c['system']]} | {c['clients']} | {c['qps']:,.0f} | {c['p50_ms']:.2f} | {c['p99_ms']:.2f} | {c['errors']} |")
 result = {"date": now.isoformat() + "Z", "profile": profile, "ingest": ingest, "bytes_at_rest": stored,
-          "reads": reads["reads"], "concurrent": conc,
+          "reads": reads["reads"], "concurrent": conc, "rollup_compaction": comp,
+          "platform_reads_before_compaction": reads_before["reads"],
+          "platform_reads_after_compaction": reads_after["reads"],
           "data_set": {"tenants": int(tenants), "devices": int(devices), "sensors": int(sensors),
                        "string_sensors": int(string_sensors), "interval_s": int(interval_s),
                        "hours": int(hours), "duplicates": float(dups), "late": float(late)}}

@@ -214,6 +214,16 @@ class FakeReadingStore final : public ReadingStore {
     }
     return rows;
   }
+  absl::StatusOr<int64_t> VacuumRollups() override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake store down");
+    ++vacuums_;
+    return 0;
+  }
+  int vacuums() {
+    absl::MutexLock l(&mu_);
+    return vacuums_;
+  }
   std::set<int64_t> compacted() {
     absl::MutexLock l(&mu_);
     return compacted_;
@@ -271,6 +281,7 @@ class FakeReadingStore final : public ReadingStore {
   int applies_ ABSL_GUARDED_BY(mu_) = 0;
   std::set<int64_t> days_ ABSL_GUARDED_BY(mu_);
   std::set<int64_t> compacted_ ABSL_GUARDED_BY(mu_);
+  int vacuums_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::tuple<int32_t, int64_t, int64_t>> resets_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -1,6 +1,8 @@
 #include "services/ingest/compactor.h"
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 #include "common/logging.h"
 
@@ -21,7 +23,9 @@ CompactorMetrics::CompactorMetrics(MetricsRegistry* r)
                           "Hours of 1-minute rollups rewritten in series order")),
       rows(r->AddCounter("writer_rollup_rows_compacted_total", "Rollup rows rewritten")),
       failures(r->AddCounter("writer_rollup_compaction_failures_total",
-                             "Failed rollup compaction rounds")) {}
+                             "Failed rollup compaction rounds")),
+      vacuums(r->AddCounter("writer_rollup_vacuums_total", "VACUUMs of agg_1m after compactions")) {
+}
 
 Compactor::Compactor(CompactorOptions options, ReadingStore* store, const Clock* clock,
                      CompactorMetrics* metrics)
@@ -37,6 +41,20 @@ void Compactor::Touched(int64_t from_ns, int64_t to_ns) {
 }
 
 absl::StatusOr<int> Compactor::RunOnce() {
+  if (unvacuumed_rows_ > 0) {
+    auto dead = store_->VacuumRollups();
+    if (!dead.ok()) {
+      metrics_->failures->Inc();
+      return dead.status();
+    }
+    metrics_->vacuums->Inc();
+    // Most old versions gone (the rest are ordinary update leftovers), or
+    // tried long enough: autovacuum has the rest.
+    if (*dead < unvacuumed_rows_ / 2 || ++vacuum_tries_ >= 5) {
+      unvacuumed_rows_ = 0;
+      vacuum_tries_ = 0;
+    }
+  }
   const int64_t mono = clock_->MonotonicNs();
   // Hours that ended at least `grace` ago.
   const int64_t before = HourOf(clock_->NowNs() - options_.grace_ns) - kNsPerHour + 1;
@@ -69,10 +87,25 @@ absl::StatusOr<int> Compactor::RunOnce() {
     }
     metrics_->hours->Inc();
     metrics_->rows->Inc(*rows);
+    unvacuumed_rows_ += *rows;
     GetLogger("compactor")->debug("hour {}: {} rollup rows rewritten in series order", h, *rows);
     ++done;
   }
   return done;
+}
+
+absl::Status Compactor::VacuumNow(int64_t max_wait_ns, int64_t retry_ns) {
+  const int64_t until = clock_->MonotonicNs() + max_wait_ns;
+  while (true) {
+    auto dead = store_->VacuumRollups();
+    if (!dead.ok()) return dead.status();
+    metrics_->vacuums->Inc();
+    if (*dead < unvacuumed_rows_ / 100 || clock_->MonotonicNs() >= until) break;
+    std::this_thread::sleep_for(std::chrono::nanoseconds(retry_ns));
+  }
+  unvacuumed_rows_ = 0;
+  vacuum_tries_ = 0;
+  return absl::OkStatus();
 }
 
 }  // namespace telemetry::ingest

@@ -32,6 +32,7 @@ struct CompactorMetrics {
   Counter* hours;
   Counter* rows;
   Counter* failures;
+  Counter* vacuums;
 };
 
 class Compactor {
@@ -42,14 +43,24 @@ class Compactor {
   // The writer just stored rows with event times in [from_ns, to_ns].
   void Touched(int64_t from_ns, int64_t to_ns);
   // Compacts the hours that are due (oldest first, at most
-  // max_hours_per_round); returns how many it compacted.
+  // max_hours_per_round); returns how many it compacted. A round first
+  // vacuums what the previous rounds left behind: by then the standby's
+  // snapshot (hot_standby_feedback) has moved past the rewrite, so the old
+  // row versions can go (right after it they could not).
   absl::StatusOr<int> RunOnce();
+  // Vacuums now, retrying every `retry_ns` for up to `max_wait_ns` while
+  // old row versions remain that a snapshot still holds (telemetry-admin).
+  absl::Status VacuumNow(int64_t max_wait_ns, int64_t retry_ns);
 
  private:
   CompactorOptions options_;
   ReadingStore* store_;
   const Clock* clock_;
   CompactorMetrics* metrics_;
+  // Rows rewritten since the last vacuum that removed their old versions,
+  // and how many rounds have tried since.
+  int64_t unvacuumed_rows_ = 0;
+  int vacuum_tries_ = 0;
   absl::Mutex mu_;
   // Hour start → when (monotonic) this writer last wrote to it.
   std::map<int64_t, int64_t> last_write_ ABSL_GUARDED_BY(mu_);

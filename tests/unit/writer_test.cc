@@ -271,6 +271,15 @@ TEST_F(WriterTest, CompactorRewritesClosedHoursThisWriterNoLongerWrites) {
   EXPECT_EQ(store_.compacted(), (std::set<int64_t>{now_hour - 3 * kHour, now_hour - 2 * kHour}));
   EXPECT_EQ(cm.hours->Value(), 2);
   EXPECT_EQ(cm.rows->Value(), 2);
+  // Each round vacuums what the previous one rewrote (first round: nothing
+  // to vacuum yet), and a round with nothing rewritten before it does not.
+  EXPECT_EQ(store_.vacuums(), 1);
+  n = compactor.RunOnce();
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 0);
+  EXPECT_EQ(store_.vacuums(), 2);
+  n = compactor.RunOnce();
+  EXPECT_EQ(store_.vacuums(), 2);
   // A store outage is an error of the round (retried next round), not a crash.
   store_.SetUp(false);
   clock_.Advance(4 * kHour);

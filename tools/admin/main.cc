@@ -165,6 +165,15 @@ int CompactRollups(telemetry::PgPool& pool) {
     }
     if (*n == 0) break;
   }
+  // The old row versions must go before reads profit (see Compactor); wait
+  // for snapshots that still hold them (the standby's, up to ~10 s).
+  if (metrics.hours->Value() > 0) {
+    absl::Status vac = compactor.VacuumNow(60 * telemetry::kNsPerSec, 2 * telemetry::kNsPerSec);
+    if (!vac.ok()) {
+      std::fprintf(stderr, "compact-rollups: vacuum: %s\n", vac.ToString().c_str());
+      return 1;
+    }
+  }
   std::printf("hours=%lld rows=%lld seconds=%.3f\n", static_cast<long long>(metrics.hours->Value()),
               static_cast<long long>(metrics.rows->Value()),
               static_cast<double>(clock->MonotonicNs() - start) / 1e9);
