@@ -285,8 +285,9 @@ print(f"""
 Before the reads, the platform's closed hours of 1-minute rollups were rewritten in series order
 (`telemetry-admin compact-rollups --older_than_s 3600`, what the writer does on its own about an
 hour after each hour ends; off during the ingest runs, which replay 24 h in minutes):
-{int(comp['hours'])} hours, {int(comp['rows']):,} rows in {float(comp['seconds']):.1f} s. The newest hour stays in
-arrival order, as it would in steady state. The platform's reads alone (not interleaved with the
+{int(comp['hours'])} of the data set's {hours} hours, {int(comp['rows']):,} rows in {float(comp['seconds']):.1f} s including the VACUUM after
+(an hour of the data set that had not ended an hour before stays in arrival order, as the newest
+hour would in steady state). The platform's reads alone (not interleaved with the
 other systems), one client, {reps} repetitions each, before and after that rewrite
 (p50 / p95 / p99 ms; the same seeded draws):
 
