@@ -1,4 +1,5 @@
 // telemetry-query: the QueryService gRPC server (first slice: primary only).
+#include <algorithm>
 #include <atomic>
 #include <thread>
 
@@ -81,16 +82,45 @@ int main(int argc, char** argv) {
   telemetry::query::Router router({"primary", store.get(), nullptr}, std::move(replicas), clock,
                                   ropts, &router_metrics);
   std::atomic<bool> stop{false};
+  // Health per level, from the prober's view of the sources: STRONG and
+  // ANALYTICS need the primary; EVENTUAL (and the service as a whole, since
+  // it can still answer those reads) needs the primary or a replica.
+  std::atomic<grpc::Server*> grpc_server{nullptr};
+  std::atomic<bool> primary_ok{true}, any_source_ok{true};
+  auto publish_health = [&](bool primary, bool any) {
+    const bool changed = primary_ok.exchange(primary) != primary;
+    if (any_source_ok.exchange(any) != any || changed) {
+      log->warn("sources: primary {}, any source {}", primary ? "up" : "DOWN", any ? "up" : "DOWN");
+    }
+    grpc::Server* server = grpc_server.load();
+    if (server == nullptr) return;
+    auto* health = server->GetHealthCheckService();
+    health->SetServingStatus("", any);
+    health->SetServingStatus("telemetry.v1.QueryService", any);
+    health->SetServingStatus("telemetry.v1.QueryService/EVENTUAL", any);
+    health->SetServingStatus("telemetry.v1.QueryService/STRONG", primary);
+    health->SetServingStatus("telemetry.v1.QueryService/ANALYTICS", primary);
+  };
   std::thread prober([&] {
     int64_t next_beat = 0;
+    bool primary_up = true;
     while (!stop) {
       const int64_t now = clock->MonotonicNs();
-      if (absl::GetFlag(FLAGS_heartbeat_ms) > 0 && now >= next_beat) {
-        absl::Status st = telemetry::BeatHeartbeat(&pool);
+      if (now >= next_beat) {
+        // The heartbeat doubles as the primary's health probe.
+        absl::Status st = absl::GetFlag(FLAGS_heartbeat_ms) > 0
+                              ? telemetry::BeatHeartbeat(&pool)
+                              : pool.Run([](pqxx::connection& c) {
+                                  pqxx::nontransaction(c).exec("SELECT 1");
+                                  return absl::OkStatus();
+                                });
         if (!st.ok()) log->warn("heartbeat on the primary failed: {}", st.ToString());
-        next_beat = now + absl::GetFlag(FLAGS_heartbeat_ms) * telemetry::kNsPerMs;
+        primary_up = st.ok();
+        const int64_t every_ms = absl::GetFlag(FLAGS_heartbeat_ms);
+        next_beat = now + (every_ms > 0 ? every_ms : 1000) * telemetry::kNsPerMs;
       }
       router.ProbeReplicas();
+      publish_health(primary_up, primary_up || router.AnyReplicaReachable());
       std::this_thread::sleep_for(std::chrono::milliseconds(absl::GetFlag(FLAGS_replica_probe_ms)));
     }
   });
@@ -116,7 +146,12 @@ int main(int argc, char** argv) {
     log->critical("{}", server.status().ToString());
     return 1;
   }
-  telemetry::AdminHttpServer http(registry, nullptr);
+  grpc_server = server->get();
+  publish_health(primary_ok.load(), any_source_ok.load());
+  telemetry::AdminHttpServer http(registry, [&any_source_ok](std::string* reason) {
+    if (!any_source_ok.load()) *reason = "neither the primary nor a replica answers";
+    return any_source_ok.load();
+  });
   absl::Status hs = http.Start(absl::GetFlag(FLAGS_http_host), absl::GetFlag(FLAGS_http_port));
   if (!hs.ok()) {
     log->critical("{}", hs.ToString());
@@ -125,6 +160,7 @@ int main(int argc, char** argv) {
   log->info("query listening on gRPC port {} and HTTP port {}", port, http.port());
   int sig = telemetry::WaitForShutdownSignal();
   log->info("signal {}: draining", sig);
+  grpc_server = nullptr;
   (*server)->GetHealthCheckService()->SetServingStatus(false);
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
   http.Stop();

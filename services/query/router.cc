@@ -59,6 +59,13 @@ void Router::ProbeReplicas() {
   }
 }
 
+bool Router::AnyReplicaReachable() const {
+  for (const auto& r : replicas_) {
+    if (r->lag_s.load() < 1e9) return true;
+  }
+  return false;
+}
+
 std::vector<size_t> Router::Candidates(double max_staleness_s, bool ignore_staleness) {
   std::vector<size_t> out;
   for (size_t i = 0; i < replicas_.size(); ++i) {

@@ -65,6 +65,8 @@ class Router {
     return replicas_[replica]->breaker.state();
   }
   double lag_of(size_t replica) const { return replicas_[replica]->lag_s.load(); }
+  // Whether the last lag probe of some replica succeeded (health).
+  bool AnyReplicaReachable() const;
 
  private:
   struct Replica {

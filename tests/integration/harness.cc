@@ -146,16 +146,23 @@ bool WaitForServing(int port, int timeout_ms) {
   return channel->WaitForConnected(until);
 }
 
-int GrpcHealth(int port) {
-  // Called without generated health stubs: the request (empty service name)
-  // is empty; the answer is field 1 (status) as a varint.
+int GrpcHealth(int port, const std::string& service) {
+  // Called without generated health stubs: the request is field 1 (the
+  // service name, omitted when empty); the answer is field 1 (status) as a
+  // varint.
   auto channel =
       grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
   grpc::GenericStub stub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  grpc::Slice empty(std::string{});
-  grpc::ByteBuffer request(&empty, 1), response;
+  std::string encoded;
+  if (!service.empty()) {
+    encoded.push_back(0x0a);
+    encoded.push_back(static_cast<char>(service.size()));  // names here are < 128 bytes
+    encoded += service;
+  }
+  grpc::Slice body(encoded);
+  grpc::ByteBuffer request(&body, 1), response;
   std::promise<grpc::Status> done;
   stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
                  [&done](grpc::Status st) { done.set_value(std::move(st)); });
@@ -166,6 +173,15 @@ int GrpcHealth(int port) {
   for (const auto& sl : slices) bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
   if (bytes.empty()) return 0;  // UNKNOWN (the default value is not sent)
   return bytes.size() >= 2 && bytes[0] == 0x08 ? bytes[1] : -1;
+}
+
+bool WaitForHealth(int port, const std::string& service, int want, int timeout_ms) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (GrpcHealth(port, service) != want) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return true;
 }
 
 Services::Services() {

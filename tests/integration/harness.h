@@ -62,6 +62,7 @@ class Services {
   std::unique_ptr<telemetry::v1::QueryService::Stub> QueryStub();
   std::string log_dir() const { return log_dir_; }
   int ingest_port() const { return ingest_port_; }
+  int query_port() const { return query_port_; }
 
  private:
   std::string log_dir_;
@@ -73,9 +74,11 @@ class Services {
 // Waits until a gRPC server answers on `port` (health check).
 bool WaitForServing(int port, int timeout_ms);
 
-// The server's overall status from grpc.health.v1.Health/Check: 1 SERVING,
-// 2 NOT_SERVING, -1 no answer.
-int GrpcHealth(int port);
+// A service's status from grpc.health.v1.Health/Check (empty name: the
+// server as a whole): 1 SERVING, 2 NOT_SERVING, -1 no answer or unknown name.
+int GrpcHealth(int port, const std::string& service = "");
+// Polls GrpcHealth until it returns `want` (true) or `timeout_ms` passes.
+bool WaitForHealth(int port, const std::string& service, int want, int timeout_ms);
 
 // One-shot SQL on the primary (as the telemetry role): first column of each
 // row as text.

@@ -416,6 +416,35 @@ TEST(QueryFaults, PrimaryDownStrongFailsEventualServesTheReplica) {
   EXPECT_EQ(resp.readings_size(), 3);
   EXPECT_EQ(Trailer(ctx, "x-data-source"), "replica-1");
   EXPECT_FALSE(Trailer(ctx, "x-data-lag-seconds").empty());
+  // Health says the same per level: the service (and EVENTUAL) serve, STRONG
+  // and ANALYTICS do not.
+  const int port = s.query_port();
+  EXPECT_TRUE(WaitForHealth(port, "telemetry.v1.QueryService/STRONG", 2, 5000));
+  EXPECT_EQ(GrpcHealth(port, "telemetry.v1.QueryService/ANALYTICS"), 2);
+  EXPECT_EQ(GrpcHealth(port, "telemetry.v1.QueryService/EVENTUAL"), 1);
+  EXPECT_EQ(GrpcHealth(port, "telemetry.v1.QueryService"), 1);
+  EXPECT_EQ(GrpcHealth(port), 1);
+}
+
+TEST(QueryFaults, NoSourceAnsweringIsNotServing) {
+  Services s;
+  s.StartQuery({"--pg_primary=postgresql://telemetry@127.0.0.1:1/telemetry",
+                "--pg_replicas=", "--replica_probe_ms=100", "--redis="});
+  const int port = s.query_port();
+  EXPECT_TRUE(WaitForHealth(port, "", 2, 5000)) << "see " << s.log_dir();
+  EXPECT_EQ(GrpcHealth(port, "telemetry.v1.QueryService/EVENTUAL"), 2);
+  EXPECT_EQ(GrpcHealth(port, "telemetry.v1.QueryService/STRONG"), 2);
+}
+
+TEST(QueryFaults, HealthyPrimaryServesEveryLevel) {
+  Services s;
+  s.StartQuery({"--pg_replicas=", "--redis="});
+  const int port = s.query_port();
+  for (const char* service :
+       {"", "telemetry.v1.QueryService", "telemetry.v1.QueryService/STRONG",
+        "telemetry.v1.QueryService/EVENTUAL", "telemetry.v1.QueryService/ANALYTICS"}) {
+    EXPECT_TRUE(WaitForHealth(port, service, 1, 5000)) << service;
+  }
 }
 
 }  // namespace
