@@ -337,5 +337,38 @@ TEST_F(Pipeline, ReplayingTheTopicFromTheStartChangesNothing) {
   EXPECT_EQ(RollupMismatches(t.id, "agg_1m", 60'000'000'000), 0);
 }
 
+TEST(WriterCompaction, ClosedHoursAreRewrittenByTheWriterAndStayEqualToRaw) {
+  // The writer's own compactor, made eager: hours that ended before the
+  // current one, once it has not written to them for a second.
+  Services s;
+  s.StartWriter({"--compact_interval_s=1", "--compact_grace_s=0", "--compact_quiet_s=1"});
+  s.StartIngest();
+  s.StartQuery();
+  Tenant t = CreateTenant("compaction");
+  loadgen::FleetOptions f;
+  f.devices = 10;
+  f.sensors = 4;
+  f.interval_ns = 20 * kNsPerSec;
+  constexpr int64_t kHour = 3600 * kNsPerSec;
+  const int64_t now = SystemClock::Get()->NowNs();
+  f.start_ns = now - now % kHour - 3 * kHour;  // two whole closed hours
+  auto ingest = s.IngestStub();
+  Written w = WriteFleet(ingest.get(), t.key, f, 10 * 4 * 360, 400);
+  ASSERT_EQ(w.failed_calls, 0);
+  auto query = s.QueryStub();
+  ASSERT_TRUE(WaitForToken(query.get(), t.key, w.token, "dev-0").ok());
+  const std::string done = absl::StrCat("SELECT count(*) FROM rollup_compactions WHERE hour IN (",
+                                        f.start_ns, ", ", f.start_ns + kHour, ")");
+  bool compacted = false;
+  for (int i = 0; i < 300 && !compacted; ++i) {
+    compacted = Sql(done)[0][0] == "2";
+    if (!compacted) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(compacted) << "the writer did not compact the two closed hours; see " << s.log_dir();
+  EXPECT_EQ(RawCount(t.id), w.unique);
+  EXPECT_EQ(RollupMismatches(t.id, "agg_1m", 60'000'000'000), 0);
+  EXPECT_EQ(RollupMismatches(t.id, "agg_1h", 3'600'000'000'000), 0);
+}
+
 }  // namespace
 }  // namespace telemetry::testing
