@@ -5,6 +5,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "common/auth.h"
 #include "common/config.h"
 #include "common/latest_cache.h"
@@ -85,14 +86,18 @@ int main(int argc, char** argv) {
   // Health per level, from the prober's view of the sources: STRONG and
   // ANALYTICS need the primary; EVENTUAL (and the service as a whole, since
   // it can still answer those reads) needs the primary or a replica.
-  std::atomic<grpc::Server*> grpc_server{nullptr};
+  // Guarded so that a probe cannot report SERVING again once shutdown set
+  // NOT_SERVING (main clears the pointer under the lock first).
+  absl::Mutex health_mu;
+  grpc::Server* grpc_server ABSL_GUARDED_BY(health_mu) = nullptr;
   std::atomic<bool> primary_ok{true}, any_source_ok{true};
   auto publish_health = [&](bool primary, bool any) {
     const bool changed = primary_ok.exchange(primary) != primary;
     if (any_source_ok.exchange(any) != any || changed) {
       log->warn("sources: primary {}, any source {}", primary ? "up" : "DOWN", any ? "up" : "DOWN");
     }
-    grpc::Server* server = grpc_server.load();
+    absl::MutexLock lock(&health_mu);
+    grpc::Server* server = grpc_server;
     if (server == nullptr) return;
     auto* health = server->GetHealthCheckService();
     health->SetServingStatus("", any);
@@ -146,7 +151,10 @@ int main(int argc, char** argv) {
     log->critical("{}", server.status().ToString());
     return 1;
   }
-  grpc_server = server->get();
+  {
+    absl::MutexLock lock(&health_mu);
+    grpc_server = server->get();
+  }
   publish_health(primary_ok.load(), any_source_ok.load());
   telemetry::AdminHttpServer http(registry, [&any_source_ok](std::string* reason) {
     if (!any_source_ok.load()) *reason = "neither the primary nor a replica answers";
@@ -160,8 +168,11 @@ int main(int argc, char** argv) {
   log->info("query listening on gRPC port {} and HTTP port {}", port, http.port());
   int sig = telemetry::WaitForShutdownSignal();
   log->info("signal {}: draining", sig);
-  grpc_server = nullptr;
-  (*server)->GetHealthCheckService()->SetServingStatus(false);
+  {
+    absl::MutexLock lock(&health_mu);
+    grpc_server = nullptr;
+    (*server)->GetHealthCheckService()->SetServingStatus(false);
+  }
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
   http.Stop();
   stop = true;
