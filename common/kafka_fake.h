@@ -32,12 +32,18 @@ class FakeKafka {
     absl::MutexLock l(&mu_);
     up_ = up;
   }
+  // Watermark queries asked so far (answered or not).
+  int watermark_queries() {
+    absl::MutexLock l(&mu_);
+    return watermark_queries_;
+  }
 
  private:
   friend class FakePublisher;
   friend class FakeConsumer;
   absl::Mutex mu_;
   bool up_ ABSL_GUARDED_BY(mu_) = true;
+  int watermark_queries_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, std::vector<std::vector<ConsumedMessage>>> logs_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -75,6 +81,8 @@ class FakePublisher final : public EventPublisher {
   absl::Status Watermarks(const std::string& topic, int32_t partition, int64_t* low, int64_t* high,
                           int) override {
     absl::MutexLock l(&kafka_->mu_);
+    ++kafka_->watermark_queries_;
+    if (!kafka_->up_) return absl::UnavailableError("fake kafka is down");
     const auto& log = kafka_->logs_[topic][static_cast<size_t>(partition)];
     *low = log.empty() ? 0 : log.front().offset;
     *high = log.empty() ? 0 : log.back().offset + 1;
@@ -127,6 +135,8 @@ class FakeConsumer final : public EventConsumer {
   }
   absl::Status Watermarks(int32_t partition, int64_t* low, int64_t* high, int) override {
     absl::MutexLock l(&kafka_->mu_);
+    ++kafka_->watermark_queries_;
+    if (!kafka_->up_) return absl::UnavailableError("fake kafka is down");
     const auto& log = kafka_->logs_[topic_][static_cast<size_t>(partition)];
     *low = log.empty() ? 0 : log.front().offset;
     *high = log.empty() ? 0 : log.back().offset + 1;

@@ -51,11 +51,12 @@ absl::Status IngestCore::Start() {
   return absl::OkStatus();
 }
 
-void IngestCore::UpdateWriterLag(const std::map<int32_t, int64_t>& applied) {
+absl::Status IngestCore::UpdateWriterLag(const std::map<int32_t, int64_t>& applied) {
   int64_t worst = 0;
   for (int32_t p = 0; p < partitions_; ++p) {
     int64_t low = 0, high = 0;
-    if (!publisher_->Watermarks(options_.topic, p, &low, &high, 1000).ok()) continue;
+    absl::Status st = publisher_->Watermarks(options_.topic, p, &low, &high, 1000);
+    if (!st.ok()) return st;
     auto it = applied.find(p);
     int64_t next = it == applied.end() ? low : std::max(it->second, low);
     worst = std::max(worst, high - next);
@@ -64,6 +65,7 @@ void IngestCore::UpdateWriterLag(const std::map<int32_t, int64_t>& applied) {
   const int64_t messages = produced_messages_.load();
   writer_lag_bytes_ = messages > 0 ? worst * (produced_bytes_.load() / messages) : 0;
   metrics_->writer_lag_messages->Set(static_cast<double>(worst));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<absl::flat_hash_set<std::string>> IngestCore::AllowedDevices(

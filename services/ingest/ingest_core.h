@@ -74,8 +74,11 @@ class IngestCore {
              int64_t index_base, int64_t deadline_monotonic_ns, Done done);
 
   // Refreshes the writer-lag gauge used for back-pressure; `applied` is the
-  // store's next offset per partition. Called periodically by main.
-  void UpdateWriterLag(const std::map<int32_t, int64_t>& applied);
+  // store's next offset per partition. Called periodically by main, on a
+  // thread of its own. Stops at the first partition whose watermarks Kafka
+  // does not give (the gauge keeps its last value) and returns that error:
+  // one failing query per partition would take minutes.
+  absl::Status UpdateWriterLag(const std::map<int32_t, int64_t>& applied);
   int64_t writer_lag_messages() const { return writer_lag_.load(); }
   int64_t writer_lag_bytes() const { return writer_lag_bytes_.load(); }
 

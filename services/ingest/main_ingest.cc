@@ -1,5 +1,6 @@
 // telemetry-ingest: the IngestService gRPC server.
 #include <atomic>
+#include <cstdlib>
 #include <thread>
 
 #include "absl/flags/flag.h"
@@ -75,7 +76,11 @@ int main(int argc, char** argv) {
     }
     if (grpc::Server* s = grpc_server.load()) s->GetHealthCheckService()->SetServingStatus(ok);
   };
-  std::thread background([&] {
+  auto sleep_a_second = [&] {
+    for (int i = 0; i < 10 && !stop; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  };
+  std::thread health([&] {
     while (!stop) {
       if (!started) {
         absl::Status st = core.Start();
@@ -88,14 +93,23 @@ int main(int argc, char** argv) {
         }
       } else {
         set_kafka_ok((*publisher)->PartitionCount(options.topic).ok());
-        if (kafka_ok) {
-          auto applied = store->AppliedOffsets(options.topic);
-          if (applied.ok()) core.UpdateWriterLag(*applied);
-        }
       }
-      for (int i = 0; i < 10 && !stop; ++i)
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      sleep_a_second();
     }
+  });
+  // The writer's lag, on a thread of its own: librdkafka's watermark query
+  // ignores its timeout when the broker goes away during the call (it waits
+  // for the reconnection), and that must not freeze the health check above.
+  std::atomic<bool> lag_done{false};
+  std::thread lag([&] {
+    while (!stop) {
+      if (started && kafka_ok) {
+        auto applied = store->AppliedOffsets(options.topic);
+        if (applied.ok()) core.UpdateWriterLag(*applied).IgnoreError();
+      }
+      sleep_a_second();
+    }
+    lag_done = true;
   });
 
   telemetry::Authenticator auth(metadata.get(), clock);
@@ -132,8 +146,18 @@ int main(int argc, char** argv) {
   absl::Status fl = (*publisher)->Flush(10000);
   if (!fl.ok()) log->warn("flush: {}", fl.ToString());
   stop = true;
-  background.join();
+  health.join();
   http.Stop();
+  // A lag query stuck in librdkafka (Kafka went away during it) would hold
+  // the exit until Kafka returns: after the drain, do not wait for it.
+  for (int i = 0; i < 50 && !lag_done; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  if (!lag_done) {
+    log->warn("writer-lag query still waiting on Kafka; exiting without it");
+    spdlog::shutdown();
+    std::_Exit(0);
+  }
+  lag.join();
   log->info("stopped");
   return 0;
 }

@@ -174,7 +174,7 @@ TEST_F(IngestCoreTest, WriterLagPushesBack) {
   o.max_writer_lag_messages = 1;
   IngestCore core(o, &publisher_, &metadata_, &clock_, &metrics_);
   ASSERT_TRUE(core.Start().ok());
-  core.UpdateWriterLag({});
+  ASSERT_TRUE(core.UpdateWriterLag({}).ok());
   EXPECT_GE(core.writer_lag_messages(), 2);
   std::promise<absl::StatusOr<WriteResponse>> p;
   core.Write(tenant_, Readings(1), 0, clock_.MonotonicNs() + kNsPerSec,
@@ -185,12 +185,27 @@ TEST_F(IngestCoreTest, WriterLagPushesBack) {
   // Once the writer caught up, writes flow again.
   std::map<int32_t, int64_t> applied;
   for (int32_t p2 = 0; p2 < 4; ++p2) {
-    int64_t lo, hi;
+    int64_t lo = 0, hi = 0;
     ASSERT_TRUE(publisher_.Watermarks("telemetry.readings.v1", p2, &lo, &hi, 0).ok());
     applied[p2] = hi;
   }
-  core.UpdateWriterLag(applied);
+  ASSERT_TRUE(core.UpdateWriterLag(applied).ok());
   EXPECT_EQ(core.writer_lag_messages(), 0);
+}
+
+TEST_F(IngestCoreTest, WriterLagScanStopsAtTheFirstPartitionKafkaDoesNotAnswerFor) {
+  ASSERT_TRUE(Write(Readings(20, 20)).ok());
+  IngestOptions o;
+  IngestCore core(o, &publisher_, &metadata_, &clock_, &metrics_);
+  ASSERT_TRUE(core.Start().ok());
+  ASSERT_TRUE(core.UpdateWriterLag({}).ok());
+  const int64_t lag = core.writer_lag_messages();
+  EXPECT_GE(lag, 1);
+  kafka_.SetAvailable(false);
+  const int before = kafka_.watermark_queries();
+  EXPECT_EQ(core.UpdateWriterLag({}).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(kafka_.watermark_queries() - before, 1);  // not one per partition
+  EXPECT_EQ(core.writer_lag_messages(), lag);         // the last known value
 }
 
 TEST_F(IngestCoreTest, WriterLagInBytesPushesBack) {
@@ -207,13 +222,13 @@ TEST_F(IngestCoreTest, WriterLagInBytesPushesBack) {
   };
   // Small messages: a lag of a few messages stays under 1000 bytes.
   ASSERT_TRUE(write(1).ok());
-  core.UpdateWriterLag({});
+  ASSERT_TRUE(core.UpdateWriterLag({}).ok());
   EXPECT_GT(core.writer_lag_bytes(), 0);
   EXPECT_LT(core.writer_lag_bytes(), 1000);
   ASSERT_TRUE(write(1).ok());
   // Large messages: the same count of messages is now too many bytes.
   for (int i = 0; i < 4; ++i) ASSERT_TRUE(write(200).ok());
-  core.UpdateWriterLag({});
+  ASSERT_TRUE(core.UpdateWriterLag({}).ok());
   EXPECT_GT(core.writer_lag_bytes(), 1000);
   auto refused = write(1);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
