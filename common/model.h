@@ -62,6 +62,9 @@ struct ReadingRow {
 struct ApplyResult {
   int64_t inserted = 0;    // new raw rows
   int64_t duplicates = 0;  // rows already stored (same series and timestamp)
+  // Applied by the bulk path (COPY straight into the raw table), which a
+  // store takes when no reading of the batch was stored before.
+  bool bulk = false;
 };
 
 }  // namespace telemetry

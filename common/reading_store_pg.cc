@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "common/pg_pool.h"
 #include "common/reading_store.h"
+#include "common/rollup.h"
 
 namespace telemetry {
 namespace {
@@ -37,21 +38,13 @@ constexpr char kMergeRollup[] = R"sql(DO UPDATE SET
     last_value = CASE WHEN EXCLUDED.last_ts > a.last_ts THEN EXCLUDED.last_value ELSE a.last_value END,
     last_ts = GREATEST(a.last_ts, EXCLUDED.last_ts))sql";
 
-// The apply statement; {M} stands for kMergeRollup.
-constexpr char kApplySqlTemplate[] = R"sql(
-WITH ins AS (
-  INSERT INTO raw_readings (series_id, ts, value_double, value_text, value_bool, status_code)
-  SELECT series_id, ts, value_double, value_text, value_bool, status_code FROM stage_raw
-  ON CONFLICT (series_id, ts) DO NOTHING
-  RETURNING series_id, ts, coalesce(value_double, value_bool::int::double precision) AS v
-), mi AS (
-  SELECT series_id, ts - ts % 60000000000 AS bucket, count(*) AS cnt, sum(v) AS sum,
-         min(v) AS min, max(v) AS max, max(ts) AS last_ts,
-         (array_agg(v ORDER BY ts DESC))[1] AS last_value
-  FROM ins WHERE v IS NOT NULL GROUP BY 1, 2
-), m AS (
+// The rollup merge, from the batch's per-minute partial aggregates in
+// stage_agg (new rows only, one row per series and minute); {M} stands for
+// kMergeRollup.
+constexpr char kMergeRollupsTemplate[] = R"sql(
+WITH m AS (
   INSERT INTO agg_1m AS a (series_id, bucket, cnt, sum, min, max, last_ts, last_value)
-  SELECT * FROM mi
+  SELECT * FROM stage_agg
   ON CONFLICT (series_id, bucket) {M}
   RETURNING 1
 ), h AS (
@@ -59,7 +52,7 @@ WITH ins AS (
   INSERT INTO agg_1h AS a (series_id, bucket, cnt, sum, min, max, last_ts, last_value)
   SELECT series_id, bucket - bucket % 3600000000000, sum(cnt), sum(sum), min(min), max(max),
          max(last_ts), (array_agg(last_value ORDER BY last_ts DESC))[1]
-  FROM mi GROUP BY 1, 2
+  FROM stage_agg GROUP BY 1, 2
   ON CONFLICT (series_id, bucket) {M}
   RETURNING 1
 ), hs AS (
@@ -70,18 +63,103 @@ WITH ins AS (
   SELECT s.tenant_id, s.project_id, s.sensor, mi.bucket - mi.bucket % 3600000000000, sum(mi.cnt),
          sum(mi.sum), min(mi.min), max(mi.max), max(mi.last_ts),
          (array_agg(mi.last_value ORDER BY mi.last_ts DESC))[1]
-  FROM mi JOIN series s ON s.id = mi.series_id
+  FROM stage_agg mi JOIN series s ON s.id = mi.series_id
   GROUP BY 1, 2, 3, 4 ORDER BY 1, 3, 4, 2
   ON CONFLICT (tenant_id, sensor, bucket, project_id) {M}
   RETURNING 1
 )
-SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM m), (SELECT count(*) FROM h),
-       (SELECT count(*) FROM hs)
+SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM h), (SELECT count(*) FROM hs)
 )sql";
 
-const std::string& ApplySql() {
-  static const std::string sql = absl::StrReplaceAll(kApplySqlTemplate, {{"{M}", kMergeRollup}});
+const std::string& MergeRollupsSql() {
+  static const std::string sql =
+      absl::StrReplaceAll(kMergeRollupsTemplate, {{"{M}", kMergeRollup}});
   return sql;
+}
+
+// The upsert path: the batch (in stage_raw) may hold readings already
+// stored. Inserts the new ones and puts their per-minute aggregates into
+// stage_agg: only rows this statement inserted reach the rollups, so a
+// replayed or duplicated reading never counts twice.
+constexpr char kUpsertRawSql[] = R"sql(
+WITH ins AS (
+  INSERT INTO raw_readings (series_id, ts, value_double, value_text, value_bool, status_code)
+  SELECT series_id, ts, value_double, value_text, value_bool, status_code FROM stage_raw
+  ON CONFLICT (series_id, ts) DO NOTHING
+  RETURNING series_id, ts, coalesce(value_double, value_bool::int::double precision) AS v
+), mi AS (
+  INSERT INTO stage_agg (series_id, bucket, cnt, sum, min, max, last_ts, last_value)
+  SELECT series_id, ts - ts % 60000000000, count(*), sum(v), min(v), max(v), max(ts),
+         (array_agg(v ORDER BY ts DESC))[1]
+  FROM ins WHERE v IS NOT NULL GROUP BY 1, 2
+  RETURNING 1
+)
+SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM mi)
+)sql";
+
+// Both staging tables live for the connection and empty at every commit.
+constexpr char kPrepareApplySql[] =
+    "SET LOCAL synchronous_commit = off;"
+    "SET LOCAL client_min_messages = warning;"
+    "CREATE TEMP TABLE IF NOT EXISTS stage_raw (series_id integer, ts bigint,"
+    " value_double double precision, value_text text, value_bool boolean,"
+    " status_code integer) ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS stage_agg (series_id integer, bucket bigint, cnt bigint,"
+    " sum double precision, min double precision, max double precision, last_ts bigint,"
+    " last_value double precision) ON COMMIT DELETE ROWS";
+
+// COPY text of raw rows, in raw_readings' column order.
+std::string RawCopyText(const std::vector<RawRow>& rows) {
+  std::string buf;
+  buf.reserve(rows.size() * 48);
+  for (const RawRow& r : rows) {
+    AppendNumber(&buf, r.series_id);
+    buf.push_back('\t');
+    AppendNumber(&buf, r.ts_ns);
+    buf.push_back('\t');
+    if (r.kind == ValueKind::kDouble) {
+      AppendNumber(&buf, r.d);
+      buf.append("\t\\N\t\\N\t");
+    } else if (r.kind == ValueKind::kString) {
+      buf.append("\\N\t");
+      AppendCopyText(&buf, r.s);
+      buf.append("\t\\N\t");
+    } else {
+      buf.append(r.b ? "\\N\t\\N\tt\t" : "\\N\t\\N\tf\t");
+    }
+    if (r.status != 0) {
+      AppendNumber(&buf, r.status);
+    } else {
+      buf.append("\\N");
+    }
+    buf.push_back('\n');
+  }
+  if (!buf.empty()) buf.pop_back();  // write_raw_line adds the last newline
+  return buf;
+}
+
+// COPY text of minute aggregates, in stage_agg's column order.
+std::string RollupCopyText(const std::vector<MinuteRollup>& rollups) {
+  std::string buf;
+  buf.reserve(rollups.size() * 100);
+  for (const MinuteRollup& m : rollups) {
+    AppendNumber(&buf, m.series_id);
+    buf.push_back('\t');
+    AppendNumber(&buf, m.bucket_ns);
+    buf.push_back('\t');
+    AppendNumber(&buf, m.cnt);
+    for (double v : {m.sum, m.min, m.max}) {
+      buf.push_back('\t');
+      AppendNumber(&buf, v);
+    }
+    buf.push_back('\t');
+    AppendNumber(&buf, m.last_ts);
+    buf.push_back('\t');
+    AppendNumber(&buf, m.last_value);
+    buf.push_back('\n');
+  }
+  if (!buf.empty()) buf.pop_back();
+  return buf;
 }
 
 // A read: one statement outside a transaction block (no BEGIN/COMMIT round
@@ -118,54 +196,55 @@ class PgReadingStore final : public ReadingStore {
 
   absl::StatusOr<ApplyResult> Apply(const std::vector<RawRow>& rows, const std::string& topic,
                                     const std::vector<PartitionOffset>& next_offsets) override {
-    ApplyResult result;
-    std::string buf;
-    buf.reserve(rows.size() * 48);
-    for (const RawRow& r : rows) {
-      AppendNumber(&buf, r.series_id);
-      buf.push_back('\t');
-      AppendNumber(&buf, r.ts_ns);
-      buf.push_back('\t');
-      if (r.kind == ValueKind::kDouble) {
-        AppendNumber(&buf, r.d);
-        buf.append("\t\\N\t\\N\t");
-      } else if (r.kind == ValueKind::kString) {
-        buf.append("\\N\t");
-        AppendCopyText(&buf, r.s);
-        buf.append("\t\\N\t");
-      } else {
-        buf.append(r.b ? "\\N\t\\N\tt\t" : "\\N\t\\N\tf\t");
-      }
-      if (r.status != 0) {
-        AppendNumber(&buf, r.status);
-      } else {
-        buf.append("\\N");
-      }
-      buf.push_back('\n');
+    // The writer hands over batches in (series, time) order without repeated
+    // keys; anything else is brought into that form first.
+    std::vector<RawRow> sorted;
+    const std::vector<RawRow>* batch = &rows;
+    if (!SortedWithoutRepeatedKeys(rows)) {
+      sorted = rows;
+      SortAndDropRepeatedKeys(&sorted);
+      batch = &sorted;
     }
-    if (!buf.empty()) buf.pop_back();  // write_raw_line adds the last newline
+    const std::string raw_text = RawCopyText(*batch);
+    const bool try_bulk = !batch->empty() && TakeBulkTurn();
+    const std::string agg_text = try_bulk ? RollupCopyText(MinuteRollups(*batch)) : "";
     std::vector<std::string> parts, offs;
     for (const auto& po : next_offsets) {
       parts.push_back(std::to_string(po.partition));
       offs.push_back(std::to_string(po.offset));
     }
+    ApplyResult result;
+    bool conflicted = false;
     absl::Status st = pool_->Run([&](pqxx::connection& c) {
+      result = ApplyResult();
+      conflicted = false;
       pqxx::work tx(c);
       // Asynchronous commit is safe here: the applied offsets commit in the
       // same transaction, so a crash that loses the last commits loses their
       // offsets too, and the writer re-applies those messages from Kafka.
-      tx.exec(
-          "SET LOCAL synchronous_commit = off;"
-          "SET LOCAL client_min_messages = warning;"
-          "CREATE TEMP TABLE IF NOT EXISTS stage_raw (series_id integer, ts bigint,"
-          " value_double double precision, value_text text, value_bool boolean,"
-          " status_code integer) ON COMMIT DELETE ROWS");
-      if (!rows.empty()) {
-        CopyRawText(tx, "stage_raw", buf);
-        pqxx::result r = tx.exec(ApplySql());
-        result.inserted = r[0][0].as<int64_t>();
-        result.duplicates = static_cast<int64_t>(rows.size()) - result.inserted;
+      tx.exec(kPrepareApplySql);
+      if (try_bulk) {
+        // The bulk path: COPY straight into the raw table (multi-row inserts,
+        // no speculative insertion) and the writer's own minute aggregates
+        // into stage_agg. A unique violation means a reading was already
+        // stored: undo both and take the upsert path.
+        try {
+          pqxx::subtransaction sub(tx, "bulk");
+          CopyRawText(sub, "raw_readings", raw_text);
+          if (!agg_text.empty()) CopyRawText(sub, "stage_agg", agg_text);
+          sub.commit();
+          result.bulk = true;
+          result.inserted = static_cast<int64_t>(batch->size());
+        } catch (const pqxx::sql_error& e) {
+          if (e.sqlstate() != "23505") throw;
+          conflicted = true;
+        }
       }
+      if (!batch->empty() && !result.bulk) {
+        CopyRawText(tx, "stage_raw", raw_text);
+        result.inserted = PgInt64(tx.exec(kUpsertRawSql)[0][0]);
+      }
+      if (!batch->empty()) tx.exec(MergeRollupsSql());
       if (!parts.empty()) {
         tx.exec_params(
             "INSERT INTO writer_offsets (topic, partition, next_offset)"
@@ -179,6 +258,8 @@ class PgReadingStore final : public ReadingStore {
       return absl::OkStatus();
     });
     if (!st.ok()) return st;
+    if (try_bulk) BulkOutcome(!conflicted);
+    result.duplicates = static_cast<int64_t>(rows.size()) - result.inserted;
     return result;
   }
 
@@ -614,8 +695,30 @@ class PgReadingStore final : public ReadingStore {
 
  private:
   PgPool* pool_;
+  // Whether this batch tries the bulk path. After a batch that met a stored
+  // reading (a replay, a device re-sending), the next batches are likely to
+  // meet some too: skip the bulk path for 16 batches, twice as many after
+  // every further conflict (up to 1,024), and try it again after that.
+  bool TakeBulkTurn() {
+    absl::MutexLock lock(&mu_);
+    if (bulk_skip_ == 0) return true;
+    --bulk_skip_;
+    return false;
+  }
+  void BulkOutcome(bool ok) {
+    absl::MutexLock lock(&mu_);
+    if (ok) {
+      bulk_penalty_ = 0;
+      return;
+    }
+    bulk_penalty_ = std::min(std::max(16, 2 * bulk_penalty_), 1024);
+    bulk_skip_ = bulk_penalty_;
+  }
+
   absl::Mutex mu_;
   std::set<int64_t> known_days_ ABSL_GUARDED_BY(mu_);
+  int bulk_skip_ ABSL_GUARDED_BY(mu_) = 0;
+  int bulk_penalty_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/rollup.h"
 #include "services/ingest/codec.h"
 
 namespace telemetry::ingest {
@@ -16,6 +17,9 @@ WriterMetrics::WriterMetrics(MetricsRegistry* r)
       duplicates(r->AddCounter("writer_readings_duplicate_total",
                                "Readings dropped as already stored (same series and time)")),
       batches(r->AddCounter("writer_batches_total", "Store transactions committed")),
+      bulk_batches(r->AddCounter("writer_bulk_batches_total",
+                                 "Batches applied by the bulk path (none of their readings"
+                                 " was stored before)")),
       dead_letters(
           r->AddCounter("writer_dead_letters_total", "Messages sent to the dead-letter topic")),
       gap_messages(r->AddCounter("writer_log_gap_messages_total",
@@ -309,6 +313,7 @@ absl::Status Writer::Flush() {
   const int64_t t0 = clock_->MonotonicNs();
   absl::Status st = ResolveSeriesIds();
   std::vector<RawRow> rows;
+  int64_t repeated = 0;  // readings repeated within the batch
   int64_t batch_from_ns = 0, batch_to_ns = -1;
   if (st.ok()) {
     rows.reserve(pending_rows_.size());
@@ -318,12 +323,11 @@ absl::Status Writer::Flush() {
       lo = std::min(lo, p.row.ts_ns);
       hi = std::max(hi, p.row.ts_ns);
     }
-    // Series order (stable: among equal keys the first to arrive is the one
-    // stored, as the cache assumes): consecutive inserts touch the same index leaf and heap
-    // pages, and a series' rows end up together on disk (faster ranges).
-    std::stable_sort(rows.begin(), rows.end(), [](const RawRow& a, const RawRow& b) {
-      return a.series_id != b.series_id ? a.series_id < b.series_id : a.ts_ns < b.ts_ns;
-    });
+    // Series order, each (series, time) once (the first to arrive is the one
+    // stored, as the cache assumes): consecutive inserts touch the same index
+    // leaf and heap pages, a series' rows end up together on disk (faster
+    // ranges), and the store can take its bulk path.
+    repeated = SortAndDropRepeatedKeys(&rows);
     if (!rows.empty()) st = store_->EnsurePartitions(lo, hi);
     batch_from_ns = lo;
     batch_to_ns = hi;
@@ -334,7 +338,8 @@ absl::Status Writer::Flush() {
     auto result = store_->Apply(rows, options_.topic, offsets);
     if (result.ok()) {
       metrics_->applied->Inc(result->inserted);
-      metrics_->duplicates->Inc(result->duplicates);
+      metrics_->duplicates->Inc(result->duplicates + repeated);
+      if (result->bulk) metrics_->bulk_batches->Inc();
     } else {
       st = result.status();
     }

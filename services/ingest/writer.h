@@ -44,6 +44,7 @@ struct WriterMetrics {
   Counter* applied;
   Counter* duplicates;
   Counter* batches;
+  Counter* bulk_batches;
   Counter* dead_letters;
   Counter* gap_messages;
   Counter* log_resets;

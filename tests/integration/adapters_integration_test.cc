@@ -15,6 +15,8 @@
 #include "common/latest_cache.h"
 #include "common/pg_pool.h"
 #include "common/reading_store.h"
+#include "common/rollup.h"
+#include "tests/integration/checks.h"
 #include "tests/integration/harness.h"
 
 namespace telemetry::testing {
@@ -63,11 +65,13 @@ TEST_F(Adapters, ApplyDeduplicatesRollsUpNewRowsAndKeepsOffsetsMonotonic) {
                           topic, {{0, 10}, {1, 4}});
   ASSERT_TRUE(r1.ok()) << r1.status();
   EXPECT_EQ(r1->inserted, 3);
-  EXPECT_EQ(r1->duplicates, 1);
+  EXPECT_EQ(r1->duplicates, 1);  // repeated within the batch: the first one is kept
+  EXPECT_TRUE(r1->bulk);
   auto r2 = store_->Apply({Row((*ids)[0], minute + 2, 7), Row((*ids)[0], minute + 3, 2)}, topic,
                           {{0, 5}});  // an older offset must not move it back
   ASSERT_TRUE(r2.ok());
   EXPECT_EQ(r2->inserted, 1);
+  EXPECT_FALSE(r2->bulk);  // one reading was stored before
   auto agg = Sql(absl::StrCat(
       "SELECT cnt, sum, min, max, last_value FROM agg_1m WHERE series_id = ", (*ids)[0]));
   ASSERT_EQ(agg.size(), 1u);
@@ -107,6 +111,58 @@ TEST_F(Adapters, ApplyDeduplicatesRollsUpNewRowsAndKeepsOffsetsMonotonic) {
   // Another tenant sees none of it.
   Tenant other = CreateTenant("store-other");
   EXPECT_TRUE(store_->Latest(other.id, {"d1"}, {})->empty());
+}
+
+TEST_F(Adapters, BulkPathGivesWayToUpsertsAfterAStoredReadingAndComesBack) {
+  Tenant t = CreateTenant("bulk");
+  auto ids = metadata_->ResolveSeries(t.id, {{"d", "a", "", ""}, {"d", "b", "", ""}});
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  const int64_t m0 = (SystemClock::Get()->NowNs() / kNsPerMinute - 30) * kNsPerMinute;
+  ASSERT_TRUE(store_->EnsurePartitions(m0, m0 + 30 * kNsPerMinute).ok());
+  const std::string topic = "bulk-test-" + std::to_string(t.id);
+  int64_t next_ts = m0, offset = 0;
+  // A batch of `n` new readings per series, 7 s apart; `stored` adds a copy
+  // of a reading applied before, in the middle of the batch.
+  auto batch = [&](int n, const RawRow* stored) {
+    std::vector<RawRow> rows;
+    for (int i = 0; i < n; ++i, next_ts += 7'000'000'000) {
+      rows.push_back(Row((*ids)[0], next_ts, static_cast<double>(i)));
+      rows.push_back(Row((*ids)[1], next_ts, static_cast<double>(-i)));
+      if (stored != nullptr && i == n / 2) rows.push_back(*stored);
+    }
+    return store_->Apply(rows, topic, {{0, ++offset}});
+  };
+  auto first = batch(10, nullptr);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(first->bulk);
+  EXPECT_EQ(first->inserted, 20);
+  const RawRow again = Row((*ids)[0], m0 + 7'000'000'000, 1);
+  auto mixed = batch(10, &again);
+  ASSERT_TRUE(mixed.ok()) << mixed.status();
+  EXPECT_FALSE(mixed->bulk);
+  EXPECT_EQ(mixed->inserted, 20);
+  EXPECT_EQ(mixed->duplicates, 1);
+  // The undone COPY left nothing behind, and the rollups count each reading once.
+  EXPECT_EQ(SqlInt(absl::StrCat("SELECT count(*) FROM raw_readings WHERE series_id IN (", (*ids)[0],
+                                ",", (*ids)[1], ")")),
+            40);
+  EXPECT_EQ(RollupMismatches(t.id, "agg_1m", kNsPerMinute), 0);
+  EXPECT_EQ(RollupMismatches(t.id, "agg_1h", 3'600'000'000'000), 0);
+  EXPECT_EQ(SensorRollupMismatches(t.id), 0);
+  // More stored readings are likely right after one: the next 16 batches
+  // take the upsert path without trying, then the bulk path is tried again.
+  for (int i = 0; i < 16; ++i) {
+    auto r = batch(2, nullptr);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_FALSE(r->bulk) << "batch " << i;
+  }
+  auto back = batch(2, nullptr);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(back->bulk);
+  EXPECT_EQ(RollupMismatches(t.id, "agg_1m", kNsPerMinute), 0);
+  auto offsets = store_->AppliedOffsets(topic);
+  ASSERT_TRUE(offsets.ok());
+  EXPECT_EQ((*offsets)[0], offset);
 }
 
 TEST_F(Adapters, RangePagesAndCursorsReturnEveryRowOnceInOrder) {
