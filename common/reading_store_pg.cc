@@ -97,6 +97,52 @@ WITH ins AS (
 SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM mi)
 )sql";
 
+// The stored readings among a batch's, found by runs: each run is a span
+// [lo, hi] of one series' readings in the batch. OFFSET 0 keeps the probe a
+// nested loop of index range scans (one per run, pruned to the partitions
+// the span touches); a run of new, in-order readings finds nothing after
+// one index descent.
+constexpr char kStoredKeysSql[] = R"sql(
+SELECT r.series_id, r.ts
+FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS b(series_id, lo, hi)
+CROSS JOIN LATERAL (
+  SELECT series_id, ts FROM raw_readings r
+  WHERE r.series_id = b.series_id AND r.ts >= b.lo AND r.ts <= b.hi OFFSET 0) r
+)sql";
+
+// Runs of a sorted batch as Postgres array texts. A run ends at a new series
+// or at a gap of more than a minute, so that a late reading is probed on its
+// own instead of spanning (and returning) the hour of rows before it.
+struct ProbeRuns {
+  std::string series = "{", lo = "{", hi = "{";
+};
+
+ProbeRuns RunsOf(const std::vector<RawRow>& rows) {
+  ProbeRuns runs;
+  auto close = [&](int32_t series, int64_t lo, int64_t hi) {
+    if (runs.series.size() > 1) {
+      runs.series.push_back(',');
+      runs.lo.push_back(',');
+      runs.hi.push_back(',');
+    }
+    AppendNumber(&runs.series, series);
+    AppendNumber(&runs.lo, lo);
+    AppendNumber(&runs.hi, hi);
+  };
+  for (size_t i = 0; i < rows.size();) {
+    size_t j = i + 1;
+    while (j < rows.size() && rows[j].series_id == rows[i].series_id &&
+           rows[j].ts_ns - rows[j - 1].ts_ns <= kNsPerMinute)
+      ++j;
+    close(rows[i].series_id, rows[i].ts_ns, rows[j - 1].ts_ns);
+    i = j;
+  }
+  runs.series.push_back('}');
+  runs.lo.push_back('}');
+  runs.hi.push_back('}');
+  return runs;
+}
+
 // Both staging tables live for the connection and empty at every commit.
 constexpr char kPrepareApplySql[] =
     "SET LOCAL synchronous_commit = off;"
@@ -205,46 +251,58 @@ class PgReadingStore final : public ReadingStore {
       SortAndDropRepeatedKeys(&sorted);
       batch = &sorted;
     }
-    const std::string raw_text = RawCopyText(*batch);
-    const bool try_bulk = !batch->empty() && TakeBulkTurn();
-    const std::string agg_text = try_bulk ? RollupCopyText(MinuteRollups(*batch)) : "";
+    const ProbeRuns runs = RunsOf(*batch);
     std::vector<std::string> parts, offs;
     for (const auto& po : next_offsets) {
       parts.push_back(std::to_string(po.partition));
       offs.push_back(std::to_string(po.offset));
     }
     ApplyResult result;
-    bool conflicted = false;
     absl::Status st = pool_->Run([&](pqxx::connection& c) {
       result = ApplyResult();
-      conflicted = false;
       pqxx::work tx(c);
       // Asynchronous commit is safe here: the applied offsets commit in the
       // same transaction, so a crash that loses the last commits loses their
       // offsets too, and the writer re-applies those messages from Kafka.
       tx.exec(kPrepareApplySql);
-      if (try_bulk) {
-        // The bulk path: COPY straight into the raw table (multi-row inserts,
-        // no speculative insertion) and the writer's own minute aggregates
-        // into stage_agg. A unique violation means a reading was already
-        // stored: undo both and take the upsert path.
+      if (!batch->empty()) {
+        // The bulk path. Readings already stored (a replay, a device sending
+        // again) are found first, one index probe per run of a series'
+        // readings rather than per reading; the others are COPYed straight
+        // into the raw table (multi-row inserts, no speculative insertion),
+        // and their minute aggregates, computed here, into stage_agg.
+        std::vector<RawRow> fresh_rows;
+        const std::vector<RawRow>* fresh = batch;
+        pqxx::result stored = tx.exec_params(kStoredKeysSql, runs.series, runs.lo, runs.hi);
+        if (!stored.empty()) {
+          std::set<std::pair<int32_t, int64_t>> keys;
+          for (const auto& row : stored)
+            keys.emplace(static_cast<int32_t>(PgInt64(row[0])), PgInt64(row[1]));
+          for (const RawRow& r : *batch)
+            if (!keys.count({r.series_id, r.ts_ns})) fresh_rows.push_back(r);
+          fresh = &fresh_rows;
+        }
         try {
           pqxx::subtransaction sub(tx, "bulk");
-          CopyRawText(sub, "raw_readings", raw_text);
-          if (!agg_text.empty()) CopyRawText(sub, "stage_agg", agg_text);
+          if (!fresh->empty()) {
+            CopyRawText(sub, "raw_readings", RawCopyText(*fresh));
+            const std::string agg = RollupCopyText(MinuteRollups(*fresh));
+            if (!agg.empty()) CopyRawText(sub, "stage_agg", agg);
+          }
           sub.commit();
           result.bulk = true;
-          result.inserted = static_cast<int64_t>(batch->size());
+          result.inserted = static_cast<int64_t>(fresh->size());
         } catch (const pqxx::sql_error& e) {
+          // Another writer (a rebalance) stored one of them since the probe:
+          // undo the COPYs and take the upsert path.
           if (e.sqlstate() != "23505") throw;
-          conflicted = true;
         }
+        if (!result.bulk) {
+          CopyRawText(tx, "stage_raw", RawCopyText(*batch));
+          result.inserted = PgInt64(tx.exec(kUpsertRawSql)[0][0]);
+        }
+        tx.exec(MergeRollupsSql());
       }
-      if (!batch->empty() && !result.bulk) {
-        CopyRawText(tx, "stage_raw", raw_text);
-        result.inserted = PgInt64(tx.exec(kUpsertRawSql)[0][0]);
-      }
-      if (!batch->empty()) tx.exec(MergeRollupsSql());
       if (!parts.empty()) {
         tx.exec_params(
             "INSERT INTO writer_offsets (topic, partition, next_offset)"
@@ -258,7 +316,6 @@ class PgReadingStore final : public ReadingStore {
       return absl::OkStatus();
     });
     if (!st.ok()) return st;
-    if (try_bulk) BulkOutcome(!conflicted);
     result.duplicates = static_cast<int64_t>(rows.size()) - result.inserted;
     return result;
   }
@@ -695,30 +752,8 @@ class PgReadingStore final : public ReadingStore {
 
  private:
   PgPool* pool_;
-  // Whether this batch tries the bulk path. After a batch that met a stored
-  // reading (a replay, a device re-sending), the next batches are likely to
-  // meet some too: skip the bulk path for 16 batches, twice as many after
-  // every further conflict (up to 1,024), and try it again after that.
-  bool TakeBulkTurn() {
-    absl::MutexLock lock(&mu_);
-    if (bulk_skip_ == 0) return true;
-    --bulk_skip_;
-    return false;
-  }
-  void BulkOutcome(bool ok) {
-    absl::MutexLock lock(&mu_);
-    if (ok) {
-      bulk_penalty_ = 0;
-      return;
-    }
-    bulk_penalty_ = std::min(std::max(16, 2 * bulk_penalty_), 1024);
-    bulk_skip_ = bulk_penalty_;
-  }
-
   absl::Mutex mu_;
   std::set<int64_t> known_days_ ABSL_GUARDED_BY(mu_);
-  int bulk_skip_ ABSL_GUARDED_BY(mu_) = 0;
-  int bulk_penalty_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace

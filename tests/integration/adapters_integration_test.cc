@@ -71,7 +71,7 @@ TEST_F(Adapters, ApplyDeduplicatesRollsUpNewRowsAndKeepsOffsetsMonotonic) {
                           {{0, 5}});  // an older offset must not move it back
   ASSERT_TRUE(r2.ok());
   EXPECT_EQ(r2->inserted, 1);
-  EXPECT_FALSE(r2->bulk);  // one reading was stored before
+  EXPECT_TRUE(r2->bulk);  // the stored reading was found and left out
   auto agg = Sql(absl::StrCat(
       "SELECT cnt, sum, min, max, last_value FROM agg_1m WHERE series_id = ", (*ids)[0]));
   ASSERT_EQ(agg.size(), 1u);
@@ -113,7 +113,7 @@ TEST_F(Adapters, ApplyDeduplicatesRollsUpNewRowsAndKeepsOffsetsMonotonic) {
   EXPECT_TRUE(store_->Latest(other.id, {"d1"}, {})->empty());
 }
 
-TEST_F(Adapters, BulkPathGivesWayToUpsertsAfterAStoredReadingAndComesBack) {
+TEST_F(Adapters, BulkPathSkipsStoredReadingsAndGivesWayToAConcurrentWriter) {
   Tenant t = CreateTenant("bulk");
   auto ids = metadata_->ResolveSeries(t.id, {{"d", "a", "", ""}, {"d", "b", "", ""}});
   ASSERT_TRUE(ids.ok()) << ids.status();
@@ -121,45 +121,54 @@ TEST_F(Adapters, BulkPathGivesWayToUpsertsAfterAStoredReadingAndComesBack) {
   ASSERT_TRUE(store_->EnsurePartitions(m0, m0 + 30 * kNsPerMinute).ok());
   const std::string topic = "bulk-test-" + std::to_string(t.id);
   int64_t next_ts = m0, offset = 0;
-  // A batch of `n` new readings per series, 7 s apart; `stored` adds a copy
-  // of a reading applied before, in the middle of the batch.
-  auto batch = [&](int n, const RawRow* stored) {
-    std::vector<RawRow> rows;
+  // `n` new readings per series, 7 s apart, plus `extra` (stored before).
+  auto batch = [&](int n, std::vector<RawRow> extra) {
     for (int i = 0; i < n; ++i, next_ts += 7'000'000'000) {
-      rows.push_back(Row((*ids)[0], next_ts, static_cast<double>(i)));
-      rows.push_back(Row((*ids)[1], next_ts, static_cast<double>(-i)));
-      if (stored != nullptr && i == n / 2) rows.push_back(*stored);
+      extra.push_back(Row((*ids)[0], next_ts, static_cast<double>(i)));
+      extra.push_back(Row((*ids)[1], next_ts, static_cast<double>(-i)));
     }
-    return store_->Apply(rows, topic, {{0, ++offset}});
+    return extra;
   };
-  auto first = batch(10, nullptr);
+  auto first = store_->Apply(batch(10, {}), topic, {{0, ++offset}});
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_TRUE(first->bulk);
   EXPECT_EQ(first->inserted, 20);
-  const RawRow again = Row((*ids)[0], m0 + 7'000'000'000, 1);
-  auto mixed = batch(10, &again);
+  // Stored readings: one inside the new run of its series, one late (its
+  // own run, an hour of rows before the others).
+  auto mixed = store_->Apply(batch(10, {Row((*ids)[0], m0 + 7'000'000'000, 1),
+                                        Row((*ids)[1], next_ts - 7'000'000'000, 5)}),
+                             topic, {{0, ++offset}});
   ASSERT_TRUE(mixed.ok()) << mixed.status();
-  EXPECT_FALSE(mixed->bulk);
+  EXPECT_TRUE(mixed->bulk);
   EXPECT_EQ(mixed->inserted, 20);
-  EXPECT_EQ(mixed->duplicates, 1);
-  // The undone COPY left nothing behind, and the rollups count each reading once.
-  EXPECT_EQ(SqlInt(absl::StrCat("SELECT count(*) FROM raw_readings WHERE series_id IN (", (*ids)[0],
-                                ",", (*ids)[1], ")")),
-            40);
+  EXPECT_EQ(mixed->duplicates, 2);
+  const std::string count = absl::StrCat("SELECT count(*) FROM raw_readings WHERE series_id IN (",
+                                         (*ids)[0], ",", (*ids)[1], ")");
+  EXPECT_EQ(SqlInt(count), 40);
   EXPECT_EQ(RollupMismatches(t.id, "agg_1m", kNsPerMinute), 0);
-  EXPECT_EQ(RollupMismatches(t.id, "agg_1h", 3'600'000'000'000), 0);
-  EXPECT_EQ(SensorRollupMismatches(t.id), 0);
-  // More stored readings are likely right after one: the next 16 batches
-  // take the upsert path without trying, then the bulk path is tried again.
-  for (int i = 0; i < 16; ++i) {
-    auto r = batch(2, nullptr);
-    ASSERT_TRUE(r.ok()) << r.status();
-    EXPECT_FALSE(r->bulk) << "batch " << i;
-  }
-  auto back = batch(2, nullptr);
-  ASSERT_TRUE(back.ok()) << back.status();
-  EXPECT_TRUE(back->bulk);
-  EXPECT_EQ(RollupMismatches(t.id, "agg_1m", kNsPerMinute), 0);
+
+  // A reading stored by another transaction after the probe: the COPY meets
+  // it, is undone, and the upsert path stores the rest.
+  const RawRow raced = Row((*ids)[0], next_ts, 42);
+  pqxx::connection other(RequireEnv("TELEMETRY_PG_PRIMARY"));
+  pqxx::work other_tx(other);
+  other_tx.exec(absl::StrCat("INSERT INTO raw_readings (series_id, ts, value_double) VALUES (",
+                             raced.series_id, ", ", raced.ts_ns, ", 42)"));
+  auto racing = std::async(std::launch::async, [&] {
+    return store_->Apply(batch(5, {}), topic, {{0, ++offset}});
+  });
+  // The COPY waits for the other transaction's outcome on that key.
+  EXPECT_EQ(racing.wait_for(std::chrono::milliseconds(500)), std::future_status::timeout);
+  other_tx.commit();
+  auto raced_result = racing.get();
+  ASSERT_TRUE(raced_result.ok()) << raced_result.status();
+  EXPECT_FALSE(raced_result->bulk);
+  EXPECT_EQ(raced_result->inserted, 9);
+  EXPECT_EQ(raced_result->duplicates, 1);
+  EXPECT_EQ(SqlInt(count), 50);
+  // The other transaction's reading is not in the rollups (it did not go
+  // through Apply): every other bucket matches a recomputation.
+  EXPECT_EQ(RollupMismatches(t.id, "agg_1m", kNsPerMinute), 1);
   auto offsets = store_->AppliedOffsets(topic);
   ASSERT_TRUE(offsets.ok());
   EXPECT_EQ((*offsets)[0], offset);
