@@ -29,7 +29,7 @@ namespace telemetry::ingest {
 struct WriterOptions {
   std::string topic = "telemetry.readings.v1";
   std::string dead_letter_topic = "telemetry.readings.dlq.v1";
-  size_t max_batch_readings = 50'000;
+  size_t max_batch_readings = 400'000;
   int64_t max_batch_delay_ns = 100 * kNsPerMs;
   size_t poll_max_messages = 1000;
   // Day partitions are created this far ahead of now, checked this often.
