@@ -9,6 +9,9 @@
 #
 #   bash scripts/profile-ingest.sh              (ROWS=3000000)
 #   WRITER_ARGS="--batch_readings=50000" STATEMENTS=1 bash scripts/profile-ingest.sh
+#   PRELOAD=3000000 RATE=50000 DURATION_S=30 bash scripts/profile-ingest.sh
+#     (first PRELOAD readings at full speed, VACUUM (ANALYZE) + CHECKPOINT as
+#     bench-ingest.sh does, then the profiled run at a fixed rate)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR="${BUILD_DIR:-build-release}"
@@ -37,10 +40,27 @@ snapshot() {
     echo "$p $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) $(tr '\0' ' ' <"/proc/$p/cmdline" | cut -c1-80)"
   done
 }
+if [[ -n "${PRELOAD:-}" ]]; then
+  pre="$("$BUILD_DIR/tools/admin/telemetry-admin" create-tenant --name "preload-$(date +%s%N)" |
+    sed -n 's/^api_key=//p')"
+  "$BUILD_DIR/tools/loadgen/telemetry-loadgen" --api_keys "$pre" --devices 1000 --sensors 8 \
+    --total "$PRELOAD" --batch 1000 --concurrency 4 --duplicates 0.01 --interval_ms 1000 \
+    --start_ago_s 7200 | tail -n 1
+  psql "$TELEMETRY_PG_ADMIN" -qc "VACUUM (ANALYZE)" -c CHECKPOINT
+fi
+if [[ "${STATEMENTS:-0}" == 1 ]]; then
+  psql "$TELEMETRY_PG_ADMIN" -qAtc "SELECT pg_rotate_logfile()" >/dev/null 2>&1 || true
+  : >"$TELEMETRY_LOCAL_DIR/pg/primary.log"
+fi
 snapshot >"$OUT/cpu0"
+if [[ -n "${RATE:-}" ]]; then
+  load=(--rate "$RATE" --duration_s "${DURATION_S:-30}" --batch 500)
+else
+  load=(--total "$ROWS" --batch 1000)
+fi
 "$BUILD_DIR/tools/loadgen/telemetry-loadgen" --api_keys "$key" --devices 1000 --sensors 8 \
-  --total "$ROWS" --batch 1000 --concurrency 4 --duplicates 0.01 --interval_ms 1000 \
-  --start_ago_s 7200 | tail -n 1
+  "${load[@]}" --concurrency 4 --duplicates 0.01 --interval_ms 1000 --start_ago_s 7200 |
+  tail -n 1
 snapshot >"$OUT/cpu1"
 echo "== CPU seconds during the run, by process"
 /usr/bin/python3 - "$OUT/cpu0" "$OUT/cpu1" <<'PY'
