@@ -111,6 +111,21 @@ int main(int argc, char** argv) {
     }
     lag_done = true;
   });
+  // Ends both threads; false if a lag query is stuck in librdkafka (Kafka
+  // went away during it), which would hold the exit until Kafka returns.
+  auto stop_background = [&] {
+    stop = true;
+    health.join();
+    for (int i = 0; i < 50 && !lag_done; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!lag_done) return false;
+    lag.join();
+    return true;
+  };
+  auto fail = [&] {
+    if (!stop_background()) std::_Exit(1);
+    return 1;
+  };
 
   telemetry::Authenticator auth(metadata.get(), clock);
   telemetry::ThreadPool workers(absl::GetFlag(FLAGS_worker_threads),
@@ -121,7 +136,7 @@ int main(int argc, char** argv) {
   auto server = telemetry::StartGrpcServer(absl::GetFlag(FLAGS_listen), {&service}, &port);
   if (!server.ok()) {
     log->critical("{}", server.status().ToString());
-    return 1;
+    return fail();
   }
   grpc_server = server->get();
   (*server)->GetHealthCheckService()->SetServingStatus(kafka_ok.load());
@@ -135,7 +150,7 @@ int main(int argc, char** argv) {
   absl::Status hs = http.Start(absl::GetFlag(FLAGS_http_host), absl::GetFlag(FLAGS_http_port));
   if (!hs.ok()) {
     log->critical("{}", hs.ToString());
-    return 1;
+    return fail();
   }
   log->info("ingest listening on gRPC port {} and HTTP port {}", port, http.port());
   int sig = telemetry::WaitForShutdownSignal();
@@ -145,19 +160,13 @@ int main(int argc, char** argv) {
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
   absl::Status fl = (*publisher)->Flush(10000);
   if (!fl.ok()) log->warn("flush: {}", fl.ToString());
-  stop = true;
-  health.join();
+  const bool clean = stop_background();
   http.Stop();
-  // A lag query stuck in librdkafka (Kafka went away during it) would hold
-  // the exit until Kafka returns: after the drain, do not wait for it.
-  for (int i = 0; i < 50 && !lag_done; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  if (!lag_done) {
+  if (!clean) {  // drained already: do not wait for Kafka to come back
     log->warn("writer-lag query still waiting on Kafka; exiting without it");
     spdlog::shutdown();
     std::_Exit(0);
   }
-  lag.join();
   log->info("stopped");
   return 0;
 }

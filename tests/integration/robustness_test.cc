@@ -2,7 +2,9 @@
 // and callers get the documented status.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -121,6 +123,28 @@ TEST(Robustness, KafkaOutageFailsWritesWithUnavailableThenRecovers) {
   auto query = services.QueryStub();
   ASSERT_TRUE(WaitForToken(query.get(), t.key, token, "k1", 60000).ok());
   EXPECT_EQ(RawCount(t.id), 1);
+}
+
+TEST(Robustness, IngestWhosePortIsTakenExitsWithAnErrorNotAnAbort) {
+  // Something else listens on the port (an old instance, another service).
+  const int port = FreePort();
+  const int taken = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(taken, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(taken, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(taken, 1), 0);
+  Process ingest(BuildDir() + "/services/ingest/telemetry-ingest",
+                 {"--listen=127.0.0.1:" + std::to_string(port), "--http_port=0",
+                  "--pg_primary=" + RequireEnv("TELEMETRY_PG_PRIMARY"),
+                  "--kafka_brokers=" + RequireEnv("TELEMETRY_KAFKA_BROKERS")},
+                 "/dev/null");
+  // Exit status 1 after stopping its background threads (it used to end in
+  // std::terminate, SIGABRT, with those threads still joinable).
+  EXPECT_EQ(ingest.Wait(15000), 1);
+  close(taken);
 }
 
 TEST(Robustness, WriterStopsOnSigtermWhilePostgresIsDown) {
