@@ -40,13 +40,12 @@ constexpr char kMergeRollup[] = R"sql(DO UPDATE SET
 
 // The rollup merge, from the batch's per-minute partial aggregates in
 // stage_agg (new rows only, one row per series and minute); {M} stands for
-// kMergeRollup.
+// kMergeRollup. Data-modifying CTEs run to completion without RETURNING.
 constexpr char kMergeRollupsTemplate[] = R"sql(
 WITH m AS (
   INSERT INTO agg_1m AS a (series_id, bucket, cnt, sum, min, max, last_ts, last_value)
   SELECT * FROM stage_agg
   ON CONFLICT (series_id, bucket) {M}
-  RETURNING 1
 ), h AS (
   -- Hours from the new minutes: fewer rows than from the raw ones.
   INSERT INTO agg_1h AS a (series_id, bucket, cnt, sum, min, max, last_ts, last_value)
@@ -54,21 +53,17 @@ WITH m AS (
          max(last_ts), (array_agg(last_value ORDER BY last_ts DESC))[1]
   FROM stage_agg GROUP BY 1, 2
   ON CONFLICT (series_id, bucket) {M}
-  RETURNING 1
-), hs AS (
-  -- Tenant/project-wide hours per sensor; key order fixed so that two
-  -- writers lock shared rows in the same order.
-  INSERT INTO agg_1h_sensor AS a (tenant_id, project_id, sensor, bucket, cnt, sum, min, max,
-                                  last_ts, last_value)
-  SELECT s.tenant_id, s.project_id, s.sensor, mi.bucket - mi.bucket % 3600000000000, sum(mi.cnt),
-         sum(mi.sum), min(mi.min), max(mi.max), max(mi.last_ts),
-         (array_agg(mi.last_value ORDER BY mi.last_ts DESC))[1]
-  FROM stage_agg mi JOIN series s ON s.id = mi.series_id
-  GROUP BY 1, 2, 3, 4 ORDER BY 1, 3, 4, 2
-  ON CONFLICT (tenant_id, sensor, bucket, project_id) {M}
-  RETURNING 1
 )
-SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM h), (SELECT count(*) FROM hs)
+-- Tenant/project-wide hours per sensor; key order fixed so that two
+-- writers lock shared rows in the same order.
+INSERT INTO agg_1h_sensor AS a (tenant_id, project_id, sensor, bucket, cnt, sum, min, max,
+                                last_ts, last_value)
+SELECT s.tenant_id, s.project_id, s.sensor, mi.bucket - mi.bucket % 3600000000000, sum(mi.cnt),
+       sum(mi.sum), min(mi.min), max(mi.max), max(mi.last_ts),
+       (array_agg(mi.last_value ORDER BY mi.last_ts DESC))[1]
+FROM stage_agg mi JOIN series s ON s.id = mi.series_id
+GROUP BY 1, 2, 3, 4 ORDER BY 1, 3, 4, 2
+ON CONFLICT (tenant_id, sensor, bucket, project_id) {M}
 )sql";
 
 const std::string& MergeRollupsSql() {
@@ -92,9 +87,8 @@ WITH ins AS (
   SELECT series_id, ts - ts % 60000000000, count(*), sum(v), min(v), max(v), max(ts),
          (array_agg(v ORDER BY ts DESC))[1]
   FROM ins WHERE v IS NOT NULL GROUP BY 1, 2
-  RETURNING 1
 )
-SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM mi)
+SELECT count(*) FROM ins
 )sql";
 
 // The stored readings among a batch's, found by runs: each run is a span
