@@ -7,6 +7,10 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace telemetry {
 
@@ -14,6 +18,23 @@ std::string EnvVarForFlag(const std::string& name) {
   std::string env = "TELEMETRY_";
   for (char c : name) env.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
   return env;
+}
+
+absl::StatusOr<std::map<std::string, std::string>> ParseKeyValues(const std::string& text) {
+  std::map<std::string, std::string> out;
+  for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    size_t eq = item.find('=');
+    absl::string_view name = absl::StripAsciiWhitespace(item.substr(0, eq));
+    if (eq == absl::string_view::npos || name.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", absl::StripAsciiWhitespace(item), "': want name=value"));
+    }
+    std::string value(absl::StripAsciiWhitespace(item.substr(eq + 1)));
+    if (!out.emplace(std::string(name), std::move(value)).second) {
+      return absl::InvalidArgumentError(absl::StrCat("'", name, "' is given twice"));
+    }
+  }
+  return out;
 }
 
 std::vector<char*> InitFlags(int argc, char** argv, const char* usage) {

@@ -9,8 +9,9 @@
 #
 #   bash scripts/profile-ingest.sh              (ROWS=3000000)
 #   WRITER_ARGS="--batch_readings=50000" STATEMENTS=1 bash scripts/profile-ingest.sh
+#   INGEST_ARGS="--kafka_config=linger.ms=10" bash scripts/profile-ingest.sh
 #   PRELOAD=3000000 RATE=50000 DURATION_S=30 bash scripts/profile-ingest.sh
-#     (first PRELOAD readings at full speed, VACUUM (ANALYZE) + CHECKPOINT as
+#     (first PRELOAD readings at full speed, then bench-env.sh's settle as
 #     bench-ingest.sh does, then the profiled run at a fixed rate)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +28,8 @@ fi
 "$BUILD_DIR/services/ingest/telemetry-writer" --http_port="$WRITER_HTTP_PORT" ${WRITER_ARGS:-} \
   >"$OUT/writer.log" 2>&1 &
 pids+=($!)
-"$BUILD_DIR/services/ingest/telemetry-ingest" --http_port=0 >"$OUT/ingest.log" 2>&1 &
+# shellcheck disable=SC2086  # INGEST_ARGS is a list of flags
+"$BUILD_DIR/services/ingest/telemetry-ingest" --http_port=0 ${INGEST_ARGS:-} >"$OUT/ingest.log" 2>&1 &
 pids+=($!)
 "$BUILD_DIR/services/query/telemetry-query" --http_port=0 >"$OUT/query.log" 2>&1 &
 pids+=($!)
@@ -46,7 +48,7 @@ if [[ -n "${PRELOAD:-}" ]]; then
   "$BUILD_DIR/tools/loadgen/telemetry-loadgen" --api_keys "$pre" --devices 1000 --sensors 8 \
     --total "$PRELOAD" --batch 1000 --concurrency 4 --duplicates 0.01 --interval_ms 1000 \
     --start_ago_s 7200 | tail -n 1
-  psql "$TELEMETRY_PG_ADMIN" -qc "VACUUM (ANALYZE)" -c CHECKPOINT
+  settle
 fi
 if [[ "${STATEMENTS:-0}" == 1 ]]; then
   psql "$TELEMETRY_PG_ADMIN" -qAtc "SELECT pg_rotate_logfile()" >/dev/null 2>&1 || true

@@ -19,6 +19,8 @@ ABSL_FLAG(std::string, pg_primary, "postgresql://telemetry@127.0.0.1:5432/teleme
           "Postgres primary (metadata: tenants, keys, devices; writer offsets)");
 ABSL_FLAG(std::string, kafka_brokers, "127.0.0.1:9092", "Kafka bootstrap servers");
 ABSL_FLAG(std::string, topic, "telemetry.readings.v1", "Readings topic");
+ABSL_FLAG(std::string, kafka_config, "",
+          "Extra librdkafka properties: name=value,... (e.g. security.protocol=SSL)");
 ABSL_FLAG(int, worker_threads, 4, "Threads for authentication, validation and registration");
 ABSL_FLAG(int, max_queue, 10000, "Queued requests before RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, pg_connections, 4, "Postgres connections");
@@ -46,6 +48,12 @@ int main(int argc, char** argv) {
   ko.brokers = absl::GetFlag(FLAGS_kafka_brokers);
   ko.client_id = "telemetry-ingest";
   ko.message_timeout_ms = static_cast<int>(absl::GetFlag(FLAGS_max_ack_wait_ms)) + 5000;
+  auto kafka_extra = telemetry::ParseKeyValues(absl::GetFlag(FLAGS_kafka_config));
+  if (!kafka_extra.ok()) {
+    log->critical("--kafka_config: {}", std::string(kafka_extra.status().message()));
+    return 2;
+  }
+  ko.extra = *kafka_extra;
   auto publisher = telemetry::NewKafkaPublisher(ko);
   if (!publisher.ok()) {
     log->critical("kafka: {}", publisher.status().ToString());

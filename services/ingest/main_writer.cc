@@ -18,6 +18,8 @@ ABSL_FLAG(std::string, pg_primary, "postgresql://telemetry@127.0.0.1:5432/teleme
 ABSL_FLAG(std::string, redis, "127.0.0.1:6379", "Redis host:port for latest values ('' = off)");
 ABSL_FLAG(std::string, kafka_brokers, "127.0.0.1:9092", "Kafka bootstrap servers");
 ABSL_FLAG(std::string, topic, "telemetry.readings.v1", "Readings topic");
+ABSL_FLAG(std::string, kafka_config, "",
+          "Extra librdkafka properties: name=value,... (e.g. security.protocol=SSL)");
 ABSL_FLAG(std::string, dead_letter_topic, "telemetry.readings.dlq.v1", "Dead-letter topic");
 ABSL_FLAG(std::string, group, "telemetry-writer", "Consumer group");
 // Under backlog a batch holds what arrived while the previous one was being
@@ -63,6 +65,12 @@ int main(int argc, char** argv) {
   ko.topic = absl::GetFlag(FLAGS_topic);
   ko.session_timeout_ms = absl::GetFlag(FLAGS_session_timeout_ms);
   ko.max_poll_interval_ms = absl::GetFlag(FLAGS_max_poll_interval_ms);
+  auto kafka_extra = telemetry::ParseKeyValues(absl::GetFlag(FLAGS_kafka_config));
+  if (!kafka_extra.ok()) {
+    log->critical("--kafka_config: {}", std::string(kafka_extra.status().message()));
+    return 2;
+  }
+  ko.extra = *kafka_extra;
   auto consumer = telemetry::NewKafkaConsumer(ko);
   auto dlq = telemetry::NewKafkaPublisher(ko);
   if (!consumer.ok() || !dlq.ok()) {

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "common/auth.h"
+#include "common/config.h"
 #include "common/latest_cache.h"
 #include "common/metrics.h"
 #include "common/pg_pool.h"
@@ -9,6 +10,20 @@
 
 namespace telemetry {
 namespace {
+
+TEST(Config, KeyValueListsParseAndRejectWhatTheyCannotMean) {
+  auto kv = ParseKeyValues(" linger.ms=5 , sasl.jaas=a=b,,security.protocol=SASL_SSL ");
+  ASSERT_TRUE(kv.ok()) << kv.status();
+  EXPECT_EQ(*kv, (std::map<std::string, std::string>{
+                     {"linger.ms", "5"}, {"sasl.jaas", "a=b"}, {"security.protocol", "SASL_SSL"}}));
+  EXPECT_TRUE(ParseKeyValues("")->empty());
+  auto missing = ParseKeyValues("linger.ms");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(missing.status().message().find("linger.ms"), std::string::npos);
+  EXPECT_FALSE(ParseKeyValues("=5").ok());
+  auto twice = ParseKeyValues("a=1,a=2");
+  EXPECT_NE(twice.status().message().find("given twice"), std::string::npos);
+}
 
 TEST(Status, MapsEveryCodeToTheSameGrpcCode) {
   for (int c = 0; c <= 16; ++c) {
