@@ -47,15 +47,7 @@ echo "$max" >&2
 # that work now, as it is done between bursts in a steady state, and let the
 # standby catch up, so the half-load run measures the steady state rather
 # than the max run's tail.
-settle_start=$(date +%s)
-psql "$TELEMETRY_PG_ADMIN" -qc "VACUUM (ANALYZE)" -c CHECKPOINT
-for _ in $(seq 1 120); do
-  lagging="$(psql "$TELEMETRY_PG_ADMIN" -qAtc "SELECT count(*) FROM pg_stat_replication
-    WHERE replay_lsn < pg_current_wal_lsn()")"
-  [ "$lagging" = 0 ] && break
-  sleep 1
-done
-echo "== settled in $(($(date +%s) - settle_start)) s" >&2
+settle
 
 echo "== platform at $HALF_RATE readings/s for $HALF_S s" >&2
 half="$("$BUILD_DIR/tools/loadgen/telemetry-loadgen" --api_keys "$(key half)" --devices "$DEVICES" \

@@ -30,14 +30,16 @@ id_list="$(IFS=,; echo "${ids[*]}")"
 pids+=($!)
 sleep 2
 END_NS=$(( $(date +%s) / 3600 * 3600 * 1000000000 ))
+bench=("$BUILD_DIR/tools/bench/telemetry-bench-query" --pg "$TELEMETRY_PG_PRIMARY"
+  --redis "$TELEMETRY_REDIS" --api_keys "$key_list" --tenant_ids "$id_list" --end_ns "$END_NS")
+"${bench[@]}" --load --only "nothing: load the data set" --requests 1 >/dev/null
+# Measure the data set at rest, not the load's tail (autovacuum, checkpoint,
+# the standby replaying the load).
+settle
 results=()
-load=(--load)
 for c in $CONCURRENCY; do
-  results+=("$("$BUILD_DIR/tools/bench/telemetry-bench-query" --pg "$TELEMETRY_PG_PRIMARY" \
-    --redis "$TELEMETRY_REDIS" --api_keys "$key_list" --tenant_ids "$id_list" "${load[@]}" \
-    --end_ns "$END_NS" --concurrency "$c" --requests "$REQUESTS")")
+  results+=("$("${bench[@]}" --concurrency "$c" --requests "$REQUESTS")")
   echo "${results[-1]}" >&2
-  load=()
 done
 
 /usr/bin/python3 - "${results[@]}" <<'PY' | tee -a docs/benchmarks.md
@@ -52,7 +54,9 @@ Machine: {cpu}, 2 cores; PostgreSQL 15 primary + hot standby, Redis, query servi
 benchmark client on this machine. Command: `bash scripts/bench-query.sh` ({r['tenants']} tenants ×
 {r['devices_per_tenant']} devices × {r['sensors']} sensors, one reading per 30 s over 24 h =
 {r['rows']:,} raw rows; random device, sensor and time per request; one table per number of
-concurrent gRPC clients).""")
+concurrent gRPC clients). Measured after VACUUM (ANALYZE), a CHECKPOINT and the standby's
+catch-up following the load (bench-env.sh `settle`; runs before 2026-11-22 19:50 measured
+straight after the load).""")
 for run in runs:
     rows = {x["read"]: x for x in run["results"]}
     print(f"""

@@ -28,3 +28,21 @@ cleanup() {
   deploy/local/down.sh --purge >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
+
+# Does now the work a bulk load leaves behind, as a steady state does it
+# between bursts: VACUUM (ANALYZE) (otherwise autovacuum visits the new rows
+# in the middle of the next measurement), a CHECKPOINT (otherwise the
+# checkpointer writes them out then), and waits until the standby has
+# replayed everything (otherwise its replay competes for the cores).
+settle() {
+  local start lagging
+  start=$(date +%s)
+  psql "$TELEMETRY_PG_ADMIN" -qc "VACUUM (ANALYZE)" -c CHECKPOINT
+  for _ in $(seq 1 180); do
+    lagging="$(psql "$TELEMETRY_PG_ADMIN" -qAtc "SELECT count(*) FROM pg_stat_replication
+      WHERE replay_lsn < pg_current_wal_lsn()")"
+    [ "$lagging" = 0 ] && break
+    sleep 1
+  done
+  echo "== settled in $(($(date +%s) - start)) s" >&2
+}

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Where the read path's CPU goes (a diagnostic, not a test or a recorded
+# benchmark): a fresh bench stack with bench-query.sh's data set, then each
+# read kind alone at CONCURRENCY clients, with the CPU time per query of each
+# process (query service, Postgres backends, Redis, the benchmark client).
+#
+#   bash scripts/profile-query.sh                  (CONCURRENCY=2 REQUESTS=2000)
+#   QUERY_ARGS="--worker_threads=2;--worker_threads=8" ONLY="Range" bash scripts/profile-query.sh
+#     (QUERY_ARGS: the query service's extra flags; variants separated by ';',
+#     each measured on the same data set, one after another)
+#   PERF=1 ONLY="1-min" bash scripts/profile-query.sh   (+ the query service's hottest
+#                                                         functions, from perf record)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR="${BUILD_DIR:-build-release}"
+CONCURRENCY="${CONCURRENCY:-2}"
+REQUESTS="${REQUESTS:-2000}"
+# shellcheck source=scripts/lib/bench-env.sh
+. scripts/lib/bench-env.sh
+keys=()
+ids=()
+for i in 1 2 3 4; do
+  out="$("$BUILD_DIR/tools/admin/telemetry-admin" create-tenant --name "profile-read-$i-$(date +%s%N)")"
+  keys+=("$(sed -n 's/^api_key=//p' <<<"$out")")
+  ids+=("$(sed -n 's/^tenant_id=//p' <<<"$out")")
+done
+key_list="$(IFS=,; echo "${keys[*]}")"
+id_list="$(IFS=,; echo "${ids[*]}")"
+query_bin="$BUILD_DIR/services/query/telemetry-query"
+END_NS=$(($(date +%s) / 3600 * 3600 * 1000000000))
+bench=("$BUILD_DIR/tools/bench/telemetry-bench-query" --pg "$TELEMETRY_PG_PRIMARY"
+  --redis "$TELEMETRY_REDIS" --api_keys "$key_list" --tenant_ids "$id_list" --end_ns "$END_NS")
+"${bench[@]}" --load --only "nothing: load the data set" --requests 1 >/dev/null 2>&1
+settle
+snapshot() {
+  for p in $(pgrep -f 'postgres|telemetry-|redis-server'); do
+    [ -r "/proc/$p/stat" ] || continue
+    echo "$p $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) $(tr '\0' ' ' <"/proc/$p/cmdline" | cut -c1-80)"
+  done
+}
+kinds=("EVENTUAL, cache" "STRONG, primary" "(Range)" "(Playback)" "1-min buckets (Aggregate)"
+  "1-h buckets (Aggregate)")
+IFS=';' read -r -a variants <<<"${QUERY_ARGS:-}"
+[[ ${#variants[@]} -gt 0 ]] || variants=("")
+for variant in "${variants[@]}"; do
+# shellcheck disable=SC2086  # a variant is a list of flags
+"$query_bin" --http_port=0 --pg_replicas="$TELEMETRY_PG_REPLICA" \
+  --redis="$TELEMETRY_REDIS" --worker_threads=8 $variant >"$OUT/query.log" 2>&1 &
+query_pid=$!
+pids+=("$query_pid")
+sleep 2
+echo "=== query service flags: --worker_threads=8 $variant (CONCURRENCY=$CONCURRENCY)"
+for kind in "${kinds[@]}"; do
+  [[ -z "${ONLY:-}" || "$kind" == *"$ONLY"* ]] || continue
+  snapshot >"$OUT/cpu0"
+  if [[ "${PERF:-0}" == 1 ]]; then
+    perf record -q -g -o "$OUT/perf.data" -p "$query_pid" 2>/dev/null &
+    perf_pid=$!
+  fi
+  line="$("${bench[@]}" --only "$kind" --concurrency "$CONCURRENCY" --requests "$REQUESTS" 2>&1 >/dev/null |
+    grep -F "$kind" | head -n 1)"
+  snapshot >"$OUT/cpu1"
+  echo "== $line"
+  if [[ "${PERF:-0}" == 1 ]]; then
+    kill -INT "$perf_pid"
+    wait "$perf_pid" || true
+    perf report -q -i "$OUT/perf.data" --no-children --sort dso,symbol -g none --percent-limit 1.5 \
+      2>/dev/null | grep -v '^$' | head -n 25
+  fi
+  /usr/bin/python3 - "$OUT/cpu0" "$OUT/cpu1" "$REQUESTS" "$kind" <<'PY'
+import collections, re, sys
+def load(path):
+    out = {}
+    for line in open(path):
+        pid, ticks, *cmd = line.split()
+        out[pid] = (int(ticks), " ".join(cmd))
+    return out
+before, after = load(sys.argv[1]), load(sys.argv[2])
+n = int(sys.argv[3]) // (10 if "1-h" in sys.argv[4] else 1)
+total = collections.Counter()
+for pid, (ticks, cmd) in after.items():
+    if "postgres: " in cmd:
+        words = re.sub(r"[\d./()]+", " ", cmd.split("postgres: ")[-1]).split()
+        name = "postgres: " + " ".join(words[:3])
+    else:
+        name = cmd.split()[0].split("/")[-1]
+    total[name] += ticks - before.get(pid, (0, cmd))[0]
+for name, ticks in total.most_common(6):
+    if ticks:
+        print(f"{ticks * 10000 / n:8.0f} µs/query  {name}")
+print(f"{sum(total.values()) * 10000 / n:8.0f} µs/query  all of the above ({n} queries)")
+PY
+done
+kill -TERM "$query_pid"
+wait "$query_pid" || true
+done
