@@ -30,12 +30,28 @@ ABSL_FLAG(int, heartbeat_ms, 1000,
           "How often this service updates the primary's replication heartbeat (0 = never)");
 ABSL_FLAG(int, breaker_failures, 5, "Consecutive replica failures that open its breaker");
 ABSL_FLAG(int, breaker_open_s, 60, "How long an open breaker skips the replica");
-ABSL_FLAG(int, replica_connections, 8, "Postgres connections per replica");
+ABSL_FLAG(int, replica_connections, 0,
+          "Postgres connections per replica (0: as many as this machine has cores, at least 2)");
 ABSL_FLAG(std::string, topic, "telemetry.readings.v1", "Readings topic (for consistency tokens)");
 ABSL_FLAG(int, worker_threads, 8, "Threads running queries");
-ABSL_FLAG(int, pg_connections, 8, "Postgres connections to the primary");
+// Reads are CPU-bound in Postgres: more connections than the database has
+// cores only time-slice the queries, and every query's latency grows with
+// the number running (docs/read-path.md, "Connections"). The default assumes
+// the database shares this machine's cores; set the database's core count
+// when it runs elsewhere.
+ABSL_FLAG(int, pg_connections, 0,
+          "Postgres connections to the primary (0: as many as this machine has cores, at least 2)");
 ABSL_FLAG(int64_t, default_deadline_ms, 30000, "Deadline of calls that set none");
 ABSL_FLAG(std::string, log_level, "info", "Log level");
+
+namespace {
+
+int PoolSize(int flag) {
+  if (flag > 0) return flag;
+  return std::max(2, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   telemetry::BlockShutdownSignals();
@@ -44,8 +60,8 @@ int main(int argc, char** argv) {
   auto log = telemetry::GetLogger("query");
   auto* clock = telemetry::SystemClock::Get();
   auto* registry = telemetry::MetricsRegistry::Default();
-  telemetry::PgPool pool(absl::GetFlag(FLAGS_pg_primary), absl::GetFlag(FLAGS_pg_connections),
-                         "primary");
+  telemetry::PgPool pool(absl::GetFlag(FLAGS_pg_primary),
+                         PoolSize(absl::GetFlag(FLAGS_pg_connections)), "primary");
   auto metadata = telemetry::NewPgMetadataStore(&pool);
   auto store = telemetry::NewPgReadingStore(&pool);
   // Read replicas, each with its own bounded pool and lag probe.
@@ -62,8 +78,8 @@ int main(int argc, char** argv) {
       name = "replica-" + url.substr(0, eq);
       url = url.substr(eq + 1);
     }
-    replica_pools.push_back(
-        std::make_unique<telemetry::PgPool>(url, absl::GetFlag(FLAGS_replica_connections), name));
+    replica_pools.push_back(std::make_unique<telemetry::PgPool>(
+        url, PoolSize(absl::GetFlag(FLAGS_replica_connections)), name));
     replica_stores.push_back(telemetry::NewPgReadingStore(replica_pools.back().get()));
     telemetry::PgPool* rp = replica_pools.back().get();
     replicas.push_back(
