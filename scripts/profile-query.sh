@@ -8,6 +8,8 @@
 #   QUERY_ARGS="--worker_threads=2;--worker_threads=8" ONLY="Range" bash scripts/profile-query.sh
 #     (QUERY_ARGS: the query service's extra flags; variants separated by ';',
 #     each measured on the same data set, one after another)
+#   DEVICES=25 ... (devices per tenant, default 250 as bench-query.sh: a smaller,
+#                   quicker data set for profiling a code path)
 #   PERF=1 ONLY="1-min" bash scripts/profile-query.sh   (+ the query service's hottest
 #                                                         functions, from perf record)
 set -euo pipefail
@@ -29,7 +31,8 @@ id_list="$(IFS=,; echo "${ids[*]}")"
 query_bin="$BUILD_DIR/services/query/telemetry-query"
 END_NS=$(($(date +%s) / 3600 * 3600 * 1000000000))
 bench=("$BUILD_DIR/tools/bench/telemetry-bench-query" --pg "$TELEMETRY_PG_PRIMARY"
-  --redis "$TELEMETRY_REDIS" --api_keys "$key_list" --tenant_ids "$id_list" --end_ns "$END_NS")
+  --redis "$TELEMETRY_REDIS" --api_keys "$key_list" --tenant_ids "$id_list" --end_ns "$END_NS"
+  --devices "${DEVICES:-250}")
 "${bench[@]}" --load --only "nothing: load the data set" --requests 1 >/dev/null 2>&1
 settle
 snapshot() {
