@@ -1,6 +1,7 @@
 // ReadingStore on Postgres: narrow raw rows in day partitions, rollups in
 // agg_1m / agg_1h, the writer's offsets in writer_offsets.
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <set>
 #include <utility>
@@ -65,6 +66,72 @@ FROM stage_agg mi JOIN series s ON s.id = mi.series_id
 GROUP BY 1, 2, 3, 4 ORDER BY 1, 3, 4, 2
 ON CONFLICT (tenant_id, sensor, bucket, project_id) {M}
 )sql";
+
+// The five statement shapes of an Aggregate read.
+enum class AggregateShape {
+  kPerSensor = 0,      // hours over a tenant's or project's devices: agg_1h_sensor
+  kMinuteRows = 1,     // per device, 1-minute buckets: agg_1m rows as stored
+  kMinuteGrouped = 2,  // per device or merged, wider buckets from agg_1m
+  kHourRows = 3,       // per device, 1-hour buckets: agg_1h rows as stored
+  kHourGrouped = 4,    // per device or merged, wider buckets from agg_1h
+};
+
+// Parameters: $1 tenant, $2 device ('' = all), $3 project ('' = all),
+// $4 sensors (empty = all), $5 bucket width, $6 group by device, $7/$8 the
+// bucket range. Columns: device ('' when merged), sensor, bucket, count, then
+// the values in `need` (bits: 1 sum, 2 min, 4 max, 8 last_ts + last).
+const std::string& AggregateSql(AggregateShape shape, int need) {
+  static const auto* all = [] {
+    auto* t = new std::array<std::array<std::string, 16>, 5>();
+    for (int n = 0; n < 16; ++n) {
+      auto values = [n](const char* cnt, const char* sum, const char* min, const char* max,
+                        const char* last_ts, const char* last) {
+        return absl::StrCat(cnt, (n & 1) ? absl::StrCat(", ", sum) : "",
+                            (n & 2) ? absl::StrCat(", ", min) : "",
+                            (n & 4) ? absl::StrCat(", ", max) : "",
+                            (n & 8) ? absl::StrCat(", ", last_ts, ", ", last) : "");
+      };
+      const std::string grouped_values =
+          values("sum(a.cnt)", "sum(a.sum)", "min(a.min)", "max(a.max)", "max(a.last_ts)",
+                 "(array_agg(a.last_value ORDER BY a.last_ts DESC))[1]");
+      // ($2 and $6 keep the parameter list the same as the per-series
+      // statements.)
+      (*t)[static_cast<int>(AggregateShape::kPerSensor)][n] = absl::StrCat(
+          "SELECT '', a.sensor, a.bucket - a.bucket % $5, ", grouped_values,
+          " FROM agg_1h_sensor a"
+          " WHERE a.tenant_id = $1 AND a.bucket >= $7 AND a.bucket < $8 AND $2 = '' AND NOT $6"
+          "   AND ($3 = '' OR a.project_id = (SELECT id FROM projects"
+          "                                   WHERE tenant_id = $1 AND name = $3))"
+          "   AND (cardinality($4::text[]) = 0 OR a.sensor = ANY($4::text[]))"
+          " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3");
+      // Per series. Buckets as wide as the rollup's, per device: the rollup
+      // rows as they are (index order, no grouping; two units of one sensor
+      // are merged by the reader). Otherwise grouped in SQL.
+      auto series_sql = [&](const char* table, bool grouped) {
+        return absl::StrCat(
+            "SELECT CASE WHEN $6 THEN d.name ELSE '' END, s.sensor, ",
+            grouped ? absl::StrCat("a.bucket - a.bucket % $5, ", grouped_values)
+                    : absl::StrCat(
+                          "a.bucket + 0 * $5::bigint, ",
+                          values("a.cnt", "a.sum", "a.min", "a.max", "a.last_ts", "a.last_value")),
+            " FROM devices d JOIN series s ON s.device_id = d.id"
+            " JOIN projects p ON p.id = s.project_id JOIN ",
+            table,
+            " a ON a.series_id = s.id AND a.bucket >= $7 AND a.bucket < $8"
+            " WHERE d.tenant_id = $1 AND s.tenant_id = $1 AND ($2 = '' OR d.name = $2)"
+            "   AND ($3 = '' OR p.name = $3)"
+            "   AND (cardinality($4::text[]) = 0 OR s.sensor = ANY($4::text[]))",
+            grouped ? " GROUP BY 1, 2, 3" : "", " ORDER BY 1, 2, 3");
+      };
+      (*t)[static_cast<int>(AggregateShape::kMinuteRows)][n] = series_sql("agg_1m", false);
+      (*t)[static_cast<int>(AggregateShape::kMinuteGrouped)][n] = series_sql("agg_1m", true);
+      (*t)[static_cast<int>(AggregateShape::kHourRows)][n] = series_sql("agg_1h", false);
+      (*t)[static_cast<int>(AggregateShape::kHourGrouped)][n] = series_sql("agg_1h", true);
+    }
+    return t;
+  }();
+  return (*all)[static_cast<int>(shape)][need];
+}
 
 const std::string& MergeRollupsSql() {
   static const std::string sql =
@@ -497,93 +564,59 @@ class PgReadingStore final : public ReadingStore {
     }
     const bool hours = q.bucket_ns % hour == 0;
     const int64_t from = q.start_ns - ((q.start_ns % q.bucket_ns) + q.bucket_ns) % q.bucket_ns;
-    // Values the caller does not need come back NULL ($9..$12: sum, min, max,
-    // last): float formatting and parsing were most of the cost.
-    auto values = [](const char* cnt, const char* sum, const char* min, const char* max,
-                     const char* last_ts, const char* last) {
-      return absl::StrCat(cnt, ", CASE WHEN $9 THEN ", sum, " END, CASE WHEN $10 THEN ", min,
-                          " END, CASE WHEN $11 THEN ", max, " END, CASE WHEN $12 THEN ", last_ts,
-                          " END, CASE WHEN $12 THEN ", last, " END");
-    };
-    static const std::string kGroupedValues =
-        values("sum(a.cnt)", "sum(a.sum)", "min(a.min)", "max(a.max)", "max(a.last_ts)",
-               "(array_agg(a.last_value ORDER BY a.last_ts DESC))[1]");
-    // Hours over all devices of a tenant or project: the per-sensor rollup.
-    // ($2 and $6 keep the parameter list the same as the per-series queries.)
-    static const std::string kPerSensorSql = absl::StrCat(
-        "SELECT '', a.sensor, a.bucket - a.bucket % $5, ", kGroupedValues,
-        " FROM agg_1h_sensor a"
-        " WHERE a.tenant_id = $1 AND a.bucket >= $7 AND a.bucket < $8 AND $2 = '' AND NOT $6"
-        "   AND ($3 = '' OR a.project_id = (SELECT id FROM projects"
-        "                                   WHERE tenant_id = $1 AND name = $3))"
-        "   AND (cardinality($4::text[]) = 0 OR a.sensor = ANY($4::text[]))"
-        " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3");
-    // Per series. Buckets as wide as the rollup's, per device: the rollup rows
-    // as they are (index order, no grouping; two units of one sensor are
-    // merged below). Otherwise grouped in SQL.
-    auto series_sql = [&](const char* table, bool grouped) {
-      return absl::StrCat(
-          "SELECT CASE WHEN $6 THEN d.name ELSE '' END, s.sensor, ",
-          grouped ? absl::StrCat("a.bucket - a.bucket % $5, ", kGroupedValues)
-                  : absl::StrCat(
-                        "a.bucket + 0 * $5::bigint, ",
-                        values("a.cnt", "a.sum", "a.min", "a.max", "a.last_ts", "a.last_value")),
-          " FROM devices d JOIN series s ON s.device_id = d.id"
-          " JOIN projects p ON p.id = s.project_id JOIN ",
-          table,
-          " a ON a.series_id = s.id AND a.bucket >= $7 AND a.bucket < $8"
-          " WHERE d.tenant_id = $1 AND s.tenant_id = $1 AND ($2 = '' OR d.name = $2)"
-          "   AND ($3 = '' OR p.name = $3)"
-          "   AND (cardinality($4::text[]) = 0 OR s.sensor = ANY($4::text[]))",
-          grouped ? " GROUP BY 1, 2, 3" : "", " ORDER BY 1, 2, 3");
-    };
-    static const std::string kMinuteRows = series_sql("agg_1m", false);
-    static const std::string kMinuteGrouped = series_sql("agg_1m", true);
-    static const std::string kHourRows = series_sql("agg_1h", false);
-    static const std::string kHourGrouped = series_sql("agg_1h", true);
+    // Only the values the caller needs are selected (count always): per
+    // 1,440-row read, each further column costs Postgres about as much as
+    // the scan (formatting, sending) and the query service its parsing.
+    const int need =
+        (q.need_sum ? 1 : 0) | (q.need_min ? 2 : 0) | (q.need_max ? 4 : 0) | (q.need_last ? 8 : 0);
     const bool per_sensor = hours && q.device.empty() && !q.group_by_device;
     const bool native = q.group_by_device && q.bucket_ns == (hours ? hour : minute);
-    const char* name = per_sensor ? "agg_sensor"
-                       : hours    ? (native ? "agg_h_rows" : "agg_h_grouped")
-                                  : (native ? "agg_m_rows" : "agg_m_grouped");
-    const std::string& sql = per_sensor ? kPerSensorSql
-                             : hours    ? (native ? kHourRows : kHourGrouped)
-                                        : (native ? kMinuteRows : kMinuteGrouped);
+    const AggregateShape shape =
+        per_sensor ? AggregateShape::kPerSensor
+        : hours    ? (native ? AggregateShape::kHourRows : AggregateShape::kHourGrouped)
+                   : (native ? AggregateShape::kMinuteRows : AggregateShape::kMinuteGrouped);
+    const std::string name = absl::StrCat("agg", static_cast<int>(shape), "_", need);
+    const std::string& sql = AggregateSql(shape, need);
     auto num = [](const pqxx::field& f) { return f.is_null() ? 0.0 : PgDouble(f); };
     std::vector<AggregateRow> out;
     absl::Status st = pool_->Run([&](pqxx::connection& c) {
-      pqxx::result r = ReadPrepared(c, name, sql, q.tenant_id, q.device, q.project,
-                                    PgTextArray(q.sensors), q.bucket_ns, q.group_by_device, from,
-                                    q.end_ns, q.need_sum, q.need_min, q.need_max, q.need_last);
+      pqxx::result r =
+          ReadPrepared(c, name.c_str(), sql, q.tenant_id, q.device, q.project,
+                       PgTextArray(q.sensors), q.bucket_ns, q.group_by_device, from, q.end_ns);
       out.reserve(r.size());
       int64_t last_ts = 0;
       for (const auto& row : r) {
-        const int64_t bucket = PgInt64(row[2]);
-        const int64_t row_last_ts = row[7].is_null() ? 0 : PgInt64(row[7]);
-        if (!out.empty() && out.back().bucket_ns == bucket && out.back().sensor == row[1].c_str() &&
-            out.back().device == row[0].c_str()) {
+        // device, sensor, bucket, count, then the needed values in the
+        // order sum, min, max, (last_ts, last).
+        pqxx::row::size_type col = 4;
+        AggregateRow v;
+        v.bucket_ns = PgInt64(row[2]);
+        v.count = PgInt64(row[3]);
+        if (q.need_sum) v.sum = num(row[col++]);
+        if (q.need_min) v.min = num(row[col++]);
+        if (q.need_max) v.max = num(row[col++]);
+        int64_t row_last_ts = 0;
+        if (q.need_last) {
+          row_last_ts = row[col].is_null() ? 0 : PgInt64(row[col]);
+          v.last = num(row[col + 1]);
+        }
+        if (!out.empty() && out.back().bucket_ns == v.bucket_ns &&
+            out.back().sensor == row[1].c_str() && out.back().device == row[0].c_str()) {
           AggregateRow& a = out.back();
-          a.count += PgInt64(row[3]);
-          a.sum += num(row[4]);
-          a.min = std::min(a.min, num(row[5]));
-          a.max = std::max(a.max, num(row[6]));
+          a.count += v.count;
+          a.sum += v.sum;
+          a.min = std::min(a.min, v.min);
+          a.max = std::max(a.max, v.max);
           if (row_last_ts > last_ts) {
             last_ts = row_last_ts;
-            a.last = num(row[8]);
+            a.last = v.last;
           }
           continue;
         }
-        AggregateRow a;
-        a.device = row[0].as<std::string>();
-        a.sensor = row[1].as<std::string>();
-        a.bucket_ns = bucket;
-        a.count = PgInt64(row[3]);
-        a.sum = num(row[4]);
-        a.min = num(row[5]);
-        a.max = num(row[6]);
-        a.last = num(row[8]);
+        v.device = row[0].as<std::string>();
+        v.sensor = row[1].as<std::string>();
         last_ts = row_last_ts;
-        out.push_back(std::move(a));
+        out.push_back(std::move(v));
       }
       return absl::OkStatus();
     });

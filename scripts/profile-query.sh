@@ -7,7 +7,9 @@
 #   bash scripts/profile-query.sh                  (CONCURRENCY=2 REQUESTS=2000)
 #   QUERY_ARGS="--worker_threads=2;--worker_threads=8" ONLY="Range" bash scripts/profile-query.sh
 #     (QUERY_ARGS: the query service's extra flags; variants separated by ';',
-#     each measured on the same data set, one after another)
+#     each measured on the same data set, one after another; a variant that
+#     starts with @PATH runs the query service binary at PATH instead, e.g.
+#     QUERY_ARGS="@/tmp/telemetry-query.before;" for an A/B of two builds)
 #   DEVICES=25 ... (devices per tenant, default 250 as bench-query.sh: a smaller,
 #                   quicker data set for profiling a code path)
 #   PERF=1 ONLY="1-min" bash scripts/profile-query.sh   (+ the query service's hottest
@@ -46,13 +48,17 @@ kinds=("EVENTUAL, cache" "STRONG, primary" "(Range)" "(Playback)" "1-min buckets
 IFS=';' read -r -a variants <<<"${QUERY_ARGS:-}"
 [[ ${#variants[@]} -gt 0 ]] || variants=("")
 for variant in "${variants[@]}"; do
+bin="$query_bin"
+if [[ "$variant" == @* ]]; then
+  read -r bin variant <<<"${variant#@}"
+fi
 # shellcheck disable=SC2086  # a variant is a list of flags
-"$query_bin" --http_port=0 --pg_replicas="$TELEMETRY_PG_REPLICA" \
+"$bin" --http_port=0 --pg_replicas="$TELEMETRY_PG_REPLICA" \
   --redis="$TELEMETRY_REDIS" --worker_threads=8 $variant >"$OUT/query.log" 2>&1 &
 query_pid=$!
 pids+=("$query_pid")
 sleep 2
-echo "=== query service flags: --worker_threads=8 $variant (CONCURRENCY=$CONCURRENCY)"
+echo "=== query service $bin, flags: --worker_threads=8 $variant (CONCURRENCY=$CONCURRENCY)"
 for kind in "${kinds[@]}"; do
   [[ -z "${ONLY:-}" || "$kind" == *"$ONLY"* ]] || continue
   snapshot >"$OUT/cpu0"

@@ -317,6 +317,34 @@ TEST_F(Adapters, AggregateAtTheRollupWidthMergesUnitsAndSkipsUnaskedValues) {
   EXPECT_DOUBLE_EQ((*wide)[0].sum, 51);
   EXPECT_DOUBLE_EQ((*wide)[0].min, -2);
   EXPECT_DOUBLE_EQ((*wide)[0].last, -2);
+  // Every combination of values asked for (each selects its own columns),
+  // per minute as stored and grouped in SQL: the asked ones equal the full
+  // answer, the others are 0.
+  for (int64_t width : {minute, 2 * minute}) {
+    q.bucket_ns = width;
+    q.need_sum = q.need_min = q.need_max = q.need_last = true;
+    auto full = store_->Aggregate(q);
+    ASSERT_TRUE(full.ok()) << full.status();
+    for (int need = 0; need < 16; ++need) {
+      q.need_sum = need & 1;
+      q.need_min = need & 2;
+      q.need_max = need & 4;
+      q.need_last = need & 8;
+      auto part = store_->Aggregate(q);
+      ASSERT_TRUE(part.ok()) << part.status();
+      ASSERT_EQ(part->size(), full->size()) << "need " << need;
+      for (size_t i = 0; i < full->size(); ++i) {
+        const AggregateRow &f = (*full)[i], &p = (*part)[i];
+        SCOPED_TRACE(absl::StrCat("width ", width, " need ", need, " row ", i));
+        EXPECT_EQ(p.bucket_ns, f.bucket_ns);
+        EXPECT_EQ(p.count, f.count);
+        EXPECT_DOUBLE_EQ(p.sum, q.need_sum ? f.sum : 0);
+        EXPECT_DOUBLE_EQ(p.min, q.need_min ? f.min : 0);
+        EXPECT_DOUBLE_EQ(p.max, q.need_max ? f.max : 0);
+        EXPECT_DOUBLE_EQ(p.last, q.need_last ? f.last : 0);
+      }
+    }
+  }
 }
 
 TEST_F(Adapters, NumbersReadBackExactly) {
