@@ -12,7 +12,7 @@
 #   bash scripts/bench-compare.sh --quick   2 tenants × 25 devices × 8 sensors, 60 s, 24 h
 #                                           (576,000 readings; a couple of minutes)
 # Overrides: ROUNDS (ingest rounds, systems alternating; full 1, quick 2), REPS, TENANT_REPS,
-# CONC_SECONDS.
+# CONC_SECONDS, QUERY_ARGS (extra flags of the query service, for A/B runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR="${BUILD_DIR:-build-release}"
@@ -48,8 +48,9 @@ json_get() { /usr/bin/python3 -c 'import json,sys; print(json.loads(sys.argv[1])
 pids+=($!)
 "$BIN/services/ingest/telemetry-ingest" --http_port=0 >"$OUT/ingest.log" 2>&1 &
 pids+=($!)
+# shellcheck disable=SC2086  # QUERY_ARGS is a list of flags
 "$BIN/services/query/telemetry-query" --http_port=0 --pg_replicas="$TELEMETRY_PG_REPLICA" \
-  --redis="$TELEMETRY_REDIS" >"$OUT/query.log" 2>&1 &
+  --redis="$TELEMETRY_REDIS" ${QUERY_ARGS:-} >"$OUT/query.log" 2>&1 &
 pids+=($!)
 
 INFLUX_PORT="$(free_port)"
@@ -221,7 +222,7 @@ stamp="$(date -u +%Y%m%d-%H%M)"
   "docs/benchmarks/compare-$stamp-$PROFILE.json" \
   "$TENANTS" "$DEVICES" "$SENSORS" "$STRING_SENSORS" "$INTERVAL_S" "$HOURS" "$DUPLICATES" "$LATE" \
   "$REPS" "$TENANT_REPS" "$CONC_SECONDS" "$ROUNDS" "$COMPACTION" "$READS_BEFORE" "$READS_AFTER" <<'PY' | tee -a docs/benchmarks.md
-import datetime, json, subprocess, sys
+import datetime, json, os, subprocess, sys
 (profile, ingest_file, reads_json, conc_file, influx_b, platform_b, pg_b, json_out, tenants, devices,
  sensors, string_sensors, interval_s, hours, dups, late, reps, tenant_reps, conc_s, rounds,
  compaction, reads_before_json, reads_after_json) = sys.argv[1:24]
@@ -261,7 +262,7 @@ this machine (the platform's Postgres also streams to a hot standby, which is on
 Versions: {sh('influxd version')}; {sh('psql --version')}; platform at {sh('git describe --always --dirty')}.
 Data: {tenants} tenants × {devices} devices × {sensors} sensors ({string_sensors} of them strings), one reading
 per {interval_s} s over {hours} h, {float(dups):.0%} exact duplicates, {float(late):.1%} late; seeded, the same readings
-for every system. Command: `bash scripts/bench-compare.sh{' --quick' if profile == 'quick' else ''}`.
+for every system. Command: `{('QUERY_ARGS=' + repr(os.environ['QUERY_ARGS']) + ' ') if os.environ.get('QUERY_ARGS') else ''}bash scripts/bench-compare.sh{' --quick' if profile == 'quick' else ''}`.
 
 ### Ingest ({rounds} round(s), systems alternating; best round shown)
 

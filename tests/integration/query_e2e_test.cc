@@ -273,7 +273,7 @@ TEST_F(Query, StatementsPastTheDeadlineAreCancelledAndLeakNoConnection) {
   pqxx::connection locker(RequireEnv("TELEMETRY_PG_ADMIN"));
   auto lock = std::make_unique<pqxx::work>(locker);
   lock->exec("LOCK TABLE devices IN ACCESS EXCLUSIVE MODE");
-  constexpr int kCalls = 12;  // more than the service has primary connections (default: cores)
+  constexpr int kCalls = 12;  // more than the service's primary connections (default: cores x 2)
   std::vector<std::thread> callers;
   std::vector<grpc::StatusCode> codes(kCalls);
   std::vector<double> seconds(kCalls);
