@@ -36,12 +36,6 @@ pids+=($!)
 sleep 5
 key="$("$BUILD_DIR/tools/admin/telemetry-admin" create-tenant --name "profile-$(date +%s%N)" |
   sed -n 's/^api_key=//p')"
-snapshot() {
-  for p in $(pgrep -f 'postgres|telemetry-|redis-server'); do
-    [ -r "/proc/$p/stat" ] || continue
-    echo "$p $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) $(tr '\0' ' ' <"/proc/$p/cmdline" | cut -c1-80)"
-  done
-}
 if [[ -n "${PRELOAD:-}" ]]; then
   pre="$("$BUILD_DIR/tools/admin/telemetry-admin" create-tenant --name "preload-$(date +%s%N)" |
     sed -n 's/^api_key=//p')"
@@ -54,7 +48,7 @@ if [[ "${STATEMENTS:-0}" == 1 ]]; then
   psql "$TELEMETRY_PG_ADMIN" -qAtc "SELECT pg_rotate_logfile()" >/dev/null 2>&1 || true
   : >"$TELEMETRY_LOCAL_DIR/pg/primary.log"
 fi
-snapshot >"$OUT/cpu0"
+cpu_snapshot >"$OUT/cpu0"
 if [[ -n "${RATE:-}" ]]; then
   load=(--rate "$RATE" --duration_s "${DURATION_S:-30}" --batch 500)
 else
@@ -63,29 +57,9 @@ fi
 "$BUILD_DIR/tools/loadgen/telemetry-loadgen" --api_keys "$key" --devices 1000 --sensors 8 \
   "${load[@]}" --concurrency 4 --duplicates 0.01 --interval_ms 1000 --start_ago_s 7200 |
   tail -n 1
-snapshot >"$OUT/cpu1"
+cpu_snapshot >"$OUT/cpu1"
 echo "== CPU seconds during the run, by process"
-/usr/bin/python3 - "$OUT/cpu0" "$OUT/cpu1" <<'PY'
-import collections, re, sys
-def load(path):
-    out = {}
-    for line in open(path):
-        pid, ticks, *cmd = line.split()
-        out[pid] = (int(ticks), " ".join(cmd))
-    return out
-before, after = load(sys.argv[1]), load(sys.argv[2])
-total = collections.Counter()
-for pid, (ticks, cmd) in after.items():
-    if "postgres: " in cmd:
-        words = re.sub(r"[\d./()]+", " ", cmd.split("postgres: ")[-1]).split()
-        name = "postgres: " + " ".join(words[:3])
-    else:
-        name = cmd.split()[0].split("/")[-1]
-    total[name] += ticks - before.get(pid, (0, cmd))[0]
-for name, ticks in total.most_common(12):
-    print(f"{ticks / 100:8.1f} s  {name}")
-print(f"{sum(total.values()) / 100:8.1f} s  all of the above")
-PY
+/usr/bin/python3 scripts/lib/cpu-by-process.py "$OUT/cpu0" "$OUT/cpu1"
 echo "== writer"
 curl -s "127.0.0.1:$WRITER_HTTP_PORT/metrics" |
   grep -E "^writer_(batches|bulk_batches|readings_applied|readings_duplicate)_total|^writer_batch_seconds_(sum|count)"

@@ -37,69 +37,43 @@ bench=("$BUILD_DIR/tools/bench/telemetry-bench-query" --pg "$TELEMETRY_PG_PRIMAR
   --devices "${DEVICES:-250}")
 "${bench[@]}" --load --only "nothing: load the data set" --requests 1 >/dev/null 2>&1
 settle
-snapshot() {
-  for p in $(pgrep -f 'postgres|telemetry-|redis-server'); do
-    [ -r "/proc/$p/stat" ] || continue
-    echo "$p $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) $(tr '\0' ' ' <"/proc/$p/cmdline" | cut -c1-80)"
-  done
-}
 kinds=("EVENTUAL, cache" "STRONG, primary" "(Range)" "(Playback)" "1-min buckets (Aggregate)"
   "1-h buckets (Aggregate)")
 IFS=';' read -r -a variants <<<"${QUERY_ARGS:-}"
 [[ ${#variants[@]} -gt 0 ]] || variants=("")
 for variant in "${variants[@]}"; do
-bin="$query_bin"
-if [[ "$variant" == @* ]]; then
-  read -r bin variant <<<"${variant#@}"
-fi
-# shellcheck disable=SC2086  # a variant is a list of flags
-"$bin" --http_port=0 --pg_replicas="$TELEMETRY_PG_REPLICA" \
-  --redis="$TELEMETRY_REDIS" --worker_threads=8 $variant >"$OUT/query.log" 2>&1 &
-query_pid=$!
-pids+=("$query_pid")
-sleep 2
-echo "=== query service $bin, flags: --worker_threads=8 $variant (CONCURRENCY=$CONCURRENCY)"
-for kind in "${kinds[@]}"; do
-  [[ -z "${ONLY:-}" || "$kind" == *"$ONLY"* ]] || continue
-  snapshot >"$OUT/cpu0"
-  if [[ "${PERF:-0}" == 1 ]]; then
-    perf record -q -g -o "$OUT/perf.data" -p "$query_pid" 2>/dev/null &
-    perf_pid=$!
+  bin="$query_bin"
+  if [[ "$variant" == @* ]]; then
+    read -r bin variant <<<"${variant#@}"
   fi
-  line="$("${bench[@]}" --only "$kind" --concurrency "$CONCURRENCY" --requests "$REQUESTS" 2>&1 >/dev/null |
-    grep -F "$kind" | head -n 1)"
-  snapshot >"$OUT/cpu1"
-  echo "== $line"
-  if [[ "${PERF:-0}" == 1 ]]; then
-    kill -INT "$perf_pid"
-    wait "$perf_pid" || true
-    perf report -q -i "$OUT/perf.data" --no-children --sort dso,symbol -g none --percent-limit 1.5 \
-      2>/dev/null | grep -v '^$' | head -n 25
-  fi
-  /usr/bin/python3 - "$OUT/cpu0" "$OUT/cpu1" "$REQUESTS" "$kind" <<'PY'
-import collections, re, sys
-def load(path):
-    out = {}
-    for line in open(path):
-        pid, ticks, *cmd = line.split()
-        out[pid] = (int(ticks), " ".join(cmd))
-    return out
-before, after = load(sys.argv[1]), load(sys.argv[2])
-n = int(sys.argv[3]) // (10 if "1-h" in sys.argv[4] else 1)
-total = collections.Counter()
-for pid, (ticks, cmd) in after.items():
-    if "postgres: " in cmd:
-        words = re.sub(r"[\d./()]+", " ", cmd.split("postgres: ")[-1]).split()
-        name = "postgres: " + " ".join(words[:3])
-    else:
-        name = cmd.split()[0].split("/")[-1]
-    total[name] += ticks - before.get(pid, (0, cmd))[0]
-for name, ticks in total.most_common(6):
-    if ticks:
-        print(f"{ticks * 10000 / n:8.0f} µs/query  {name}")
-print(f"{sum(total.values()) * 10000 / n:8.0f} µs/query  all of the above ({n} queries)")
-PY
-done
-kill -TERM "$query_pid"
-wait "$query_pid" || true
+  # shellcheck disable=SC2086  # a variant is a list of flags
+  "$bin" --http_port=0 --pg_replicas="$TELEMETRY_PG_REPLICA" \
+    --redis="$TELEMETRY_REDIS" --worker_threads=8 $variant >"$OUT/query.log" 2>&1 &
+  query_pid=$!
+  pids+=("$query_pid")
+  sleep 2
+  echo "=== query service $bin, flags: --worker_threads=8 $variant (CONCURRENCY=$CONCURRENCY)"
+  for kind in "${kinds[@]}"; do
+    [[ -z "${ONLY:-}" || "$kind" == *"$ONLY"* ]] || continue
+    cpu_snapshot >"$OUT/cpu0"
+    if [[ "${PERF:-0}" == 1 ]]; then
+      perf record -q -g -o "$OUT/perf.data" -p "$query_pid" 2>/dev/null &
+      perf_pid=$!
+    fi
+    line="$("${bench[@]}" --only "$kind" --concurrency "$CONCURRENCY" --requests "$REQUESTS" 2>&1 >/dev/null |
+      grep -F "$kind" | head -n 1)"
+    cpu_snapshot >"$OUT/cpu1"
+    echo "== $line"
+    if [[ "${PERF:-0}" == 1 ]]; then
+      kill -INT "$perf_pid"
+      wait "$perf_pid" || true
+      perf report -q -i "$OUT/perf.data" --no-children --sort dso,symbol -g none --percent-limit 1.5 \
+        2>/dev/null | grep -v '^$' | head -n 25
+    fi
+    n="$REQUESTS"
+    [[ "$kind" == *1-h* ]] && n=$((REQUESTS / 10)) # the bench tool runs a tenth of these
+    /usr/bin/python3 scripts/lib/cpu-by-process.py "$OUT/cpu0" "$OUT/cpu1" "$n" query
+  done
+  kill -TERM "$query_pid"
+  wait "$query_pid" || true
 done

@@ -46,3 +46,13 @@ settle() {
   done
   echo "== settled in $(($(date +%s) - start)) s" >&2
 }
+
+# One line per platform process (Postgres, Redis, our services): pid, CPU
+# ticks so far, command line. Two of them go to scripts/lib/cpu-by-process.py.
+cpu_snapshot() {
+  local p
+  for p in $(pgrep -f 'postgres|telemetry-|redis-server'); do
+    [ -r "/proc/$p/stat" ] || continue
+    echo "$p $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) $(tr '\0' ' ' <"/proc/$p/cmdline" | cut -c1-80)"
+  done
+}
