@@ -14,6 +14,7 @@
 #include <iterator>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/clock.h"
 #include "tests/integration/checks.h"
@@ -145,6 +146,41 @@ TEST(Robustness, IngestWhosePortIsTakenExitsWithAnErrorNotAnAbort) {
   // std::terminate, SIGABRT, with those threads still joinable).
   EXPECT_EQ(ingest.Wait(15000), 1);
   close(taken);
+}
+
+// --kafka_config reaches librdkafka as given: a list that is not name=value
+// stops ingest and the writer with status 2 naming the item, a property
+// librdkafka does not know stops them with status 1 naming it, and a valid
+// one (TLS off, spelled out) lets ingest start.
+TEST(Robustness, KafkaConfigFlagIsValidatedAtStart) {
+  const std::string log = ::testing::TempDir() + "/kafka-config-" + std::to_string(::getpid());
+  auto text = [&] {
+    std::ifstream in(log);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  const std::vector<std::string> common = {
+      "--http_port=0", "--pg_primary=" + RequireEnv("TELEMETRY_PG_PRIMARY"),
+      "--kafka_brokers=" + RequireEnv("TELEMETRY_KAFKA_BROKERS")};
+  for (const char* binary : {"telemetry-ingest", "telemetry-writer"}) {
+    SCOPED_TRACE(binary);
+    auto args = common;
+    if (std::string(binary) == "telemetry-ingest") {
+      args.push_back("--listen=127.0.0.1:" + std::to_string(FreePort()));
+    }
+    args.push_back("--kafka_config=linger.ms");
+    Process bad_list(BuildDir() + "/services/ingest/" + binary, args, log);
+    EXPECT_EQ(bad_list.Wait(15000), 2);
+    EXPECT_NE(text().find("'linger.ms': want name=value"), std::string::npos) << text();
+    args.back() = "--kafka_config=no.such.property=1";
+    Process unknown(BuildDir() + "/services/ingest/" + binary, args, log);
+    EXPECT_EQ(unknown.Wait(15000), 1);
+    EXPECT_NE(text().find("no.such.property"), std::string::npos) << text();
+  }
+  auto args = common;
+  args.push_back("--listen=127.0.0.1:" + std::to_string(FreePort()));
+  args.push_back("--kafka_config=security.protocol=plaintext");
+  Process ok(BuildDir() + "/services/ingest/telemetry-ingest", args, log);
+  EXPECT_EQ(ok.Wait(2000), -1000) << "ingest with a valid --kafka_config exited; see " << log;
 }
 
 TEST(Robustness, WriterStopsOnSigtermWhilePostgresIsDown) {
