@@ -93,10 +93,11 @@ class ReadingStore {
   // yet, oldest first, at most `limit`.
   virtual absl::StatusOr<std::vector<int64_t>> UncompactedRollupHours(int64_t before_ns,
                                                                       int limit) = 0;
-  // Rewrites the 1-minute rollup rows of the hour starting at `hour_ns` in
-  // (series, bucket) order and records the hour as compacted; returns the
-  // rows rewritten (0 when another compactor already did it). Rows written
-  // to the hour later (late data) are merged as usual, wherever they land.
+  // Moves the 1-minute rollup rows of the hour starting at `hour_ns` into
+  // one packed segment per series (agg_1m_seg) and records the hour as
+  // compacted; returns the rows moved (0 when another compactor already did
+  // it). Rows written to the hour later (late data) stay rows; reads merge
+  // them with the segment.
   virtual absl::StatusOr<int64_t> CompactRollupHour(int64_t hour_ns) = 0;
   // Removes the old row versions compactions left behind (until then every
   // read of a compacted hour visits them too, which makes it slower than

@@ -1,8 +1,10 @@
 // ReadingStore on Postgres: narrow raw rows in day partitions, rollups in
-// agg_1m / agg_1h, the writer's offsets in writer_offsets.
+// agg_1m (closed hours packed into agg_1m_seg) / agg_1h, the writer's
+// offsets in writer_offsets.
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <map>
 #include <set>
 #include <utility>
 
@@ -67,33 +69,34 @@ GROUP BY 1, 2, 3, 4 ORDER BY 1, 3, 4, 2
 ON CONFLICT (tenant_id, sensor, bucket, project_id) {M}
 )sql";
 
-// The five statement shapes of an Aggregate read.
+// The statement shapes of an Aggregate read over hours (minutes: below).
 enum class AggregateShape {
-  kPerSensor = 0,      // hours over a tenant's or project's devices: agg_1h_sensor
-  kMinuteRows = 1,     // per device, 1-minute buckets: agg_1m rows as stored
-  kMinuteGrouped = 2,  // per device or merged, wider buckets from agg_1m
-  kHourRows = 3,       // per device, 1-hour buckets: agg_1h rows as stored
-  kHourGrouped = 4,    // per device or merged, wider buckets from agg_1h
+  kPerSensor = 0,    // hours over a tenant's or project's devices: agg_1h_sensor
+  kHourRows = 1,     // per device, 1-hour buckets: agg_1h rows as stored
+  kHourGrouped = 2,  // per device or merged, wider buckets from agg_1h
 };
+
+// The value columns of a rollup in `need` (bits: 1 sum, 2 min, 4 max,
+// 8 last_ts + last), after the count.
+std::string NeededValues(int need, const char* cnt, const char* sum, const char* min,
+                         const char* max, const char* last_ts, const char* last) {
+  return absl::StrCat(cnt, (need & 1) ? absl::StrCat(", ", sum) : "",
+                      (need & 2) ? absl::StrCat(", ", min) : "",
+                      (need & 4) ? absl::StrCat(", ", max) : "",
+                      (need & 8) ? absl::StrCat(", ", last_ts, ", ", last) : "");
+}
 
 // Parameters: $1 tenant, $2 device ('' = all), $3 project ('' = all),
 // $4 sensors (empty = all), $5 bucket width, $6 group by device, $7/$8 the
 // bucket range. Columns: device ('' when merged), sensor, bucket, count, then
-// the values in `need` (bits: 1 sum, 2 min, 4 max, 8 last_ts + last).
+// the values in `need`.
 const std::string& AggregateSql(AggregateShape shape, int need) {
   static const auto* all = [] {
-    auto* t = new std::array<std::array<std::string, 16>, 5>();
+    auto* t = new std::array<std::array<std::string, 16>, 3>();
     for (int n = 0; n < 16; ++n) {
-      auto values = [n](const char* cnt, const char* sum, const char* min, const char* max,
-                        const char* last_ts, const char* last) {
-        return absl::StrCat(cnt, (n & 1) ? absl::StrCat(", ", sum) : "",
-                            (n & 2) ? absl::StrCat(", ", min) : "",
-                            (n & 4) ? absl::StrCat(", ", max) : "",
-                            (n & 8) ? absl::StrCat(", ", last_ts, ", ", last) : "");
-      };
       const std::string grouped_values =
-          values("sum(a.cnt)", "sum(a.sum)", "min(a.min)", "max(a.max)", "max(a.last_ts)",
-                 "(array_agg(a.last_value ORDER BY a.last_ts DESC))[1]");
+          NeededValues(n, "sum(a.cnt)", "sum(a.sum)", "min(a.min)", "max(a.max)", "max(a.last_ts)",
+                       "(array_agg(a.last_value ORDER BY a.last_ts DESC))[1]");
       // ($2 and $6 keep the parameter list the same as the per-series
       // statements.)
       (*t)[static_cast<int>(AggregateShape::kPerSensor)][n] = absl::StrCat(
@@ -111,9 +114,9 @@ const std::string& AggregateSql(AggregateShape shape, int need) {
         return absl::StrCat(
             "SELECT CASE WHEN $6 THEN d.name ELSE '' END, s.sensor, ",
             grouped ? absl::StrCat("a.bucket - a.bucket % $5, ", grouped_values)
-                    : absl::StrCat(
-                          "a.bucket + 0 * $5::bigint, ",
-                          values("a.cnt", "a.sum", "a.min", "a.max", "a.last_ts", "a.last_value")),
+                    : absl::StrCat("a.bucket + 0 * $5::bigint, ",
+                                   NeededValues(n, "a.cnt", "a.sum", "a.min", "a.max", "a.last_ts",
+                                                "a.last_value")),
             " FROM devices d JOIN series s ON s.device_id = d.id"
             " JOIN projects p ON p.id = s.project_id JOIN ",
             table,
@@ -123,14 +126,57 @@ const std::string& AggregateSql(AggregateShape shape, int need) {
             "   AND (cardinality($4::text[]) = 0 OR s.sensor = ANY($4::text[]))",
             grouped ? " GROUP BY 1, 2, 3" : "", " ORDER BY 1, 2, 3");
       };
-      (*t)[static_cast<int>(AggregateShape::kMinuteRows)][n] = series_sql("agg_1m", false);
-      (*t)[static_cast<int>(AggregateShape::kMinuteGrouped)][n] = series_sql("agg_1m", true);
       (*t)[static_cast<int>(AggregateShape::kHourRows)][n] = series_sql("agg_1h", false);
       (*t)[static_cast<int>(AggregateShape::kHourGrouped)][n] = series_sql("agg_1h", true);
     }
     return t;
   }();
   return (*all)[static_cast<int>(shape)][need];
+}
+
+// Series per statement of a minute Aggregate: bounds the segments one
+// result holds (a day of a series is ~100 KB of segment text).
+constexpr int kMinuteSeriesPerRead = 256;
+
+// Minute buckets come from agg_1m rows (open hours, late data) and agg_1m_seg
+// segments (closed hours, packed by the compactor); the reader decodes,
+// merges and buckets them. Parameters: $1 tenant, $2 device ('' = all),
+// $3 project ('' = all), $4 sensors (empty = all), $5 group by device,
+// $6/$7 the minute range, $8/$9 the chunk: series with id > $8, at most $9.
+// Columns: kind (0 row, 1 segment, 2 the chunk's last series id and size),
+// series id, device ('' when merged), sensor, minute or hour, count, the
+// values in `need`, segment text.
+const std::string& MinuteAggregateSql(int need) {
+  static const auto* all = [] {
+    auto* t = new std::array<std::string, 16>();
+    for (int n = 0; n < 16; ++n) {
+      const std::string nulls = absl::StrJoin(
+          std::vector<std::string>(1 + __builtin_popcount(n) + ((n & 8) ? 1 : 0), "NULL"), ", ");
+      (*t)[n] = absl::StrCat(
+          "WITH s AS MATERIALIZED ("
+          "  SELECT s.id, CASE WHEN $5 THEN d.name ELSE '' END AS device, s.sensor"
+          "  FROM devices d JOIN series s ON s.device_id = d.id"
+          "  JOIN projects p ON p.id = s.project_id"
+          "  WHERE d.tenant_id = $1 AND s.tenant_id = $1 AND ($2 = '' OR d.name = $2)"
+          "    AND ($3 = '' OR p.name = $3)"
+          "    AND (cardinality($4::text[]) = 0 OR s.sensor = ANY($4::text[])) AND s.id > $8"
+          "  ORDER BY s.id LIMIT $9)"
+          " SELECT 0, s.id, s.device, s.sensor, a.bucket, ",
+          NeededValues(n, "a.cnt", "a.sum", "a.min", "a.max", "a.last_ts", "a.last_value"),
+          ", NULL"
+          " FROM s JOIN agg_1m a ON a.series_id = s.id AND a.bucket >= $6 AND a.bucket < $7"
+          " UNION ALL"
+          " SELECT 1, s.id, s.device, s.sensor, g.hour, ",
+          nulls,
+          ", g.data FROM s JOIN agg_1m_seg g ON g.series_id = s.id"
+          "   AND g.hour > $6 - 3600000000000 AND g.hour < $7"
+          " UNION ALL"
+          " SELECT 2, max(s.id), '', '', count(*), ",
+          nulls, ", NULL FROM s");
+    }
+    return t;
+  }();
+  return (*all)[need];
 }
 
 const std::string& MergeRollupsSql() {
@@ -297,6 +343,66 @@ ReadingRow RowFrom(const pqxx::row& r, int first_value_col) {
   return out;
 }
 
+// One statement's rows of a minute Aggregate (MinuteAggregateSql): rows and
+// decoded segment minutes inside [from, q.end_ns) into `decoded`, each with
+// its (device, sensor) group's index as series_id (new groups are added to
+// `groups` / `group_of`); the chunk row sets `more` and `after_id`.
+absl::Status ParseMinuteChunk(const pqxx::result& r, const AggregateQuery& q, int64_t from,
+                              int need, std::vector<std::pair<std::string, std::string>>* groups,
+                              std::map<std::pair<std::string, std::string>, int32_t>* group_of,
+                              std::vector<MinuteRollup>* decoded, bool* more, int64_t* after_id) {
+  *more = false;
+  // The group of each series: looked up once per series, not per row.
+  std::map<int64_t, int32_t> series_group;
+  auto group = [&](const pqxx::row& row) {
+    const int64_t id = PgInt64(row[1]);
+    auto it = series_group.find(id);
+    if (it != series_group.end()) return it->second;
+    std::pair<std::string, std::string> key(row[2].c_str(), row[3].c_str());
+    auto [g, added] = group_of->emplace(key, static_cast<int32_t>(groups->size()));
+    if (added) groups->push_back(std::move(key));
+    series_group.emplace(id, g->second);
+    return g->second;
+  };
+  for (const auto& row : r) {
+    const int64_t kind = PgInt64(row[0]);
+    if (kind == 2) {
+      *more = PgInt64(row[4]) == kMinuteSeriesPerRead;
+      if (*more) *after_id = PgInt64(row[1]);
+      continue;
+    }
+    const int32_t g = group(row);
+    if (kind == 1) {
+      const size_t first = decoded->size();
+      const pqxx::field data = row[row.size() - 1];
+      absl::Status d = DecodeMinuteSegment(g, PgInt64(row[4]),
+                                           absl::string_view(data.c_str(), data.size()), decoded);
+      if (!d.ok()) return d;
+      // The segment's hour may begin before the range or end after it.
+      decoded->erase(
+          std::remove_if(
+              decoded->begin() + static_cast<std::ptrdiff_t>(first), decoded->end(),
+              [&](const MinuteRollup& m) { return m.bucket_ns < from || m.bucket_ns >= q.end_ns; }),
+          decoded->end());
+      continue;
+    }
+    MinuteRollup m;
+    m.series_id = g;
+    m.bucket_ns = PgInt64(row[4]);
+    m.cnt = PgInt64(row[5]);
+    pqxx::row::size_type col = 6;
+    if (need & 1) m.sum = PgDouble(row[col++]);
+    if (need & 2) m.min = PgDouble(row[col++]);
+    if (need & 4) m.max = PgDouble(row[col++]);
+    if (need & 8) {
+      m.last_ts = PgInt64(row[col++]);
+      m.last_value = PgDouble(row[col++]);
+    }
+    decoded->push_back(m);
+  }
+  return absl::OkStatus();
+}
+
 class PgReadingStore final : public ReadingStore {
  public:
   explicit PgReadingStore(PgPool* pool) : pool_(pool) {}
@@ -456,13 +562,22 @@ class PgReadingStore final : public ReadingStore {
         tx.commit();
         return absl::OkStatus();
       }
-      // Deleted and re-inserted sorted in one statement: readers see either
-      // the old rows or the new ones, and a concurrent late upsert of one of
-      // these rows waits for the commit, then merges into the new row.
+      // Moved into one segment per series in one statement (format 1,
+      // db/migrations/0006_rollup_segments.sql): readers see either the rows
+      // or the segments. A concurrent late upsert of one of these rows waits
+      // for the commit, then inserts a new row, which reads merge with the
+      // segment. A second segment for a series and hour is an error, never a
+      // silent overwrite.
       moved = PgInt64(tx.exec_params(
           "WITH moved AS (DELETE FROM agg_1m WHERE bucket >= $1 AND bucket < $2 RETURNING *),"
-          " ins AS (INSERT INTO agg_1m SELECT * FROM moved ORDER BY series_id, bucket"
-          " RETURNING 1) SELECT count(*) FROM ins",
+          " packed AS (INSERT INTO agg_1m_seg (series_id, hour, data)"
+          "   SELECT series_id, $1, translate(encode('\\x01'::bytea || string_agg("
+          "     substring(int2send(((bucket - $1) / 60000000000)::int2) FROM 2)"
+          "     || int8send(cnt) || float8send(sum) || float8send(min) || float8send(max)"
+          "     || int8send(last_ts) || float8send(last_value), ''::bytea ORDER BY bucket),"
+          "     'base64'), E'\\n', '')"
+          "   FROM moved GROUP BY series_id ORDER BY series_id RETURNING 1)"
+          " SELECT count(*) FROM moved",
           hour_ns, hour_ns + kNsPerHour)[0][0]);
       tx.exec_params("UPDATE rollup_compactions SET rows = $2 WHERE hour = $1", hour_ns, moved);
       tx.commit();
@@ -569,12 +684,12 @@ class PgReadingStore final : public ReadingStore {
     // the scan (formatting, sending) and the query service its parsing.
     const int need =
         (q.need_sum ? 1 : 0) | (q.need_min ? 2 : 0) | (q.need_max ? 4 : 0) | (q.need_last ? 8 : 0);
-    const bool per_sensor = hours && q.device.empty() && !q.group_by_device;
-    const bool native = q.group_by_device && q.bucket_ns == (hours ? hour : minute);
-    const AggregateShape shape =
-        per_sensor ? AggregateShape::kPerSensor
-        : hours    ? (native ? AggregateShape::kHourRows : AggregateShape::kHourGrouped)
-                   : (native ? AggregateShape::kMinuteRows : AggregateShape::kMinuteGrouped);
+    if (!hours) return MinuteAggregate(q, from, need);
+    const bool per_sensor = q.device.empty() && !q.group_by_device;
+    const bool native = q.group_by_device && q.bucket_ns == hour;
+    const AggregateShape shape = per_sensor ? AggregateShape::kPerSensor
+                                 : native   ? AggregateShape::kHourRows
+                                            : AggregateShape::kHourGrouped;
     const std::string name = absl::StrCat("agg", static_cast<int>(shape), "_", need);
     const std::string& sql = AggregateSql(shape, need);
     auto num = [](const pqxx::field& f) { return f.is_null() ? 0.0 : PgDouble(f); };
@@ -621,6 +736,89 @@ class PgReadingStore final : public ReadingStore {
       return absl::OkStatus();
     });
     if (!st.ok()) return st;
+    return out;
+  }
+
+  // Buckets that are whole minutes (not hours): agg_1m rows and agg_1m_seg
+  // segments of up to kMinuteSeriesPerRead series per statement, decoded
+  // and folded into (device, sensor, bucket) cells here. Cells are merged
+  // after every statement, so memory holds the answer plus one chunk.
+  absl::StatusOr<std::vector<AggregateRow>> MinuteAggregate(const AggregateQuery& q, int64_t from,
+                                                            int need) {
+    const std::string name = absl::StrCat("aggm_", need);
+    const std::string& sql = MinuteAggregateSql(need);
+    // A cell: one bucket of one (device, sensor) group; `series_id` holds
+    // the group's index.
+    std::vector<MinuteRollup> cells;
+    std::vector<std::pair<std::string, std::string>> groups;
+    std::map<std::pair<std::string, std::string>, int32_t> group_of;
+    auto cell_less = [](const MinuteRollup& a, const MinuteRollup& b) {
+      return a.series_id != b.series_id ? a.series_id < b.series_id : a.bucket_ns < b.bucket_ns;
+    };
+    auto fold = [&] {
+      std::sort(cells.begin(), cells.end(), cell_less);
+      size_t w = 0;
+      for (size_t i = 0; i < cells.size(); ++i) {
+        if (w > 0 && cells[w - 1].series_id == cells[i].series_id &&
+            cells[w - 1].bucket_ns == cells[i].bucket_ns) {
+          MergeMinuteRollup(&cells[w - 1], cells[i]);
+        } else {
+          cells[w++] = cells[i];
+        }
+      }
+      cells.resize(w);
+    };
+    int64_t after_id = 0;
+    for (bool more = true; more;) {
+      // The connection goes back to the pool before the rows are parsed
+      // (a result does not need its connection).
+      pqxx::result r;
+      absl::Status st = pool_->Run([&](pqxx::connection& c) {
+        r = ReadPrepared(c, name.c_str(), sql, q.tenant_id, q.device, q.project,
+                         PgTextArray(q.sensors), q.group_by_device, from, q.end_ns, after_id,
+                         kMinuteSeriesPerRead);
+        return absl::OkStatus();
+      });
+      if (!st.ok()) return st;
+      std::vector<MinuteRollup> decoded;
+      try {
+        st = ParseMinuteChunk(r, q, from, need, &groups, &group_of, &decoded, &more, &after_id);
+      } catch (const std::exception& e) {
+        st = StatusFromPgException(e);
+      }
+      if (!st.ok()) return st;
+      for (MinuteRollup& m : decoded) {
+        m.bucket_ns -= m.bucket_ns % q.bucket_ns;  // as Postgres: towards zero
+        cells.push_back(m);
+      }
+      fold();
+    }
+    // Output order: (device, sensor, bucket).
+    std::vector<int32_t> rank(groups.size());
+    {
+      int32_t r = 0;
+      for (const auto& [key, g] : group_of) rank[static_cast<size_t>(g)] = r++;
+    }
+    std::sort(cells.begin(), cells.end(), [&](const MinuteRollup& a, const MinuteRollup& b) {
+      const int32_t ra = rank[static_cast<size_t>(a.series_id)];
+      const int32_t rb = rank[static_cast<size_t>(b.series_id)];
+      return ra != rb ? ra < rb : a.bucket_ns < b.bucket_ns;
+    });
+    std::vector<AggregateRow> out;
+    out.reserve(cells.size());
+    for (const MinuteRollup& m : cells) {
+      AggregateRow v;
+      v.device = groups[static_cast<size_t>(m.series_id)].first;
+      v.sensor = groups[static_cast<size_t>(m.series_id)].second;
+      v.bucket_ns = m.bucket_ns;
+      v.count = m.cnt;
+      // Values not asked for are 0, whatever a segment held.
+      if (need & 1) v.sum = m.sum;
+      if (need & 2) v.min = m.min;
+      if (need & 4) v.max = m.max;
+      if (need & 8) v.last = m.last_value;
+      out.push_back(std::move(v));
+    }
     return out;
   }
 

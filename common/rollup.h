@@ -4,8 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "common/model.h"
 
 namespace telemetry {
@@ -37,5 +40,20 @@ struct MinuteRollup {
 // SortedWithoutRepeatedKeys. Output in (series, bucket) order, one element
 // per key.
 std::vector<MinuteRollup> MinuteRollups(const std::vector<RawRow>& rows);
+
+// Folds `from` into `into` (same series or not): counts and sums add, min
+// and max combine, the last value is the one with the later last_ts (`into`
+// keeps its own on a tie).
+void MergeMinuteRollup(MinuteRollup* into, const MinuteRollup& from);
+
+// A closed hour of one series' 1-minute rollups packed into one string, as
+// the agg_1m_seg table stores it (format 1, defined in
+// db/migrations/0006_rollup_segments.sql; the compactor packs in SQL).
+// `minutes` must lie in [hour_ns, hour_ns + 1 h) in increasing order.
+std::string EncodeMinuteSegment(int64_t hour_ns, const std::vector<MinuteRollup>& minutes);
+// Appends the minutes of a segment to `out` with `series_id`; DATA_LOSS if
+// the text is not a format-1 segment.
+absl::Status DecodeMinuteSegment(int32_t series_id, int64_t hour_ns, absl::string_view data,
+                                 std::vector<MinuteRollup>* out);
 
 }  // namespace telemetry

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/clock.h"
 #include "common/deadline.h"
 #include "common/kafka.h"
@@ -145,7 +146,7 @@ TEST_F(Adapters, BulkPathSkipsStoredReadingsAndGivesWayToAConcurrentWriter) {
   const std::string count = absl::StrCat("SELECT count(*) FROM raw_readings WHERE series_id IN (",
                                          (*ids)[0], ",", (*ids)[1], ")");
   EXPECT_EQ(SqlInt(count), 40);
-  EXPECT_EQ(RollupMismatches(t.id, "agg_1m", kNsPerMinute), 0);
+  EXPECT_EQ(RollupMismatches(t.id, "agg_1m_merged", kNsPerMinute), 0);
 
   // A reading stored by another transaction after the probe: the COPY meets
   // it, is undone, and the upsert path stores the rest.
@@ -168,7 +169,7 @@ TEST_F(Adapters, BulkPathSkipsStoredReadingsAndGivesWayToAConcurrentWriter) {
   EXPECT_EQ(SqlInt(count), 50);
   // The other transaction's reading is not in the rollups (it did not go
   // through Apply): every other bucket matches a recomputation.
-  EXPECT_EQ(RollupMismatches(t.id, "agg_1m", kNsPerMinute), 1);
+  EXPECT_EQ(RollupMismatches(t.id, "agg_1m_merged", kNsPerMinute), 1);
   auto offsets = store_->AppliedOffsets(topic);
   ASSERT_TRUE(offsets.ok());
   EXPECT_EQ((*offsets)[0], offset);
@@ -378,10 +379,24 @@ TEST_F(Adapters, NumbersReadBackExactly) {
   EXPECT_THROW(PgInt64(bad[0][1]), pqxx::conversion_error);
 }
 
-TEST_F(Adapters, RollupCompactionRewritesAnHourInSeriesOrderAndChangesNoValue) {
+// Every answer of a minute Aggregate for `q`, flattened for comparison.
+std::vector<std::string> AggregateText(ReadingStore* store, const AggregateQuery& q) {
+  auto rows = store->Aggregate(q);
+  EXPECT_TRUE(rows.ok()) << rows.status();
+  std::vector<std::string> out;
+  if (!rows.ok()) return out;
+  for (const AggregateRow& r : *rows) {
+    out.push_back(absl::StrCat(r.device, "/", r.sensor, "@", r.bucket_ns, " n=", r.count,
+                               " sum=", r.sum, " min=", r.min, " max=", r.max, " last=", r.last));
+  }
+  return out;
+}
+
+TEST_F(Adapters, RollupCompactionPacksAnHourIntoSegmentsAndChangesNoAnswer) {
   Tenant t = CreateTenant("compact");
   std::vector<SeriesSpec> specs;
-  for (int s = 0; s < 20; ++s) specs.push_back({"d" + std::to_string(s), "temp", "C", ""});
+  for (int s = 0; s < 20; ++s)
+    specs.push_back({"d" + std::to_string(s % 10), "temp", s < 10 ? "C" : "F", ""});
   auto ids = metadata_->ResolveSeries(t.id, specs);
   ASSERT_TRUE(ids.ok()) << ids.status();
   // An hour of its own (tenant ids only grow), long closed.
@@ -389,35 +404,51 @@ TEST_F(Adapters, RollupCompactionRewritesAnHourInSeriesOrderAndChangesNoValue) {
   const int64_t hour = 1'609'459'200'000'000'000 + t.id * kHour;  // 2021-01-01 + id hours
   ASSERT_TRUE(store_->EnsurePartitions(hour, hour + kHour).ok());
   const std::string topic = "compact-test-" + std::to_string(t.id);
-  // Postgres puts inserted rows wherever its free-space map points. Earlier
-  // tests leave pages with holes of every size in agg_1m, and a rewrite into
-  // such holes spreads a series over as many pages as holes it meets (in a
-  // running system the holes are the previous hour's vacuumed pages, nearly
-  // empty; docs/design-storage-layout.md). Start from a table without holes so
-  // what is measured is the rewrite's own order, not what other tests left.
-  {
-    pqxx::connection admin(RequireEnv("TELEMETRY_PG_ADMIN"));
-    pqxx::nontransaction(admin).exec("VACUUM FULL agg_1m");
-  }
-  // As the writer lays it out: minute after minute, every series each minute.
+  // As the writer lays it out: minute after minute, every series each
+  // minute; two readings a minute (the second the minute's last).
   for (int m = 0; m < 60; ++m) {
     std::vector<RawRow> rows;
-    for (int s = 0; s < 20; ++s)
-      rows.push_back(Row((*ids)[s], hour + m * kMinute + 1, s * 100 + m));
+    for (int s = 0; s < 20; ++s) {
+      rows.push_back(Row((*ids)[s], hour + m * kMinute + 1 + s, s * 100 + m + 0.25));
+      rows.push_back(Row((*ids)[s], hour + m * kMinute + 30'000'000'000 + s, -s * 3.5 - m));
+    }
     ASSERT_TRUE(store_->Apply(rows, topic, {{0, m + 1}}).ok());
   }
   const std::string in_hour =
-      absl::StrCat(" FROM agg_1m WHERE bucket >= ", hour, " AND bucket < ", hour + kHour);
-  const std::string values = "SELECT series_id, bucket, cnt, sum, min, max, last_ts, last_value" +
-                             in_hour + " ORDER BY series_id, bucket";
-  // The most heap pages any one series' hour is spread over.
-  const std::string pages_per_series =
-      "SELECT max(pages) FROM (SELECT series_id,"
-      " count(DISTINCT (ctid::text::point)[0]) AS pages" +
-      in_hour + " GROUP BY series_id) p";
-  const auto before = Sql(values);
-  ASSERT_EQ(before.size(), 20u * 60u);
-  const int pages_before = std::stoi(Sql(pages_per_series)[0][0]);
+      absl::StrCat(" WHERE bucket >= ", hour, " AND bucket < ", hour + kHour, " AND series_id IN (",
+                   (*ids)[0], ", ", (*ids)[19], ")");
+  const std::string values = "SELECT series_id, bucket, cnt, sum, min, max, last_ts, last_value";
+  const auto before = Sql(values + " FROM agg_1m" + in_hour + " ORDER BY series_id, bucket");
+  ASSERT_EQ(before.size(), 2u * 60u);
+  // Reads of every minute shape: one device per minute (both units merged),
+  // 5-minute buckets, the tenant merged per sensor, per device in 2-minute
+  // buckets, a range that starts and ends inside the hour.
+  std::vector<AggregateQuery> queries;
+  AggregateQuery q;
+  q.tenant_id = t.id;
+  q.device = "d3";
+  q.start_ns = hour - kHour;
+  q.end_ns = hour + 2 * kHour;
+  q.bucket_ns = kMinute;
+  queries.push_back(q);
+  q.bucket_ns = 5 * kMinute;
+  queries.push_back(q);
+  q.device = "";
+  q.group_by_device = false;
+  q.bucket_ns = kMinute;
+  queries.push_back(q);
+  q.group_by_device = true;
+  q.bucket_ns = 2 * kMinute;
+  queries.push_back(q);
+  q.device = "d0";
+  q.bucket_ns = kMinute;
+  q.start_ns = hour + 17 * kMinute + 5;
+  q.end_ns = hour + 43 * kMinute;
+  queries.push_back(q);
+  std::vector<std::vector<std::string>> answers;
+  for (const auto& query : queries) answers.push_back(AggregateText(store_.get(), query));
+  ASSERT_EQ(answers[0].size(), 60u);
+  ASSERT_EQ(answers[4].size(), 43u - 17u);
 
   auto due = store_->UncompactedRollupHours(hour + 1, 100000);
   ASSERT_TRUE(due.ok()) << due.status();
@@ -426,13 +457,22 @@ TEST_F(Adapters, RollupCompactionRewritesAnHourInSeriesOrderAndChangesNoValue) {
   ASSERT_TRUE(moved.ok()) << moved.status();
   EXPECT_EQ(*moved, 20 * 60);
 
-  EXPECT_EQ(Sql(values), before);  // not one value changed
-  // Each series' hour now sits on a few pages (60 rows fill less than one;
-  // the rewrite puts them wherever the table has room, in series order)
-  // instead of one page per few minutes.
-  const int pages_after = std::stoi(Sql(pages_per_series)[0][0]);
-  EXPECT_LE(pages_after, 4);
-  EXPECT_LE(pages_after * 4, pages_before) << pages_before << " pages before";
+  // The rows became one segment per series: 1 + 60 × 49 bytes, kept in the
+  // row uncompressed (what pg_column_size measures is the text itself).
+  EXPECT_EQ(Sql("SELECT count(*) FROM agg_1m" + in_hour)[0][0], "0");
+  const std::string segments =
+      absl::StrCat(" FROM agg_1m_seg WHERE hour = ", hour, " AND series_id = ANY('{",
+                   absl::StrJoin(*ids, ","), "}')");
+  EXPECT_EQ(Sql("SELECT count(*), min(octet_length(decode(data, 'base64'))),"
+                " max(octet_length(decode(data, 'base64'))),"
+                " bool_and(pg_column_size(data) >= octet_length(data))" +
+                segments),
+            (std::vector<std::vector<std::string>>{{"20", "2941", "2941", "t"}}));
+  // Not one value changed: the segments unpacked in SQL, and every read.
+  EXPECT_EQ(Sql(values + " FROM agg_1m_merged" + in_hour + " ORDER BY series_id, bucket"), before);
+  for (size_t i = 0; i < queries.size(); ++i) {
+    EXPECT_EQ(AggregateText(store_.get(), queries[i]), answers[i]) << "query " << i;
+  }
 
   // Done once: a second compactor finds the claim, and the hour is no longer due.
   auto again = store_->CompactRollupHour(hour);
@@ -447,11 +487,93 @@ TEST_F(Adapters, RollupCompactionRewritesAnHourInSeriesOrderAndChangesNoValue) {
   ASSERT_TRUE(dead.ok()) << dead.status();
   EXPECT_GE(*dead, 0);
 
-  // Late data merges into the rewritten rows.
-  ASSERT_TRUE(store_->Apply({Row((*ids)[0], hour + 7, 1000)}, topic, {{0, 61}}).ok());
+  // Late data for the packed hour: a row of its own, merged by every read
+  // with the segment's minute.
+  ASSERT_TRUE(store_->Apply({Row((*ids)[0], hour + 40'000'000'000, 1000)}, topic, {{0, 61}}).ok());
   EXPECT_EQ(Sql(absl::StrCat("SELECT cnt, max FROM agg_1m WHERE series_id = ", (*ids)[0],
                              " AND bucket = ", hour)),
-            (std::vector<std::vector<std::string>>{{"2", "1000"}}));
+            (std::vector<std::vector<std::string>>{{"1", "1000"}}));
+  EXPECT_EQ(Sql(absl::StrCat("SELECT cnt, max, last_value FROM agg_1m_merged WHERE series_id = ",
+                             (*ids)[0], " AND bucket = ", hour)),
+            (std::vector<std::vector<std::string>>{{"3", "1000", "1000"}}));
+  q = queries[0];
+  q.device = "d0";
+  auto late = store_->Aggregate(q);
+  ASSERT_TRUE(late.ok()) << late.status();
+  ASSERT_EQ(late->size(), 60u);
+  // d0 is series 0 (°C) and 10 (°F): 4 readings in minute 0, plus the late one.
+  EXPECT_EQ((*late)[0].count, 5);
+  EXPECT_DOUBLE_EQ((*late)[0].max, 1000.25);  // series 10's first reading
+  EXPECT_DOUBLE_EQ((*late)[0].last, 1000);    // the late reading is the minute's newest
+  EXPECT_DOUBLE_EQ((*late)[0].sum, 0.25 + 0 + 1000.25 - 35 + 1000);
+  EXPECT_EQ((*late)[1].count, 4);
+}
+
+TEST_F(Adapters, MinuteAggregatesSpanStatementsOfSeriesAndMergeSegmentsWithRows) {
+  // More series than one statement reads (kMinuteSeriesPerRead = 256), in a
+  // closed hour: packed, then late rows on top.
+  Tenant t = CreateTenant("minute-chunks");
+  constexpr int kDevices = 70, kSensors = 4;
+  std::vector<SeriesSpec> specs;
+  for (int d = 0; d < kDevices; ++d)
+    for (int s = 0; s < kSensors; ++s)
+      specs.push_back({"dev" + std::to_string(d), "s" + std::to_string(s), "", ""});
+  auto ids = metadata_->ResolveSeries(t.id, specs);
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  constexpr int64_t kHour = 3'600'000'000'000, kMinute = 60'000'000'000;
+  const int64_t hour = 1'609'459'200'000'000'000 + t.id * kHour;
+  ASSERT_TRUE(store_->EnsurePartitions(hour, hour + kHour).ok());
+  const std::string topic = "minute-chunks-" + std::to_string(t.id);
+  // Minutes 0 and 1 of every series: value = device + 1000 * minute.
+  std::vector<RawRow> rows;
+  for (int i = 0; i < kDevices * kSensors; ++i)
+    for (int m = 0; m < 2; ++m)
+      rows.push_back(Row((*ids)[i], hour + m * kMinute + 5, i / kSensors + 1000 * m));
+  ASSERT_TRUE(store_->Apply(rows, topic, {{0, 1}}).ok());
+  auto check = [&](int extra_count, double extra_sum) {
+    SCOPED_TRACE(absl::StrCat("extra ", extra_count));
+    AggregateQuery q;
+    q.tenant_id = t.id;
+    q.start_ns = hour;
+    q.end_ns = hour + kHour;
+    q.bucket_ns = kMinute;
+    q.group_by_device = false;  // per sensor over all devices
+    auto merged = store_->Aggregate(q);
+    ASSERT_TRUE(merged.ok()) << merged.status();
+    ASSERT_EQ(merged->size(), 2u * kSensors);
+    const double sum_devices = kDevices * (kDevices - 1) / 2.0;
+    for (int s = 0; s < kSensors; ++s) {
+      for (int m = 0; m < 2; ++m) {
+        const AggregateRow& r = (*merged)[s * 2 + m];
+        EXPECT_EQ(r.device, "");
+        EXPECT_EQ(r.sensor, "s" + std::to_string(s));
+        EXPECT_EQ(r.bucket_ns, hour + m * kMinute);
+        const bool late = s == 0 && m == 0;
+        EXPECT_EQ(r.count, kDevices + (late ? extra_count : 0));
+        EXPECT_DOUBLE_EQ(r.sum, sum_devices + 1000.0 * m * kDevices + (late ? extra_sum : 0));
+        EXPECT_DOUBLE_EQ(r.min, 1000.0 * m);
+        EXPECT_DOUBLE_EQ(r.max, late && extra_count ? 5000 : kDevices - 1 + 1000.0 * m);
+      }
+    }
+    q.group_by_device = true;  // per device and sensor, two minutes a bucket
+    q.bucket_ns = 2 * kMinute;
+    auto grouped = store_->Aggregate(q);
+    ASSERT_TRUE(grouped.ok()) << grouped.status();
+    ASSERT_EQ(grouped->size(), static_cast<size_t>(kDevices * kSensors));
+    std::vector<std::string> names;
+    for (const AggregateRow& r : *grouped) names.push_back(r.device + "/" + r.sensor);
+    EXPECT_TRUE(std::is_sorted(names.begin(), names.end()));
+    for (const AggregateRow& r : *grouped) {
+      EXPECT_EQ(r.count, 2 + (r.device == "dev7" && r.sensor == "s0" ? extra_count : 0));
+    }
+  };
+  check(0, 0);
+  auto moved = store_->CompactRollupHour(hour);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_GE(*moved, 2 * kDevices * kSensors);
+  check(0, 0);
+  ASSERT_TRUE(store_->Apply({Row((*ids)[7 * kSensors], hour + 10, 5000)}, topic, {{0, 2}}).ok());
+  check(1, 5000);
 }
 
 TEST_F(Adapters, PostgresDownIsUnavailableNotACrash) {

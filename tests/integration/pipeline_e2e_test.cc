@@ -81,7 +81,7 @@ TEST_F(Pipeline, DuplicatesAndLateReadingsAreStoredExactlyOnce) {
   EXPECT_GT(w.accepted, w.unique);  // duplicates were sent and accepted
   ASSERT_TRUE(WaitForToken(query_.get(), t.key, w.token, "dev-0").ok());
   EXPECT_EQ(RawCount(t.id), w.unique);
-  EXPECT_EQ(RollupMismatches(t.id, "agg_1m", 60'000'000'000), 0);
+  EXPECT_EQ(RollupMismatches(t.id, "agg_1m_merged", 60'000'000'000), 0);
   EXPECT_EQ(RollupMismatches(t.id, "agg_1h", 3'600'000'000'000), 0);
   EXPECT_EQ(SensorRollupMismatches(t.id), 0);
   EXPECT_EQ(CacheMismatches(t.id), 0);
@@ -334,7 +334,7 @@ TEST_F(Pipeline, ReplayingTheTopicFromTheStartChangesNothing) {
   EXPECT_EQ(Sql("SELECT coalesce(sum(cnt), 0)::text || '/' || coalesce(sum(sum::numeric), 0)::text "
                 "FROM agg_1m")[0][0],
             agg_before);
-  EXPECT_EQ(RollupMismatches(t.id, "agg_1m", 60'000'000'000), 0);
+  EXPECT_EQ(RollupMismatches(t.id, "agg_1m_merged", 60'000'000'000), 0);
 }
 
 TEST(WriterCompaction, ClosedHoursAreRewrittenByTheWriterAndStayEqualToRaw) {
@@ -366,7 +366,7 @@ TEST(WriterCompaction, ClosedHoursAreRewrittenByTheWriterAndStayEqualToRaw) {
   }
   ASSERT_TRUE(compacted) << "the writer did not compact the two closed hours; see " << s.log_dir();
   EXPECT_EQ(RawCount(t.id), w.unique);
-  EXPECT_EQ(RollupMismatches(t.id, "agg_1m", 60'000'000'000), 0);
+  EXPECT_EQ(RollupMismatches(t.id, "agg_1m_merged", 60'000'000'000), 0);
   EXPECT_EQ(RollupMismatches(t.id, "agg_1h", 3'600'000'000'000), 0);
 }
 

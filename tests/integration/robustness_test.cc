@@ -48,7 +48,7 @@ TEST(Robustness, WriterKilledMidStreamLosesNothingAndDoublesNothing) {
   auto query = services.QueryStub();
   ASSERT_TRUE(WaitForToken(query.get(), t.key, w.token, "dev-0", 120000).ok());
   EXPECT_EQ(RawCount(t.id), w.unique);
-  EXPECT_EQ(RollupMismatches(t.id, "agg_1m", 60'000'000'000), 0);
+  EXPECT_EQ(RollupMismatches(t.id, "agg_1m_merged", 60'000'000'000), 0);
   EXPECT_EQ(RollupMismatches(t.id, "agg_1h", 3'600'000'000'000), 0);
   EXPECT_EQ(SensorRollupMismatches(t.id), 0);
   EXPECT_EQ(CacheMismatches(t.id), 0);

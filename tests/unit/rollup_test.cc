@@ -2,9 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <map>
 #include <random>
 #include <tuple>
+
+#include "absl/strings/escaping.h"
 
 namespace telemetry {
 namespace {
@@ -104,6 +107,69 @@ TEST(Rollup, StringsHaveNoAggregateAndBucketsFollowPostgresArithmetic) {
   EXPECT_EQ(m[1].bucket_ns, 0);
   EXPECT_EQ(m[1].cnt, 2);
   EXPECT_EQ(m[1].last_value, 3);
+}
+
+TEST(MinuteSegment, RoundTripsEveryValueExactly) {
+  const int64_t hour = 1'700'000'000LL / 3600 * 3600 * 1'000'000'000LL;
+  std::vector<MinuteRollup> in;
+  in.push_back({0, hour, 3, 0.1 + 0.2, -0.0, 1e308, hour + 59'999'999'999, -2.5});
+  in.push_back({0, hour + 7 * kNsPerMinute, 1, 5e-324, 5e-324, 5e-324, hour + 7 * kNsPerMinute, 0});
+  in.push_back({0, hour + 59 * kNsPerMinute, int64_t{1} << 40, -1.7976931348623157e308,
+                -1.7976931348623157e308, 42, hour + 59 * kNsPerMinute + 1, 42});
+  const std::string text = EncodeMinuteSegment(hour, in);
+  // Base64 of 1 + 3 * 49 bytes: what Postgres' encode(…, 'base64') gives
+  // without its line breaks.
+  EXPECT_EQ(text.size(), (1 + 3 * 49 + 2) / 3 * 4);
+  std::vector<MinuteRollup> out = {{9, 1, 1, 1, 1, 1, 1, 1}};  // appended to, not replaced
+  ASSERT_TRUE(DecodeMinuteSegment(17, hour, text, &out).ok());
+  ASSERT_EQ(out.size(), 4u);
+  for (size_t i = 0; i < in.size(); ++i) {
+    const MinuteRollup &a = in[i], &b = out[i + 1];
+    EXPECT_EQ(b.series_id, 17);
+    EXPECT_EQ(b.bucket_ns, a.bucket_ns);
+    EXPECT_EQ(b.cnt, a.cnt);
+    // Bit for bit (so -0.0 stays -0.0).
+    EXPECT_EQ(std::memcmp(&b.sum, &a.sum, sizeof(double)), 0) << i;
+    EXPECT_EQ(std::memcmp(&b.min, &a.min, sizeof(double)), 0) << i;
+    EXPECT_EQ(std::memcmp(&b.max, &a.max, sizeof(double)), 0) << i;
+    EXPECT_EQ(b.last_ts, a.last_ts);
+    EXPECT_EQ(b.last_value, a.last_value);
+  }
+}
+
+TEST(MinuteSegment, AnythingButAFormatOneSegmentIsDataLoss) {
+  const int64_t hour = 0;
+  const std::string good = EncodeMinuteSegment(hour, {{0, 0, 1, 1, 1, 1, 1, 1}});
+  std::vector<MinuteRollup> out;
+  EXPECT_TRUE(DecodeMinuteSegment(1, hour, good, &out).ok());
+  for (const std::string& bad :
+       {std::string(""), std::string("not base64!"), good.substr(0, good.size() - 4),
+        EncodeMinuteSegment(hour, {}).replace(0, 2, "Ag"),                      // version byte 2
+        absl::Base64Escape(std::string(1, '\1') + std::string(49, '\x3c'))}) {  // minute 60
+    out.clear();
+    absl::Status st = DecodeMinuteSegment(1, hour, bad, &out);
+    EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << "'" << bad << "'";
+    EXPECT_NE(st.message().find("agg_1m_seg"), std::string::npos) << st;
+  }
+}
+
+TEST(MinuteSegment, MergeAddsCombinesAndKeepsTheNewerLast) {
+  MinuteRollup a{1, 0, 2, 10, 3, 7, 100, 7};
+  MinuteRollup b{2, 0, 1, 4, 4, 4, 90, 4};
+  MergeMinuteRollup(&a, b);  // older last: a keeps its own
+  EXPECT_EQ(a.cnt, 3);
+  EXPECT_EQ(a.sum, 14);
+  EXPECT_EQ(a.min, 3);
+  EXPECT_EQ(a.max, 7);
+  EXPECT_EQ(a.last_ts, 100);
+  EXPECT_EQ(a.last_value, 7);
+  MergeMinuteRollup(&a, MinuteRollup{3, 0, 1, -1, -1, -1, 101, -1});
+  EXPECT_EQ(a.min, -1);
+  EXPECT_EQ(a.last_ts, 101);
+  EXPECT_EQ(a.last_value, -1);
+  MergeMinuteRollup(&a, MinuteRollup{3, 0, 1, 9, 9, 9, 101, 9});  // a tie keeps the first
+  EXPECT_EQ(a.last_value, -1);
+  EXPECT_EQ(a.max, 9);
 }
 
 }  // namespace
