@@ -36,15 +36,29 @@ bench=("$BUILD_DIR/tools/bench/telemetry-bench-query" --pg "$TELEMETRY_PG_PRIMAR
 # Measure the data set at rest, not the load's tail (autovacuum, checkpoint,
 # the standby replaying the load).
 settle
+# The 24 h at 1 min read on agg_1m rows (the loader lays them out by series,
+# the best a row layout gets), then the closed hours packed into segments as
+# the writer's compactor does, then every read.
+rows_results=()
+for c in $CONCURRENCY; do
+  rows_results+=("$("${bench[@]}" --concurrency "$c" --requests "$REQUESTS" --only "1-min buckets (Aggregate)")")
+  echo "${rows_results[-1]}" >&2
+done
+compaction="$("$BUILD_DIR/tools/admin/telemetry-admin" compact-rollups --older_than_s 0)"
+echo "compaction: $compaction" >&2
+settle
 results=()
 for c in $CONCURRENCY; do
   results+=("$("${bench[@]}" --concurrency "$c" --requests "$REQUESTS")")
   echo "${results[-1]}" >&2
 done
 
-/usr/bin/python3 - "${results[@]}" <<'PY' | tee -a docs/benchmarks.md
+/usr/bin/python3 - "$compaction" "${#rows_results[@]}" "${rows_results[@]}" "${results[@]}" <<'PY' | tee -a docs/benchmarks.md
 import json, sys, datetime, subprocess
-runs = [json.loads(a) for a in sys.argv[1:]]
+compaction = sys.argv[1]
+n_rows = int(sys.argv[2])
+rows_runs = [json.loads(a) for a in sys.argv[3:3 + n_rows]]
+runs = [json.loads(a) for a in sys.argv[3 + n_rows:]]
 r = runs[0]
 cpu = subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"], capture_output=True, text=True).stdout.strip()
 print(f"""
@@ -56,7 +70,9 @@ benchmark client on this machine. Command: `bash scripts/bench-query.sh` ({r['te
 {r['rows']:,} raw rows; random device, sensor and time per request; one table per number of
 concurrent gRPC clients). Measured after VACUUM (ANALYZE), a CHECKPOINT and the standby's
 catch-up following the load (bench-env.sh `settle`; runs before 2026-11-22 19:50 measured
-straight after the load).""")
+straight after the load). From session 6 on, the closed hours are packed into agg_1m_seg
+segments before the reads (`telemetry-admin compact-rollups --older_than_s 0`: {compaction});
+the 24 h at 1 min read is measured on the agg_1m rows first (laid out by series).""")
 for run in runs:
     rows = {x["read"]: x for x in run["results"]}
     print(f"""
@@ -64,8 +80,12 @@ for run in runs:
 
 | read (through gRPC) | p50 ms | p99 ms | queries/s | errors |
 |---|---:|---:|---:|---:|""")
+    before = next((x for rr in rows_runs if rr["concurrency"] == run["concurrency"]
+                   for x in rr["results"] if x["read"] == "one sensor, 24 h, 1-min buckets (Aggregate)"), None)
     for x in run["results"]:
         print(f"| {x['read']} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['qps']:,.0f} | {x['errors']} |")
+        if before and x["read"] == before["read"]:
+            print(f"| same, on agg_1m rows before packing | {before['p50_ms']:.2f} | {before['p99_ms']:.2f} | {before['qps']:,.0f} | {before['errors']} |")
     a1 = rows["one sensor, 24 h, 1-min buckets (Aggregate)"]; b1 = rows["baseline: one sensor 24 h 1-min from raw (SQL)"]
     a2 = rows["a tenant's devices, 24 h, 1-h buckets (Aggregate)"]; b2 = rows["baseline: tenant 24 h 1-h from raw (SQL)"]
     print(f"""
@@ -73,6 +93,6 @@ Rollups against raw rows, p99: one sensor 24 h at 1 min {b1['p99_ms'] / a1['p99_
 (gRPC included on our side, not on the SQL side); a tenant's devices 24 h at 1 h
 {b2['p99_ms'] / a2['p99_ms']:.1f}× faster.""")
 print(f"""
-Raw JSON: `{json.dumps(runs)}`
+Raw JSON: `{json.dumps(runs)}`; on rows before packing: `{json.dumps(rows_runs)}`
 """)
 PY
