@@ -12,6 +12,7 @@
 #     QUERY_ARGS="@/tmp/telemetry-query.before;" for an A/B of two builds)
 #   DEVICES=25 ... (devices per tenant, default 250 as bench-query.sh: a smaller,
 #                   quicker data set for profiling a code path)
+#   PACK=0 ...      (the 1-minute rollup as agg_1m rows, not packed into segments)
 #   PERF=1 ONLY="1-min" bash scripts/profile-query.sh   (+ the query service's hottest
 #                                                         functions, from perf record)
 set -euo pipefail
@@ -36,6 +37,11 @@ bench=("$BUILD_DIR/tools/bench/telemetry-bench-query" --pg "$TELEMETRY_PG_PRIMAR
   --redis "$TELEMETRY_REDIS" --api_keys "$key_list" --tenant_ids "$id_list" --end_ns "$END_NS"
   --devices "${DEVICES:-250}")
 "${bench[@]}" --load --only "nothing: load the data set" --requests 1 >/dev/null 2>&1
+# Closed hours packed into segments, as the writer's compactor leaves them
+# (PACK=0: measure the agg_1m rows instead).
+if [[ "${PACK:-1}" == 1 ]]; then
+  "$BUILD_DIR/tools/admin/telemetry-admin" compact-rollups --older_than_s 0 >&2
+fi
 settle
 kinds=("EVENTUAL, cache" "STRONG, primary" "(Range)" "(Playback)" "1-min buckets (Aggregate)"
   "1-h buckets (Aggregate)")

@@ -183,6 +183,22 @@ TEST(Robustness, KafkaConfigFlagIsValidatedAtStart) {
   EXPECT_EQ(ok.Wait(2000), -1000) << "ingest with a valid --kafka_config exited; see " << log;
 }
 
+TEST(Robustness, QueryPlanCacheModeFlagIsValidatedAtStart) {
+  const std::string log = ::testing::TempDir() + "/plan-cache-mode-" + std::to_string(::getpid());
+  std::vector<std::string> args = {
+      "--http_port=0", "--listen=127.0.0.1:" + std::to_string(FreePort()),
+      "--pg_primary=" + RequireEnv("TELEMETRY_PG_PRIMARY"), "--pg_plan_cache_mode=generic"};
+  Process bad(BuildDir() + "/services/query/telemetry-query", args, log);
+  EXPECT_EQ(bad.Wait(15000), 2);
+  std::ifstream in(log);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("--pg_plan_cache_mode: 'generic' is not auto"), std::string::npos) << text;
+  args.back() = "--pg_plan_cache_mode=auto";
+  args[1] = "--listen=127.0.0.1:" + std::to_string(FreePort());
+  Process ok(BuildDir() + "/services/query/telemetry-query", args, log);
+  EXPECT_EQ(ok.Wait(2000), -1000) << "query with --pg_plan_cache_mode=auto exited; see " << log;
+}
+
 TEST(Robustness, WriterStopsOnSigtermWhilePostgresIsDown) {
   // A writer whose Postgres does not answer waits in its retry loop for the
   // offsets to start from; SIGTERM must still end it promptly (it would be
