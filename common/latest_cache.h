@@ -29,6 +29,8 @@ struct RedisOptions {
   std::string host = "127.0.0.1";
   int port = 6379;
   int timeout_ms = 500;
+  // Connections opened at most (one per concurrent call, kept for reuse).
+  int connections = 8;
 };
 
 // Parses "host:port".

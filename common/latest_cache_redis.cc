@@ -2,6 +2,7 @@
 // sensor, updated by a Lua script that compares timestamps.
 #include <hiredis/hiredis.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -31,7 +32,8 @@ class RedisLatestCache final : public LatestCache {
  public:
   explicit RedisLatestCache(RedisOptions o) : o_(std::move(o)) {}
   ~RedisLatestCache() override {
-    if (ctx_) redisFree(ctx_);
+    absl::MutexLock lock(&mu_);
+    for (Conn& c : idle_) redisFree(c.ctx);
   }
 
   absl::Status UpdateIfNewer(int64_t tenant_id, const std::vector<ReadingRow>& rows) override {
@@ -39,12 +41,12 @@ class RedisLatestCache final : public LatestCache {
     // Group by device: one script call per device.
     std::map<std::string, std::vector<const ReadingRow*>> by_device;
     for (const auto& r : rows) by_device[r.device].push_back(&r);
-    absl::MutexLock lock(&mu_);
-    absl::Status st = ConnectLocked();
-    if (!st.ok()) return st;
-    std::vector<std::string> encoded;
+    auto conn = Acquire();
+    if (!conn.ok()) return conn.status();
+    redisContext* ctx = conn->ctx;
+    const std::string& sha = conn->sha;
     for (const auto& [device, list] : by_device) {
-      std::vector<std::string> args = {"EVALSHA", sha_, "1", HashKey(tenant_id, device)};
+      std::vector<std::string> args = {"EVALSHA", sha, "1", HashKey(tenant_id, device)};
       for (const ReadingRow* r : list) {
         args.push_back(r->sensor);
         args.push_back(EncodeLatest(*r));
@@ -55,27 +57,28 @@ class RedisLatestCache final : public LatestCache {
         argv.push_back(a.data());
         lens.push_back(a.size());
       }
-      redisAppendCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lens.data());
+      redisAppendCommandArgv(ctx, static_cast<int>(argv.size()), argv.data(), lens.data());
     }
     absl::Status first_error;
     for (size_t i = 0; i < by_device.size(); ++i) {
       void* reply = nullptr;
-      if (redisGetReply(ctx_, &reply) != REDIS_OK) return DropLocked("redis update");
+      if (redisGetReply(ctx, &reply) != REDIS_OK) return Drop(*conn, "redis update");
       auto* r = static_cast<redisReply*>(reply);
       if (r->type == REDIS_REPLY_ERROR && first_error.ok()) {
         first_error = absl::InternalError(absl::StrCat("redis: ", r->str));
       }
       freeReplyObject(r);
     }
+    Release(*conn);
     return first_error;
   }
 
   absl::StatusOr<std::vector<ReadingRow>> Get(int64_t tenant_id,
                                               const std::vector<std::string>& devices,
                                               const std::vector<std::string>& sensors) override {
-    absl::MutexLock lock(&mu_);
-    absl::Status st = ConnectLocked();
-    if (!st.ok()) return st;
+    auto conn = Acquire();
+    if (!conn.ok()) return conn.status();
+    redisContext* ctx = conn->ctx;
     for (const auto& device : devices) {
       std::vector<std::string> args;
       if (sensors.empty()) {
@@ -90,12 +93,12 @@ class RedisLatestCache final : public LatestCache {
         argv.push_back(a.data());
         lens.push_back(a.size());
       }
-      redisAppendCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lens.data());
+      redisAppendCommandArgv(ctx, static_cast<int>(argv.size()), argv.data(), lens.data());
     }
     std::vector<ReadingRow> out;
     for (const auto& device : devices) {
       void* reply = nullptr;
-      if (redisGetReply(ctx_, &reply) != REDIS_OK) return DropLocked("redis get");
+      if (redisGetReply(ctx, &reply) != REDIS_OK) return Drop(*conn, "redis get");
       auto* r = static_cast<redisReply*>(reply);
       if (r->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i < r->elements; ++i) {
@@ -119,42 +122,86 @@ class RedisLatestCache final : public LatestCache {
       }
       freeReplyObject(r);
     }
+    Release(*conn);
     return out;
   }
 
  private:
-  absl::Status ConnectLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (ctx_) return absl::OkStatus();
-    timeval tv{o_.timeout_ms / 1000, (o_.timeout_ms % 1000) * 1000};
-    ctx_ = redisConnectWithTimeout(o_.host.c_str(), o_.port, tv);
-    if (ctx_ == nullptr || ctx_->err) {
-      std::string err = ctx_ ? ctx_->errstr : "out of memory";
-      if (ctx_) redisFree(ctx_);
-      ctx_ = nullptr;
-      return absl::UnavailableError(absl::StrCat("redis ", o_.host, ":", o_.port, ": ", err));
+  // A connection and the SHA of the update script loaded on it.
+  struct Conn {
+    redisContext* ctx = nullptr;
+    std::string sha;
+  };
+
+  // An idle connection, or a new one while fewer than o_.connections are
+  // open; otherwise waits for one to come back. Concurrent reads no longer
+  // queue behind one connection (and behind one reconnect while Redis is
+  // away: each caller's own attempt is bounded by o_.timeout_ms).
+  absl::StatusOr<Conn> Acquire() {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(this, &RedisLatestCache::CanAcquireLocked));
+      if (!idle_.empty()) {
+        Conn c = std::move(idle_.back());
+        idle_.pop_back();
+        return c;
+      }
+      ++open_;
     }
-    redisSetTimeout(ctx_, tv);
-    auto* r = static_cast<redisReply*>(redisCommand(ctx_, "SCRIPT LOAD %s", kUpdateScript));
-    if (r == nullptr || r->type != REDIS_REPLY_STRING) {
-      if (r) freeReplyObject(r);
-      return DropLocked("redis script load");
+    auto c = Connect();
+    if (!c.ok()) {
+      absl::MutexLock lock(&mu_);
+      --open_;
     }
-    sha_.assign(r->str, r->len);
-    freeReplyObject(r);
-    return absl::OkStatus();
+    return c;
   }
 
-  absl::Status DropLocked(const char* what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    std::string err = ctx_ && ctx_->err ? ctx_->errstr : "connection lost";
-    if (ctx_) redisFree(ctx_);
-    ctx_ = nullptr;
+  bool CanAcquireLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !idle_.empty() || open_ < std::max(1, o_.connections);
+  }
+
+  void Release(Conn c) {
+    absl::MutexLock lock(&mu_);
+    idle_.push_back(std::move(c));
+  }
+
+  absl::StatusOr<Conn> Connect() {
+    timeval tv{o_.timeout_ms / 1000, (o_.timeout_ms % 1000) * 1000};
+    Conn c;
+    c.ctx = redisConnectWithTimeout(o_.host.c_str(), o_.port, tv);
+    if (c.ctx == nullptr || c.ctx->err) {
+      std::string err = c.ctx ? c.ctx->errstr : "out of memory";
+      if (c.ctx) redisFree(c.ctx);
+      return absl::UnavailableError(absl::StrCat("redis ", o_.host, ":", o_.port, ": ", err));
+    }
+    redisSetTimeout(c.ctx, tv);
+    auto* r = static_cast<redisReply*>(redisCommand(c.ctx, "SCRIPT LOAD %s", kUpdateScript));
+    if (r == nullptr || r->type != REDIS_REPLY_STRING) {
+      if (r) freeReplyObject(r);
+      std::string err = c.ctx->err ? c.ctx->errstr : "connection lost";
+      redisFree(c.ctx);
+      return absl::UnavailableError(absl::StrCat("redis script load: ", err));
+    }
+    c.sha.assign(r->str, r->len);
+    freeReplyObject(r);
+    return c;
+  }
+
+  // Closes a connection that failed (it is not returned to the pool).
+  absl::Status Drop(const Conn& c, const char* what) {
+    std::string err = c.ctx->err ? c.ctx->errstr : "connection lost";
+    redisFree(c.ctx);
+    {
+      absl::MutexLock lock(&mu_);
+      --open_;
+    }
     return absl::UnavailableError(absl::StrCat(what, ": ", err));
   }
 
   RedisOptions o_;
   absl::Mutex mu_;
-  redisContext* ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
-  std::string sha_ ABSL_GUARDED_BY(mu_);
+  std::vector<Conn> idle_ ABSL_GUARDED_BY(mu_);
+  int open_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace

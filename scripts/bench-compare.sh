@@ -143,7 +143,7 @@ sleep 20
 influx_bytes="$(du -s -B1 "$OUT/influx/data" "$OUT/influx/wal" | awk '{s+=$1} END {print s}')"
 platform_bytes="$(psql "$TELEMETRY_PG_PRIMARY" -Atc "SELECT sum(pg_total_relation_size(c.oid))
   FROM pg_class c WHERE c.relkind = 'r' AND (c.relname LIKE 'raw_readings_d%'
-  OR c.relname IN ('agg_1m', 'agg_1h', 'agg_1h_sensor', 'series'))")"
+  OR c.relname IN ('agg_1m', 'agg_1m_seg', 'agg_1h', 'agg_1h_sensor', 'series'))")"
 pg_bytes="$(psql "$TELEMETRY_PG_PRIMARY" -Atc "SELECT sum(pg_total_relation_size(c.oid))
   FROM pg_class c WHERE c.relkind = 'r' AND c.relname LIKE 'bench_readings_r%'")"
 
@@ -278,18 +278,19 @@ print("""
 Readings/s: unique readings ÷ time until the last was stored (the platform: until a STRONG read
 with the consistency token of the last write returns, i.e. queryable). Server CPU: busy time of
 the whole machine during the run minus the load client's own CPU, per reading sent. At rest: the
-platform's raw partitions, rollups (agg_1m, agg_1h, agg_1h_sensor) and series table on the
+platform's raw partitions, rollups (agg_1m, agg_1m_seg, agg_1h, agg_1h_sensor) and series table on the
 primary (the standby holds a second copy; Kafka's log is not counted); Postgres: the table and its
 primary key; InfluxDB: the disk blocks of its data and WAL directories after compaction (its
 series file is preallocated sparse, so apparent sizes would overstate it).""")
 print(f"""
-Before the reads, the platform's closed hours of 1-minute rollups were rewritten in series order
+Before the reads, the platform's closed hours of 1-minute rollups were packed into one segment
+per series and hour (agg_1m_seg; until session 6 they were rewritten in series order instead)
 (`telemetry-admin compact-rollups --older_than_s 3600`, what the writer does on its own about an
 hour after each hour ends; off during the ingest runs, which replay 24 h in minutes):
 {int(comp['hours'])} of the data set's {hours} hours, {int(comp['rows']):,} rows in {float(comp['seconds']):.1f} s including the VACUUM after
 (an hour of the data set that had not ended an hour before stays in arrival order, as the newest
 hour would in steady state). The platform's reads alone (not interleaved with the
-other systems), one client, {reps} repetitions each, before and after that rewrite
+other systems), one client, {reps} repetitions each, before and after that compaction
 (p50 / p95 / p99 ms; the same seeded draws):
 
 | read | before | after |

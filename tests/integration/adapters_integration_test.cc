@@ -1,8 +1,10 @@
 // The adapters against the real servers: ReadingStore and MetadataStore on
 // PostgreSQL, LatestCache on Redis, the Kafka publisher on the dev broker.
 #include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <future>
 #include <limits>
@@ -655,6 +657,69 @@ TEST(RedisCache, KeepsTheNewestValuePerSensor) {
   ASSERT_EQ(one->size(), 1u);
   EXPECT_EQ((*one)[0].ts_ns, 2000);
   EXPECT_DOUBLE_EQ((*one)[0].d, 2);
+}
+
+// Connections to Redis right now (all clients, this test's and others').
+int RedisClients(redisContext* admin) {
+  auto* r = static_cast<redisReply*>(redisCommand(admin, "CLIENT LIST"));
+  EXPECT_NE(r, nullptr);
+  if (r == nullptr) return -1;
+  const std::string list(r->str, r->len);
+  freeReplyObject(r);
+  return static_cast<int>(std::count(list.begin(), list.end(), '\n'));
+}
+
+TEST(RedisCache, ConcurrentCallsShareABoundedSetOfConnections) {
+  auto opts = ParseRedisAddress(RequireEnv("TELEMETRY_REDIS"));
+  ASSERT_TRUE(opts.ok());
+  redisContext* admin = redisConnect(opts->host.c_str(), opts->port);
+  ASSERT_TRUE(admin != nullptr && admin->err == 0);
+  const int before = RedisClients(admin);
+  opts->connections = 3;
+  auto cache = NewRedisLatestCache(*opts);
+  const int64_t tenant = 910'000'000 + (SystemClock::Get()->NowNs() % 1'000'000);
+  std::vector<ReadingRow> rows;
+  for (int d = 0; d < 8; ++d) {
+    ReadingRow r;
+    r.device = "d" + std::to_string(d);
+    r.sensor = "t";
+    r.ts_ns = 1000 + d;
+    r.d = d;
+    rows.push_back(r);
+  }
+  ASSERT_TRUE(cache->UpdateIfNewer(tenant, rows).ok());
+  // 8 threads, each reading its own device many times: every answer right,
+  // never more than 3 connections open.
+  std::atomic<int> wrong{0}, failed{0}, most{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) {
+        auto got = cache->Get(tenant, {"d" + std::to_string(t)}, {"t"});
+        if (!got.ok()) {
+          ++failed;
+        } else if (got->size() != 1 || (*got)[0].d != t) {
+          ++wrong;
+        }
+      }
+    });
+  }
+  std::thread watcher([&] {
+    redisContext* w = redisConnect(opts->host.c_str(), opts->port);
+    for (int i = 0; i < 50 && w != nullptr && w->err == 0; ++i) {
+      most = std::max(most.load(), RedisClients(w) - before - 1);  // -1: the watcher itself
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    if (w) redisFree(w);
+  });
+  for (auto& t : threads) t.join();
+  watcher.join();
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(wrong, 0);
+  EXPECT_LE(most, 3);
+  EXPECT_LE(RedisClients(admin) - before, 3);
+  EXPECT_GE(RedisClients(admin) - before, 1);  // kept for reuse, not closed per call
+  redisFree(admin);
 }
 
 TEST(RedisCache, DownIsUnavailable) {
