@@ -83,7 +83,7 @@ echo "== the first 10 readings of dev-1/s2 in the last hour (Range, limit 10, wi
   --from_s 3600 --limit 10
 echo "== stored rows"
 psql "$TELEMETRY_PG_PRIMARY" -c "SELECT count(*) AS raw_rows FROM raw_readings" \
-  -c "SELECT count(*) AS minute_buckets, sum(cnt) AS readings_in_rollups FROM agg_1m"
+  -c "SELECT count(*) AS minute_buckets, sum(cnt) AS readings_in_rollups FROM agg_1m_merged"
 echo "== writer metrics"
 curl -s http://127.0.0.1:9102/metrics | grep -E '^writer_(readings|batches|dead|log_gap)'
 if [[ -n "${KEEP:-}" ]]; then

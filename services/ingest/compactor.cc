@@ -20,8 +20,8 @@ int64_t HourOf(int64_t ns) { return ns - ((ns % kNsPerHour) + kNsPerHour) % kNsP
 
 CompactorMetrics::CompactorMetrics(MetricsRegistry* r)
     : hours(r->AddCounter("writer_rollup_hours_compacted_total",
-                          "Hours of 1-minute rollups rewritten in series order")),
-      rows(r->AddCounter("writer_rollup_rows_compacted_total", "Rollup rows rewritten")),
+                          "Hours of 1-minute rollups packed into segments")),
+      rows(r->AddCounter("writer_rollup_rows_compacted_total", "Rollup rows packed into segments")),
       failures(r->AddCounter("writer_rollup_compaction_failures_total",
                              "Failed rollup compaction rounds")),
       vacuums(r->AddCounter("writer_rollup_vacuums_total", "VACUUMs of agg_1m after compactions")) {
@@ -88,7 +88,7 @@ absl::StatusOr<int> Compactor::RunOnce() {
     metrics_->hours->Inc();
     metrics_->rows->Inc(*rows);
     unvacuumed_rows_ += *rows;
-    GetLogger("compactor")->debug("hour {}: {} rollup rows rewritten in series order", h, *rows);
+    GetLogger("compactor")->debug("hour {}: {} rollup rows packed into segments", h, *rows);
     ++done;
   }
   return done;

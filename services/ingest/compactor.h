@@ -1,8 +1,8 @@
 // Rollup compaction beside the writer: once an hour is closed and this
-// writer has stopped writing to it, its 1-minute rollup rows are rewritten in
-// (series, bucket) order (ReadingStore::CompactRollupHour), so one series'
-// day at 1 minute reads ~24 short runs of pages instead of one page per
-// minute. See docs/design-storage-layout.md.
+// writer has stopped writing to it, its 1-minute rollup rows are packed into
+// one segment per series (ReadingStore::CompactRollupHour, agg_1m_seg), so
+// one series' day at 1 minute reads 24 rows instead of 1,440. See
+// docs/design-storage-layout.md.
 #pragma once
 
 #include <cstdint>
@@ -45,8 +45,8 @@ class Compactor {
   // Compacts the hours that are due (oldest first, at most
   // max_hours_per_round); returns how many it compacted. A round first
   // vacuums what the previous rounds left behind: by then the standby's
-  // snapshot (hot_standby_feedback) has moved past the rewrite, so the old
-  // row versions can go (right after it they could not).
+  // snapshot (hot_standby_feedback) has moved past the compaction, so the
+  // moved rows' old versions can go (right after it they could not).
   absl::StatusOr<int> RunOnce();
   // Vacuums now, retrying every `retry_ns` for up to `max_wait_ns` while
   // old row versions remain that a snapshot still holds (telemetry-admin).
@@ -57,7 +57,7 @@ class Compactor {
   ReadingStore* store_;
   const Clock* clock_;
   CompactorMetrics* metrics_;
-  // Rows rewritten since the last vacuum that removed their old versions,
+  // Rows moved since the last vacuum that removed their old versions,
   // and how many rounds have tried since.
   int64_t unvacuumed_rows_ = 0;
   int vacuum_tries_ = 0;

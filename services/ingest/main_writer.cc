@@ -35,7 +35,7 @@ ABSL_FLAG(int, session_timeout_ms, 6000, "Kafka group session timeout");
 ABSL_FLAG(int, max_poll_interval_ms, 30000,
           "Kafka max.poll.interval.ms (also bounds how long a rebalance waits)");
 ABSL_FLAG(int, compact_interval_s, 60,
-          "How often closed hours of the 1-minute rollups are rewritten in series order "
+          "How often closed hours of the 1-minute rollups are packed into segments "
           "(0 = never; telemetry-admin compact-rollups does it on demand)");
 ABSL_FLAG(int, compact_grace_s, 3600, "Compact an hour this long after it ended");
 ABSL_FLAG(int, compact_quiet_s, 300, "...and once this writer has not written to it for this long");
@@ -118,7 +118,7 @@ int main(int argc, char** argv) {
       if (!n.ok()) {
         log->warn("rollup compaction: {}", n.status().ToString());
       } else if (*n > 0) {
-        log->info("rollup compaction: {} hour(s) rewritten in series order", *n);
+        log->info("rollup compaction: {} hour(s) packed into segments", *n);
       }
     }
   });

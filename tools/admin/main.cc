@@ -7,9 +7,9 @@
 //   telemetry-admin register-device --tenant_id 1 --device d1 [--project p] [--model m]
 //                                   [--location l] [--time_zone Europe/Berlin]
 //   telemetry-admin compact-rollups [--older_than_s 3600]
-//       rewrites the 1-minute rollups of every hour that ended at least
-//       --older_than_s ago in series order now (the writer does it on its own
-//       every minute for hours it no longer writes to).
+//       packs the 1-minute rollups of every hour that ended at least
+//       --older_than_s ago into one segment per series now (the writer does it
+//       on its own every minute for hours it no longer writes to).
 //
 // The Postgres primary comes from --pg_primary / TELEMETRY_PG_PRIMARY.
 #include <algorithm>
