@@ -654,19 +654,20 @@ class PgReadingStore final : public ReadingStore {
         "   AND (cardinality($3::text[]) = 0 OR s.sensor = ANY($3::text[]))"
         " ORDER BY d.name, s.sensor, s.unit";
     std::vector<ReadingRow> out;
-    absl::Status st = pool_->Run([&](pqxx::connection& c) {
-      pqxx::result r =
-          ReadPrepared(c, "latest", kSql, tenant_id, PgTextArray(devices), PgTextArray(sensors));
-      out.reserve(r.size());
-      for (const auto& row : r) {
-        ReadingRow rr = RowFrom(row, 3);
-        rr.device = row[0].as<std::string>();
-        rr.sensor = row[1].as<std::string>();
-        rr.unit = row[2].as<std::string>();
-        out.push_back(std::move(rr));
-      }
-      return absl::OkStatus();
-    });
+    absl::Status st = Read(
+        "latest", kSql,
+        [&](const pqxx::result& r) {
+          out.reserve(r.size());
+          for (const auto& row : r) {
+            ReadingRow rr = RowFrom(row, 3);
+            rr.device = row[0].as<std::string>();
+            rr.sensor = row[1].as<std::string>();
+            rr.unit = row[2].as<std::string>();
+            out.push_back(std::move(rr));
+          }
+          return absl::OkStatus();
+        },
+        tenant_id, PgTextArray(devices), PgTextArray(sensors));
     if (!st.ok()) return st;
     return out;
   }
@@ -694,47 +695,48 @@ class PgReadingStore final : public ReadingStore {
     const std::string& sql = AggregateSql(shape, need);
     auto num = [](const pqxx::field& f) { return f.is_null() ? 0.0 : PgDouble(f); };
     std::vector<AggregateRow> out;
-    absl::Status st = pool_->Run([&](pqxx::connection& c) {
-      pqxx::result r =
-          ReadPrepared(c, name.c_str(), sql, q.tenant_id, q.device, q.project,
-                       PgTextArray(q.sensors), q.bucket_ns, q.group_by_device, from, q.end_ns);
-      out.reserve(r.size());
-      int64_t last_ts = 0;
-      for (const auto& row : r) {
-        // device, sensor, bucket, count, then the needed values in the
-        // order sum, min, max, (last_ts, last).
-        pqxx::row::size_type col = 4;
-        AggregateRow v;
-        v.bucket_ns = PgInt64(row[2]);
-        v.count = PgInt64(row[3]);
-        if (q.need_sum) v.sum = num(row[col++]);
-        if (q.need_min) v.min = num(row[col++]);
-        if (q.need_max) v.max = num(row[col++]);
-        int64_t row_last_ts = 0;
-        if (q.need_last) {
-          row_last_ts = row[col].is_null() ? 0 : PgInt64(row[col]);
-          v.last = num(row[col + 1]);
-        }
-        if (!out.empty() && out.back().bucket_ns == v.bucket_ns &&
-            out.back().sensor == row[1].c_str() && out.back().device == row[0].c_str()) {
-          AggregateRow& a = out.back();
-          a.count += v.count;
-          a.sum += v.sum;
-          a.min = std::min(a.min, v.min);
-          a.max = std::max(a.max, v.max);
-          if (row_last_ts > last_ts) {
+    absl::Status st = Read(
+        name.c_str(), sql,
+        [&](const pqxx::result& r) {
+          out.reserve(r.size());
+          int64_t last_ts = 0;
+          for (const auto& row : r) {
+            // device, sensor, bucket, count, then the needed values in the
+            // order sum, min, max, (last_ts, last).
+            pqxx::row::size_type col = 4;
+            AggregateRow v;
+            v.bucket_ns = PgInt64(row[2]);
+            v.count = PgInt64(row[3]);
+            if (q.need_sum) v.sum = num(row[col++]);
+            if (q.need_min) v.min = num(row[col++]);
+            if (q.need_max) v.max = num(row[col++]);
+            int64_t row_last_ts = 0;
+            if (q.need_last) {
+              row_last_ts = row[col].is_null() ? 0 : PgInt64(row[col]);
+              v.last = num(row[col + 1]);
+            }
+            if (!out.empty() && out.back().bucket_ns == v.bucket_ns &&
+                out.back().sensor == row[1].c_str() && out.back().device == row[0].c_str()) {
+              AggregateRow& a = out.back();
+              a.count += v.count;
+              a.sum += v.sum;
+              a.min = std::min(a.min, v.min);
+              a.max = std::max(a.max, v.max);
+              if (row_last_ts > last_ts) {
+                last_ts = row_last_ts;
+                a.last = v.last;
+              }
+              continue;
+            }
+            v.device = row[0].as<std::string>();
+            v.sensor = row[1].as<std::string>();
             last_ts = row_last_ts;
-            a.last = v.last;
+            out.push_back(std::move(v));
           }
-          continue;
-        }
-        v.device = row[0].as<std::string>();
-        v.sensor = row[1].as<std::string>();
-        last_ts = row_last_ts;
-        out.push_back(std::move(v));
-      }
-      return absl::OkStatus();
-    });
+          return absl::OkStatus();
+        },
+        q.tenant_id, q.device, q.project, PgTextArray(q.sensors), q.bucket_ns, q.group_by_device,
+        from, q.end_ns);
     if (!st.ok()) return st;
     return out;
   }
@@ -770,22 +772,15 @@ class PgReadingStore final : public ReadingStore {
     };
     int64_t after_id = 0;
     for (bool more = true; more;) {
-      // The connection goes back to the pool before the rows are parsed
-      // (a result does not need its connection).
-      pqxx::result r;
-      absl::Status st = pool_->Run([&](pqxx::connection& c) {
-        r = ReadPrepared(c, name.c_str(), sql, q.tenant_id, q.device, q.project,
-                         PgTextArray(q.sensors), q.group_by_device, from, q.end_ns, after_id,
-                         kMinuteSeriesPerRead);
-        return absl::OkStatus();
-      });
-      if (!st.ok()) return st;
       std::vector<MinuteRollup> decoded;
-      try {
-        st = ParseMinuteChunk(r, q, from, need, &groups, &group_of, &decoded, &more, &after_id);
-      } catch (const std::exception& e) {
-        st = StatusFromPgException(e);
-      }
+      absl::Status st = Read(
+          name.c_str(), sql,
+          [&](const pqxx::result& r) {
+            return ParseMinuteChunk(r, q, from, need, &groups, &group_of, &decoded, &more,
+                                    &after_id);
+          },
+          q.tenant_id, q.device, q.project, PgTextArray(q.sensors), q.group_by_device, from,
+          q.end_ns, after_id, kMinuteSeriesPerRead);
       if (!st.ok()) return st;
       for (MinuteRollup& m : decoded) {
         m.bucket_ns -= m.bucket_ns % q.bucket_ns;  // as Postgres: towards zero
@@ -843,19 +838,20 @@ class PgReadingStore final : public ReadingStore {
         "   AND (cardinality($3::text[]) = 0 OR s.sensor = ANY($3::text[]))"
         " ORDER BY s.sensor, s.unit, x.part, x.ts";
     PlaybackRows out;
-    absl::Status st = pool_->Run([&](pqxx::connection& c) {
-      pqxx::result r = ReadPrepared(c, "playback", kSql, tenant_id, device, PgTextArray(sensors),
-                                    from_ns, to_ns);
-      for (const auto& row : r) {
-        ReadingRow rr = RowFrom(row, 3);
-        rr.device = device;
-        rr.sensor = row[0].as<std::string>();
-        rr.unit = row[1].as<std::string>();
-        int part = row[2].as<int>();
-        (part == 0 ? out.before : part == 1 ? out.inside : out.after).push_back(std::move(rr));
-      }
-      return absl::OkStatus();
-    });
+    absl::Status st = Read(
+        "playback", kSql,
+        [&](const pqxx::result& r) {
+          for (const auto& row : r) {
+            ReadingRow rr = RowFrom(row, 3);
+            rr.device = device;
+            rr.sensor = row[0].as<std::string>();
+            rr.unit = row[1].as<std::string>();
+            int part = row[2].as<int>();
+            (part == 0 ? out.before : part == 1 ? out.inside : out.after).push_back(std::move(rr));
+          }
+          return absl::OkStatus();
+        },
+        tenant_id, device, PgTextArray(sensors), from_ns, to_ns);
     if (!st.ok()) return st;
     return out;
   }
@@ -884,20 +880,21 @@ class PgReadingStore final : public ReadingStore {
     {
       const int64_t want = std::min(page_size, remaining);
       std::vector<ReadingRow> rows;
-      absl::Status st = pool_->Run([&](pqxx::connection& c) {
-        pqxx::result r = ReadPrepared(c, "range_first", kFirstPageSql, q.tenant_id, q.device,
-                                      PgTextArray(q.sensors), q.start_ns, q.end_ns, q.after_sensor,
-                                      q.after_unit, q.after_ts_ns, want);
-        rows.reserve(r.size());
-        for (const auto& row : r) {
-          ReadingRow rr = RowFrom(row, 2);
-          rr.device = q.device;
-          rr.sensor = row[0].as<std::string>();
-          rr.unit = row[1].as<std::string>();
-          rows.push_back(std::move(rr));
-        }
-        return absl::OkStatus();
-      });
+      absl::Status st = Read(
+          "range_first", kFirstPageSql,
+          [&](const pqxx::result& r) {
+            rows.reserve(r.size());
+            for (const auto& row : r) {
+              ReadingRow rr = RowFrom(row, 2);
+              rr.device = q.device;
+              rr.sensor = row[0].as<std::string>();
+              rr.unit = row[1].as<std::string>();
+              rows.push_back(std::move(rr));
+            }
+            return absl::OkStatus();
+          },
+          q.tenant_id, q.device, PgTextArray(q.sensors), q.start_ns, q.end_ns, q.after_sensor,
+          q.after_unit, q.after_ts_ns, want);
       if (!st.ok()) return st;
       if (rows.empty()) return absl::OkStatus();
       const bool full = static_cast<int64_t>(rows.size()) == want;
@@ -923,15 +920,16 @@ class PgReadingStore final : public ReadingStore {
       std::string sensor, unit;
     };
     std::vector<Series> series;
-    absl::Status st = pool_->Run([&](pqxx::connection& c) {
-      pqxx::result r = ReadPrepared(c, "range_series", kSeriesSql, q.tenant_id, q.device,
-                                    PgTextArray(q.sensors));
-      for (const auto& row : r) {
-        series.push_back(
-            {row[0].as<int32_t>(), row[1].as<std::string>(), row[2].as<std::string>()});
-      }
-      return absl::OkStatus();
-    });
+    absl::Status st = Read(
+        "range_series", kSeriesSql,
+        [&](const pqxx::result& r) {
+          for (const auto& row : r) {
+            series.push_back(
+                {row[0].as<int32_t>(), row[1].as<std::string>(), row[2].as<std::string>()});
+          }
+          return absl::OkStatus();
+        },
+        q.tenant_id, q.device, PgTextArray(q.sensors));
     if (!st.ok()) return st;
     for (const Series& s : series) {
       int64_t from = q.start_ns;
@@ -948,19 +946,20 @@ class PgReadingStore final : public ReadingStore {
       while (remaining > 0) {
         int64_t want = std::min(page_size, remaining);
         std::vector<ReadingRow> rows;
-        st = pool_->Run([&](pqxx::connection& c) {
-          pqxx::result r =
-              ReadPrepared(c, "range_page", kPageSql, s.id, from, q.end_ns, want, exclusive);
-          rows.reserve(r.size());
-          for (const auto& row : r) {
-            ReadingRow rr = RowFrom(row, 0);
-            rr.device = q.device;
-            rr.sensor = s.sensor;
-            rr.unit = s.unit;
-            rows.push_back(std::move(rr));
-          }
-          return absl::OkStatus();
-        });
+        st = Read(
+            "range_page", kPageSql,
+            [&](const pqxx::result& r) {
+              rows.reserve(r.size());
+              for (const auto& row : r) {
+                ReadingRow rr = RowFrom(row, 0);
+                rr.device = q.device;
+                rr.sensor = s.sensor;
+                rr.unit = s.unit;
+                rows.push_back(std::move(rr));
+              }
+              return absl::OkStatus();
+            },
+            s.id, from, q.end_ns, want, exclusive);
         if (!st.ok()) return st;
         if (rows.empty()) break;
         bool full = static_cast<int64_t>(rows.size()) == want;
@@ -976,6 +975,25 @@ class PgReadingStore final : public ReadingStore {
   }
 
  private:
+  // One prepared read: the statement runs on a pooled connection, which goes
+  // back to the pool before `parse` reads the rows (a pqxx::result does not
+  // need its connection), so the pool is held only while Postgres works.
+  // Conversion errors in `parse` become statuses, as inside PgPool::Run.
+  template <typename Parse, typename... Args>
+  absl::Status Read(const char* name, const std::string& sql, Parse&& parse, const Args&... args) {
+    pqxx::result r;
+    absl::Status st = pool_->Run([&](pqxx::connection& c) {
+      r = ReadPrepared(c, name, sql, args...);
+      return absl::OkStatus();
+    });
+    if (!st.ok()) return st;
+    try {
+      return parse(r);
+    } catch (const std::exception& e) {
+      return StatusFromPgException(e);
+    }
+  }
+
   PgPool* pool_;
   absl::Mutex mu_;
   std::set<int64_t> known_days_ ABSL_GUARDED_BY(mu_);
