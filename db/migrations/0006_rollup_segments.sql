@@ -69,3 +69,8 @@ FROM (SELECT series_id, bucket, cnt, sum, min, max, last_ts, last_value FROM agg
       UNION ALL
       SELECT g.series_id, u.* FROM agg_1m_seg g CROSS JOIN LATERAL agg_1m_seg_unpack(g.hour, g.data) u) x
 GROUP BY series_id, bucket;
+
+-- Hours compacted before this migration were rewritten in place (0005), not
+-- packed: forget them, so the compactor packs them too (oldest first, a few
+-- hours per round).
+DELETE FROM rollup_compactions;
