@@ -744,7 +744,8 @@ class PgReadingStore final : public ReadingStore {
   // Buckets that are whole minutes (not hours): agg_1m rows and agg_1m_seg
   // segments of up to kMinuteSeriesPerRead series per statement, decoded
   // and folded into (device, sensor, bucket) cells here. Cells are merged
-  // after every statement, so memory holds the answer plus one chunk.
+  // whenever they doubled, so memory holds about twice the answer plus one
+  // chunk.
   absl::StatusOr<std::vector<AggregateRow>> MinuteAggregate(const AggregateQuery& q, int64_t from,
                                                             int need) {
     const std::string name = absl::StrCat("aggm_", need);
@@ -771,6 +772,7 @@ class PgReadingStore final : public ReadingStore {
       cells.resize(w);
     };
     int64_t after_id = 0;
+    size_t folded = 0;
     for (bool more = true; more;) {
       std::vector<MinuteRollup> decoded;
       absl::Status st = Read(
@@ -786,8 +788,15 @@ class PgReadingStore final : public ReadingStore {
         m.bucket_ns -= m.bucket_ns % q.bucket_ns;  // as Postgres: towards zero
         cells.push_back(m);
       }
-      fold();
+      // Folded whenever the cells doubled since the last fold: a merged read
+      // stays small, a grouped one (cells ~ the answer) is sorted O(log n)
+      // times rather than once per statement.
+      if (cells.size() > 2 * folded + 65536) {
+        fold();
+        folded = cells.size();
+      }
     }
+    fold();
     // Output order: (device, sensor, bucket).
     std::vector<int32_t> rank(groups.size());
     {
