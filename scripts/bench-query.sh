@@ -15,15 +15,7 @@ REQUESTS="${REQUESTS:-2000}"
 # shellcheck source=scripts/lib/bench-env.sh
 . scripts/lib/bench-env.sh
 
-keys=()
-ids=()
-for i in 1 2 3 4; do
-  out="$("$BUILD_DIR/tools/admin/telemetry-admin" create-tenant --name "bench-read-$i-$(date +%s%N)")"
-  keys+=("$(sed -n 's/^api_key=//p' <<<"$out")")
-  ids+=("$(sed -n 's/^tenant_id=//p' <<<"$out")")
-done
-key_list="$(IFS=,; echo "${keys[*]}")"
-id_list="$(IFS=,; echo "${ids[*]}")"
+create_read_tenants bench-read
 
 "$BUILD_DIR/services/query/telemetry-query" --http_port=0 --pg_replicas="$TELEMETRY_PG_REPLICA" \
   --redis="$TELEMETRY_REDIS" --worker_threads=8 >"$OUT/query.log" 2>&1 &

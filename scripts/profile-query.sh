@@ -22,15 +22,7 @@ CONCURRENCY="${CONCURRENCY:-2}"
 REQUESTS="${REQUESTS:-2000}"
 # shellcheck source=scripts/lib/bench-env.sh
 . scripts/lib/bench-env.sh
-keys=()
-ids=()
-for i in 1 2 3 4; do
-  out="$("$BUILD_DIR/tools/admin/telemetry-admin" create-tenant --name "profile-read-$i-$(date +%s%N)")"
-  keys+=("$(sed -n 's/^api_key=//p' <<<"$out")")
-  ids+=("$(sed -n 's/^tenant_id=//p' <<<"$out")")
-done
-key_list="$(IFS=,; echo "${keys[*]}")"
-id_list="$(IFS=,; echo "${ids[*]}")"
+create_read_tenants profile-read
 query_bin="$BUILD_DIR/services/query/telemetry-query"
 END_NS=$(($(date +%s) / 3600 * 3600 * 1000000000))
 bench=("$BUILD_DIR/tools/bench/telemetry-bench-query" --pg "$TELEMETRY_PG_PRIMARY"

@@ -56,3 +56,16 @@ cpu_snapshot() {
     echo "$p $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) $(tr '\0' ' ' <"/proc/$p/cmdline" | cut -c1-80)"
   done
 }
+
+# The read benchmarks' four tenants, named PREFIX-1..4: sets key_list and
+# id_list (comma-separated API keys and tenant ids) for telemetry-bench-query.
+create_read_tenants() {
+  local i out keys=() ids=()
+  for i in 1 2 3 4; do
+    out="$("$BUILD_DIR/tools/admin/telemetry-admin" create-tenant --name "$1-$i-$(date +%s%N)")"
+    keys+=("$(sed -n 's/^api_key=//p' <<<"$out")")
+    ids+=("$(sed -n 's/^tenant_id=//p' <<<"$out")")
+  done
+  key_list="$(IFS=,; echo "${keys[*]}")"
+  id_list="$(IFS=,; echo "${ids[*]}")"
+}
