@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Ack latency against offered load (not a test): a fresh stack, the whole
-# pipeline running (ingest, writer, query, dev broker, Postgres primary +
+# pipeline running (ingest, writer, query, Apache Kafka, Postgres primary +
 # standby, Redis), and the load generator at fixed rates, one after another.
 # Appends a table to docs/benchmarks.md.
 #
@@ -28,8 +28,7 @@ sleep 5
 
 results="$OUT/results.txt"
 : >"$results"
-broker_pid="$(cat "$TELEMETRY_LOCAL_DIR/kafka/devbroker.pid")"
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+broker_pid="$(kafka_pid)"
 first=1
 for rate in $RATES; do
   # Each rate from a settled stack (not the previous rate's autovacuum and
@@ -43,7 +42,7 @@ for rate in $RATES; do
     --duplicates 0.01 --interval_ms 1000 --start_ago_s 7200 | tail -n 1)"
   b1="$(ticks "$broker_pid")"
   echo "$r" >&2
-  echo "$rate $((b1 - b0)) $r" >>"$results"
+  echo "$rate $((b1 - b0)) $(kafka_rss_mib | tr ' ' ,) $r" >>"$results"
 done
 
 /usr/bin/python3 - "$results" "$SECONDS_EACH" "$DEVICES" "$SENSORS" <<'PY' | tee -a docs/benchmarks.md
@@ -52,28 +51,29 @@ results, seconds, devices, sensors = sys.argv[1:5]
 cpu = subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"], capture_output=True, text=True).stdout.strip()
 rows = []
 for line in open(results):
-    rate, broker_ticks, js = line.split(" ", 2)
+    rate, broker_ticks, rss, js = line.split(" ", 3)
     r = json.loads(js)
     r["broker_cpu_s"] = int(broker_ticks) / 100
+    r["broker_rss_mib"], r["broker_peak_rss_mib"] = (int(x) for x in rss.split(","))
     rows.append((int(rate), r))
 print(f"""
 ## Ack latency against offered load, {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC
 
 Machine: {cpu}, 2 cores; a fresh stack with the whole pipeline on this machine (ingest, writer,
-query, Kafka dev broker, PostgreSQL primary + standby, Redis, the load generator). Command:
+query, Apache Kafka (one JVM, heap 512 MiB–1 GiB), PostgreSQL primary + standby, Redis, the load
+generator). Command:
 `bash scripts/bench-ack-latency.sh` ({devices} devices × {sensors} sensors, requests of 500
 readings from 4 workers, 1 % duplicates, {seconds} s per rate, the rates one after another;
 since 2026-11-22 20:39 each rate after the first starts from a settled stack: VACUUM, CHECKPOINT,
-standby caught up). "Broker CPU" is the Kafka dev broker's CPU time during the rate's run as a
-share of one core: librdkafka's mock cluster walks a partition's retained log for every message
-set it serves, so it grows with what the broker holds (docs/write-path.md).
+standby caught up). "Broker CPU" is the Kafka JVM's CPU time during the rate's run as a share of
+one core; "broker RSS" its resident memory after the run (and its peak so far).
 
-| offered readings/s | achieved | ack p50 ms | ack p99 ms | last ack → queryable ms | failed calls | broker CPU |
-|---:|---:|---:|---:|---:|---:|---:|""")
+| offered readings/s | achieved | ack p50 ms | ack p99 ms | last ack → queryable ms | failed calls | broker CPU | broker RSS MiB (peak) |
+|---:|---:|---:|---:|---:|---:|---:|---:|""")
 for rate, r in rows:
     print(f"| {rate:,} | {r['readings_per_s']:,.0f} | {r['ack_p50_ms']:.1f} | {r['ack_p99_ms']:.1f} | "
           f"{r['queryable_ms']:,.0f} | {r['failed_calls']} | "
-          f"{100 * r['broker_cpu_s'] / float(seconds):.0f} % |")
+          f"{100 * r['broker_cpu_s'] / float(seconds):.0f} % | {r['broker_rss_mib']} ({r['broker_peak_rss_mib']}) |")
 print()
 print("Raw JSON: " + "; ".join(f"{rate}: `{json.dumps(r)}`" for rate, r in rows))
 PY

@@ -100,8 +100,9 @@ log "profile $PROFILE: $TENANTS tenants × $DEVICES devices × $SENSORS sensors,
 # --- ingest: every system writes the whole data set; the order rotates by round
 declare -A KEYS
 ingest_one() { # ingest_one SYSTEM ROUND -> JSON line with server CPU added
-  local sys="$1" round="$2" before after out cpu
+  local sys="$1" round="$2" before after out cpu k0 k1
   before="$(busy_s)"
+  k0="$(ticks "$(kafka_pid)")"
   case "$sys" in
     platform)
       out="$("$BIN/tools/loadgen/telemetry-loadgen" --api_keys "${KEYS[$round]}" --devices "$DEVICES" \
@@ -118,8 +119,9 @@ ingest_one() { # ingest_one SYSTEM ROUND -> JSON line with server CPU added
         --pg_table "bench_readings_r$round" "${common[@]}")" ;;
   esac
   after="$(busy_s)"
-  /usr/bin/python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r["round"]=int(sys.argv[4]); r["system"]=sys.argv[5]; r["busy_s"]=float(sys.argv[3])-float(sys.argv[2]); print(json.dumps(r))' \
-    "$out" "$before" "$after" "$round" "$sys"
+  k1="$(ticks "$(kafka_pid)")"
+  /usr/bin/python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r["round"]=int(sys.argv[4]); r["system"]=sys.argv[5]; r["busy_s"]=float(sys.argv[3])-float(sys.argv[2]); r["kafka_cpu_s"]=int(sys.argv[6])/100; print(json.dumps(r))' \
+    "$out" "$before" "$after" "$round" "$sys" "$((k1 - k0))"
 }
 systems=(platform influx pg)
 for round in $(seq 1 "$ROUNDS"); do  # the platform's tenants, created here (not in a subshell)
@@ -216,16 +218,20 @@ for l in open(sys.argv[1]):
 done
 
 # --- report ------------------------------------------------------------------
+# The Kafka JVM's memory (now, peak) and its log on disk (it is not in the bytes at rest).
+KAFKA_MEM="$(kafka_rss_mib) $(du -sb "$TELEMETRY_LOCAL_DIR/kafka/data" | cut -f1)"
 mkdir -p docs/benchmarks
 stamp="$(date -u +%Y%m%d-%H%M)"
 /usr/bin/python3 - "$PROFILE" "$INGEST" "$READS" "$CONC" "$influx_bytes" "$platform_bytes" "$pg_bytes" \
   "docs/benchmarks/compare-$stamp-$PROFILE.json" \
   "$TENANTS" "$DEVICES" "$SENSORS" "$STRING_SENSORS" "$INTERVAL_S" "$HOURS" "$DUPLICATES" "$LATE" \
-  "$REPS" "$TENANT_REPS" "$CONC_SECONDS" "$ROUNDS" "$COMPACTION" "$READS_BEFORE" "$READS_AFTER" <<'PY' | tee -a docs/benchmarks.md
+  "$REPS" "$TENANT_REPS" "$CONC_SECONDS" "$ROUNDS" "$COMPACTION" "$READS_BEFORE" "$READS_AFTER" \
+  "$KAFKA_MEM" <<'PY' | tee -a docs/benchmarks.md
 import datetime, json, os, subprocess, sys
 (profile, ingest_file, reads_json, conc_file, influx_b, platform_b, pg_b, json_out, tenants, devices,
  sensors, string_sensors, interval_s, hours, dups, late, reps, tenant_reps, conc_s, rounds,
- compaction, reads_before_json, reads_after_json) = sys.argv[1:24]
+ compaction, reads_before_json, reads_after_json, kafka_mem) = sys.argv[1:25]
+kafka_rss, kafka_peak, kafka_log_b = (int(x) for x in kafka_mem.split())
 reads_before, reads_after = json.loads(reads_before_json), json.loads(reads_after_json)
 comp = dict(kv.split("=") for kv in compaction.split())
 sh = lambda c: subprocess.run(["sh", "-c", c], capture_output=True, text=True).stdout.strip()
@@ -248,7 +254,9 @@ for r in ingest:
     rate = r["unique"] / secs
     server_us = max(r["busy_s"] - client, 0) / r["sent"] * 1e6
     rows.setdefault(s, []).append({"round": r["round"], "unique_per_s": rate, "server_us": server_us,
-                                   "unique": r["unique"], "sent": r["sent"], "seconds": secs})
+                                   "unique": r["unique"], "sent": r["sent"], "seconds": secs,
+                                   "kafka_us": r.get("kafka_cpu_s", 0) / r["sent"] * 1e6,
+                                   "kafka_share": r.get("kafka_cpu_s", 0) / secs})
 def best(s):
     return max(rows[s], key=lambda x: x["unique_per_s"])
 total_unique = {s: sum(x["unique"] for x in rows[s]) for s in rows}
@@ -282,6 +290,12 @@ platform's raw partitions, rollups (agg_1m, agg_1m_seg, agg_1h, agg_1h_sensor) a
 primary (the standby holds a second copy; Kafka's log is not counted); Postgres: the table and its
 primary key; InfluxDB: the disk blocks of its data and WAL directories after compaction (its
 series file is preallocated sparse, so apparent sizes would overstate it).""")
+print(f"""
+Apache Kafka (one JVM, broker and controller, heap 512 MiB–1 GiB) is part of the platform's server
+CPU above: {p['kafka_us']:.2f} µs/reading in the platform's best round ({100 * p['kafka_share']:.0f} % of a core
+while it ran). Its resident memory at the end of the run {kafka_rss:,} MiB (peak {kafka_peak:,} MiB);
+its log on disk {kafka_log_b / total_unique['platform']:.1f} bytes per unique reading the platform took (retention:
+7 days; not in the bytes at rest above).""")
 print(f"""
 Before the reads, the platform's closed hours of 1-minute rollups were packed into one segment
 per series and hour (agg_1m_seg; until session 6 they were rewritten in series order instead)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command from a fresh Debian 12 machine to readings flowing: installs the
-# packages, builds, starts PostgreSQL (primary + hot standby), Redis and the
-# Kafka dev broker on loopback, applies the schema, creates a demo tenant,
+# packages (and Apache Kafka's jars from Maven Central), builds, starts
+# PostgreSQL (primary + hot standby), Redis and Apache Kafka on loopback,
+# creates the Kafka topics, applies the schema, creates a demo tenant,
 # starts ingest, writer and query, plays a simulated fleet against ingest and
 # reads the data back.
 #

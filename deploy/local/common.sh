@@ -13,7 +13,10 @@
 #     primary.log replica.log
 #     sock/               unix sockets of both servers
 #   redis/                redis working dir, redis.pid, redis.log
-#   kafka/                devbroker.pid, devbroker.log, bootstrap, state
+#   kafka/                Apache Kafka (KRaft, broker + controller in one JVM):
+#     server.properties   written by up.sh before every start
+#     data/               the log directory (formatted once, kept across restarts)
+#     kafka.pid kafka.log
 
 PG_BIN=/usr/lib/postgresql/15/bin
 PG_SUPERUSER=postgres
@@ -42,9 +45,25 @@ init_state_paths() {
   REDIS_DIR="$STATE_DIR/redis"
   REDIS_PIDFILE="$REDIS_DIR/redis.pid"
   KAFKA_DIR="$STATE_DIR/kafka"
-  KAFKA_PIDFILE="$KAFKA_DIR/devbroker.pid"
-  KAFKA_BOOTSTRAP_FILE="$KAFKA_DIR/bootstrap"
-  KAFKA_STATE_FILE="$KAFKA_DIR/state"
+  KAFKA_PIDFILE="$KAFKA_DIR/kafka.pid"
+  KAFKA_DATA="$KAFKA_DIR/data"
+  KAFKA_CONF="$KAFKA_DIR/server.properties"
+  KAFKA_LOG="$KAFKA_DIR/kafka.log"
+}
+
+# The pinned Kafka version (deploy/local/kafka/pom.xml) and where
+# install-kafka.sh puts its jars.
+init_kafka_install_paths() {
+  local here pom cache
+  here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+  KAFKA_POM="$here/kafka/pom.xml"
+  KAFKA_LOG4J="$here/kafka/log4j2.properties"
+  KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFKA_POM")"
+  [[ -n "$KAFKA_VERSION" ]] || die "no <kafka.version> in $KAFKA_POM"
+  pom="$(sha256sum "$KAFKA_POM" | cut -c1-12)"
+  cache="${TELEMETRY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/telemetry}"
+  KAFKA_HOME_DIR="$cache/kafka-$KAFKA_VERSION-$pom"
+  KAFKA_LIBS="$KAFKA_HOME_DIR/libs"
 }
 
 # Serialises up.sh / down.sh on the same state dir (fd 9 stays open until
@@ -74,6 +93,8 @@ read_ports_file() {
   PG_PORT_SAVED=""
   PG_REPLICA_PORT_SAVED=""
   REDIS_PORT_SAVED=""
+  KAFKA_PORT_SAVED=""
+  KAFKA_CONTROLLER_PORT_SAVED=""
   [[ -f "$PORTS_FILE" ]] || return 0
   local key value
   while IFS='=' read -r key value; do
@@ -82,6 +103,8 @@ read_ports_file() {
       PG_PORT) PG_PORT_SAVED="$value" ;;
       PG_REPLICA_PORT) PG_REPLICA_PORT_SAVED="$value" ;;
       REDIS_PORT) REDIS_PORT_SAVED="$value" ;;
+      KAFKA_PORT) KAFKA_PORT_SAVED="$value" ;;
+      KAFKA_CONTROLLER_PORT) KAFKA_CONTROLLER_PORT_SAVED="$value" ;;
     esac
   done <"$PORTS_FILE"
 }
@@ -136,10 +159,105 @@ redis_running() {
   pid_alive "$(read_pidfile "$REDIS_PIDFILE")" redis-server
 }
 
-devbroker_pid() {
+# kafka_pid: the pid of the local Kafka broker's JVM, or nothing.
+kafka_pid() {
   local pid
   pid="$(read_pidfile "$KAFKA_PIDFILE")"
-  if pid_alive "$pid" telemetry-devbroker; then printf '%s' "$pid"; fi
+  if pid_alive "$pid" kafka.Kafka; then printf '%s' "$pid"; fi
+}
+
+# kafka_ready PORT: the broker answers on PORT (its log said it started and the
+# port accepts connections).
+kafka_ready() {
+  grep -q 'Kafka Server started' "$KAFKA_LOG" 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# kafka_start PORT CONTROLLER_PORT: writes server.properties, formats the log
+# directory on the first start and starts the broker (KRaft, broker and
+# controller in one JVM, loopback only), then waits until it serves. The data
+# directory is kept across restarts (kafka.sh stop/kill/start).
+kafka_start() {
+  local port="$1" cport="$2" i pid cluster_id
+  init_kafka_install_paths
+  [[ -f "$KAFKA_LIBS/.complete" ]] ||
+    die "Apache Kafka jars not installed in $KAFKA_LIBS: run deploy/local/install-kafka.sh"
+  mkdir -p "$KAFKA_DIR"
+  # The minimal single-node KRaft settings of Kafka's config/server.properties,
+  # on loopback, with a static controller quorum (a restart on other ports
+  # works) and replication factors of 1. docs/kafka.md says why each is set.
+  cat >"$KAFKA_CONF" <<EOF
+# Written by deploy/local/up.sh on every start: edits here are overwritten.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$KAFKA_DATA
+num.network.threads=2
+num.io.threads=4
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+group.min.session.timeout.ms=1000
+auto.create.topics.enable=false
+message.max.bytes=${TELEMETRY_KAFKA_MESSAGE_MAX_BYTES:-20971520}
+log.retention.check.interval.ms=${TELEMETRY_KAFKA_RETENTION_CHECK_MS:-5000}
+EOF
+  if [[ ! -f "$KAFKA_DATA/meta.properties" ]]; then
+    # A cluster id is 16 random bytes in URL-safe base64 without padding
+    # (what kafka-storage.sh random-uuid prints).
+    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+    log "formatting the Kafka log directory $KAFKA_DATA (cluster $cluster_id)"
+    rm -rf "$KAFKA_DATA"
+    java -cp "$KAFKA_LIBS/*" -Dlog4j2.configurationFile="$KAFKA_LOG4J" \
+      kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_CONF" \
+      >"$KAFKA_DIR/format.log" 2>&1 ||
+      { tail -n 20 "$KAFKA_DIR/format.log" >&2; die "kafka-storage format failed (log: $KAFKA_DIR/format.log)"; }
+  fi
+  if [[ -f "$KAFKA_LOG" ]]; then mv -f "$KAFKA_LOG" "$KAFKA_LOG.1"; fi
+  log "starting Apache Kafka $KAFKA_VERSION on 127.0.0.1:$port (controller :$cport)"
+  # The JVM flags of Kafka's bin/kafka-run-class.sh, with a bounded heap.
+  # setsid: own session, so a Ctrl-C in this terminal later does not stop it.
+  # shellcheck disable=SC2086
+  setsid java -server ${TELEMETRY_KAFKA_HEAP:--Xms512m -Xmx1g} -XX:+UseG1GC \
+    -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+    -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$KAFKA_LOG4J" -cp "$KAFKA_LIBS/*" \
+    kafka.Kafka "$KAFKA_CONF" </dev/null >"$KAFKA_LOG" 2>&1 9>&- &
+  pid=$!
+  printf '%s\n' "$pid" >"$KAFKA_PIDFILE"
+  for ((i = 0; ; i++)); do
+    kafka_ready "$port" && break
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 30 "$KAFKA_LOG" >&2 || true
+      die "Kafka exited during start (log: $KAFKA_LOG)"
+    fi
+    ((i < 1200)) || die "Kafka did not start within 120s (log: $KAFKA_LOG)"
+    sleep 0.1
+  done
+}
+
+# kafka_stop [SIGNAL]: stops the broker. TERM (default) is a controlled
+# shutdown that closes its logs cleanly (SIGKILL after 60 s); KILL is a crash.
+kafka_stop() {
+  local sig="${1:-TERM}" pid
+  pid="$(kafka_pid)"
+  [[ -n "$pid" ]] || return 0
+  kill -CONT "$pid" 2>/dev/null || true # a paused JVM cannot act on TERM
+  kill "-$sig" "$pid" 2>/dev/null || true
+  if ! wait_pid_gone "$pid" 60; then
+    log "Kafka (pid $pid) did not stop after 60s: SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_pid_gone "$pid" 10 || { log "Kafka pid $pid survives SIGKILL"; return 1; }
+  fi
+  rm -f "$KAFKA_PIDFILE"
 }
 
 # wait_pid_gone PID SECONDS

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stops everything deploy/local/up.sh started in the state dir
-# (${TELEMETRY_LOCAL_DIR:-/tmp/telemetry-local-<uid>}): the Kafka dev broker,
+# (${TELEMETRY_LOCAL_DIR:-/tmp/telemetry-local-<uid>}): Apache Kafka,
 # redis-server, the PostgreSQL hot standby and primary. Idempotent.
 #
 # Usage: deploy/local/down.sh [--purge]
@@ -31,18 +31,13 @@ lock_state_dir
 read_ports_file
 failed=0
 
-# Kafka dev broker
-KAFKA_PID="$(devbroker_pid)"
+# Kafka: a controlled shutdown (its logs closed cleanly, so the next start
+# needs no recovery).
+KAFKA_PID="$(kafka_pid)"
 if [[ -n "$KAFKA_PID" ]]; then
-  log "stopping Kafka dev broker (pid $KAFKA_PID)"
-  kill -TERM "$KAFKA_PID" 2>/dev/null || true
-  if ! wait_pid_gone "$KAFKA_PID" 15; then
-    log "dev broker did not stop after 15s: SIGKILL"
-    kill -KILL "$KAFKA_PID" 2>/dev/null || true
-    wait_pid_gone "$KAFKA_PID" 5 || { log "dev broker pid $KAFKA_PID survives SIGKILL"; failed=1; }
-  fi
+  log "stopping Kafka (pid $KAFKA_PID)"
+  kafka_stop TERM || failed=1
 fi
-rm -f "$KAFKA_PIDFILE" "$KAFKA_BOOTSTRAP_FILE" "$KAFKA_STATE_FILE"
 
 # Redis
 REDIS_PID="$(read_pidfile "$REDIS_PIDFILE")"

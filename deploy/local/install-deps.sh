@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs (Debian 12) every package the build, the tests and the local stack
-# need. Only missing packages are installed; `apt-get update` runs at most
-# once, and only when something is missing. Non-interactive. Uses sudo when
-# not root (and sudo exists).
+# need, then the pinned Apache Kafka jars from Maven Central
+# (deploy/local/install-kafka.sh, cached). Only missing packages are
+# installed; `apt-get update` runs at most once, and only when something is
+# missing. Non-interactive. Uses sudo when not root (and sudo exists).
 #
 # Usage: deploy/local/install-deps.sh [--with-bench]
 #   --with-bench  also what scripts/bench-compare.sh compares against (InfluxDB)
@@ -18,6 +19,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev python3-grpcio
   # local stack (deploy/local/)
   postgresql-15 postgresql-client-15 redis-server mosquitto
+  openjdk-17-jre-headless maven  # Apache Kafka (deploy/local/install-kafka.sh)
   docker-compose curl  # (node + npm for the Dockerfile lint come with the base image)
   iproute2 util-linux
 )
@@ -47,8 +49,13 @@ for pkg in "${PACKAGES[@]}"; do
   is_installed "$pkg" || missing+=("$pkg")
 done
 
+install_kafka() {
+  "$(dirname "${BASH_SOURCE[0]}")/install-kafka.sh" >/dev/null
+}
+
 if [[ ${#missing[@]} -eq 0 ]]; then
   log "all ${#PACKAGES[@]} packages already installed"
+  install_kafka
   exit 0
 fi
 
@@ -67,4 +74,5 @@ if [[ ${#still_missing[@]} -ne 0 ]]; then
   log "ERROR: still not installed: ${still_missing[*]}"
   exit 1
 fi
+install_kafka
 log "done"

@@ -1,40 +1,58 @@
 #!/usr/bin/env bash
-# Simulates a Kafka outage on the local dev broker (robustness tests).
+# Controls the local Apache Kafka broker of deploy/local/up.sh, for the
+# robustness tests and by hand. The broker keeps its data and ports across
+# stop/start.
 #
-# Usage: deploy/local/kafka.sh down|up|status
-#   down    all brokers stop accepting connections and drop existing ones
-#           (SIGUSR1 to telemetry-devbroker)
-#   up      brokers accept connections again, same ports (SIGUSR2)
-#   status  prints up or down
-# Messages already stored by the dev broker are kept across down/up.
+# Usage: deploy/local/kafka.sh stop|kill|start|pause|resume|status
+#   stop    controlled shutdown (SIGTERM; waits until the JVM is gone)
+#   kill    SIGKILL, as a crash (the next start recovers the logs)
+#   start   starts it again on the same ports with the same data
+#   pause   SIGSTOP: connections stay open and nothing answers
+#   resume  SIGCONT
+#   status  prints running, paused or stopped
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR source=common.sh
 . "$SCRIPT_DIR/common.sh"
 
-[[ $# -eq 1 ]] || die "usage: $0 down|up|status"
-case "$1" in
-  down | up | status) ;;
-  -h | --help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) die "usage: $0 down|up|status" ;;
-esac
+usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+[[ $# -eq 1 ]] || { usage >&2; exit 2; }
 init_state_paths
-KAFKA_PID="$(devbroker_pid)"
-[[ -n "$KAFKA_PID" ]] || die "the Kafka dev broker is not running (state dir $STATE_DIR): run deploy/local/up.sh"
+[[ -f "$STATE_DIR/.telemetry-local" ]] || die "no local stack in $STATE_DIR: run deploy/local/up.sh"
+read_ports_file
+[[ -n "$KAFKA_PORT_SAVED" && -n "$KAFKA_CONTROLLER_PORT_SAVED" ]] ||
+  die "no Kafka ports in $PORTS_FILE: run deploy/local/up.sh"
+pid="$(kafka_pid)"
 
 case "$1" in
-  down)
-    kill -USR1 "$KAFKA_PID"
-    printf 'down\n' >"$KAFKA_STATE_FILE"
-    log "Kafka dev broker (pid $KAFKA_PID): brokers DOWN"
+  stop | kill)
+    [[ -n "$pid" ]] || { log "Kafka is not running"; exit 0; }
+    if [[ "$1" == stop ]]; then kafka_stop TERM; else kafka_stop KILL; fi
+    log "Kafka (pid $pid) stopped ($1)"
     ;;
-  up)
-    kill -USR2 "$KAFKA_PID"
-    printf 'up\n' >"$KAFKA_STATE_FILE"
-    log "Kafka dev broker (pid $KAFKA_PID): brokers UP"
+  start)
+    if [[ -n "$pid" ]]; then
+      log "Kafka is already running (pid $pid)"
+      exit 0
+    fi
+    kafka_start "$KAFKA_PORT_SAVED" "$KAFKA_CONTROLLER_PORT_SAVED"
+    log "Kafka running (pid $(kafka_pid)) on 127.0.0.1:$KAFKA_PORT_SAVED"
+    ;;
+  pause | resume)
+    [[ -n "$pid" ]] || die "Kafka is not running"
+    if [[ "$1" == pause ]]; then kill -STOP "$pid"; else kill -CONT "$pid"; fi
+    log "Kafka (pid $pid): $1d"
     ;;
   status)
-    cat "$KAFKA_STATE_FILE" 2>/dev/null || printf 'up\n'
+    if [[ -z "$pid" ]]; then
+      printf 'stopped\n'
+    elif [[ "$(sed -E 's/^.*\) ([A-Za-z]).*$/\1/' "/proc/$pid/stat" 2>/dev/null)" == T ]]; then
+      printf 'paused\n'
+    else
+      printf 'running\n'
+    fi
     ;;
+  -h | --help) usage ;;
+  *) usage >&2; exit 2 ;;
 esac

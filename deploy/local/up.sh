@@ -2,7 +2,9 @@
 # Starts the local telemetry stack on 127.0.0.1:
 #   - PostgreSQL 15 primary + streaming-replication hot standby
 #   - redis-server (no persistence)
-#   - the Kafka dev broker (librdkafka mock cluster, tools/devbroker)
+#   - Apache Kafka (KRaft, one JVM as broker and controller; the jars come from
+#     Maven Central through deploy/local/install-kafka.sh) and the platform's
+#     topics (telemetry-admin create-topics)
 # then writes $STATE/env and prints its path on stdout (progress goes to
 # stderr, so `set -a; . "$(deploy/local/up.sh)"; set +a` works).
 #
@@ -11,8 +13,11 @@
 #
 # Usage: deploy/local/up.sh [--build-dir DIR]
 # Env:   TELEMETRY_LOCAL_DIR (state dir, default /tmp/telemetry-local-<uid>)
-#        TELEMETRY_PG_PORT, TELEMETRY_PG_REPLICA_PORT, TELEMETRY_REDIS_PORT
+#        TELEMETRY_PG_PORT, TELEMETRY_PG_REPLICA_PORT, TELEMETRY_REDIS_PORT,
+#        TELEMETRY_KAFKA_PORT, TELEMETRY_KAFKA_CONTROLLER_PORT
 #        (fixed ports; default: free loopback ports, reused across runs)
+#        TELEMETRY_KAFKA_HEAP (JVM heap flags, default "-Xms512m -Xmx1g")
+#        TELEMETRY_CACHE_DIR (where the Kafka jars are kept)
 #        BUILD_DIR (default <repo>/build)
 set -euo pipefail
 
@@ -22,7 +27,7 @@ REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 . "$SCRIPT_DIR/common.sh"
 
 usage() {
-  sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 BUILD_DIR_ARG="${BUILD_DIR:-}"
@@ -39,7 +44,7 @@ if [[ -n "$BUILD_DIR_ARG" ]]; then
 else
   BUILD_DIR_ABS="$REPO_ROOT/build"
 fi
-DEVBROKER_BIN="$BUILD_DIR_ABS/tools/devbroker/telemetry-devbroker"
+ADMIN_BIN="$BUILD_DIR_ABS/tools/admin/telemetry-admin"
 
 START_TIME=$SECONDS
 init_state_paths
@@ -55,9 +60,10 @@ if [[ "$IS_ROOT" -eq 1 ]]; then
   id postgres >/dev/null 2>&1 || die "running as root needs the 'postgres' OS user (package postgresql-15)"
   command -v runuser >/dev/null 2>&1 || die "running as root needs runuser (util-linux)"
 fi
-# (Only needed when the dev broker is not already running.)
-[[ -x "$DEVBROKER_BIN" || -n "$(devbroker_pid)" ]] ||
-  die "Kafka dev broker not found at $DEVBROKER_BIN: build it first (e.g. cmake --build build --target telemetry-devbroker), or pass --build-dir DIR"
+command -v java >/dev/null 2>&1 || die "java not found: run deploy/local/install-deps.sh"
+[[ -x "$ADMIN_BIN" ]] ||
+  die "telemetry-admin not found at $ADMIN_BIN (it creates the Kafka topics): build it first (cmake --build build --target telemetry-admin), or pass --build-dir DIR"
+"$SCRIPT_DIR/install-kafka.sh" >/dev/null
 
 mkdir -p "$STATE_DIR"
 chmod 0755 "$STATE_DIR" 2>/dev/null || true # the postgres user must traverse it
@@ -88,8 +94,7 @@ port_in_use() {
 CHOSEN_PORTS=" "
 pick_free_port() {
   local p i
-  # Below the kernel's ephemeral range (32768+), which the dev broker and
-  # client sockets use.
+  # Below the kernel's ephemeral range (32768+), which client sockets use.
   for ((i = 0; i < 200; i++)); do
     p=$((20000 + RANDOM % 12000))
     [[ "$CHOSEN_PORTS" == *" $p "* ]] && continue
@@ -129,6 +134,12 @@ read_ports_file
 PG_PRIMARY_RUNNING_PORT=""
 PG_REPLICA_RUNNING_PORT=""
 REDIS_RUNNING_PORT=""
+KAFKA_RUNNING_PORT=""
+KAFKA_CONTROLLER_RUNNING_PORT=""
+if [[ -n "$(kafka_pid)" && -n "$KAFKA_PORT_SAVED" ]]; then
+  KAFKA_RUNNING_PORT="$KAFKA_PORT_SAVED"
+  KAFKA_CONTROLLER_RUNNING_PORT="$KAFKA_CONTROLLER_PORT_SAVED"
+fi
 if pg_running "$PG_PRIMARY_DATA"; then PG_PRIMARY_RUNNING_PORT="$(pg_pidfile_line "$PG_PRIMARY_DATA" 4)"; fi
 if pg_running "$PG_REPLICA_DATA"; then PG_REPLICA_RUNNING_PORT="$(pg_pidfile_line "$PG_REPLICA_DATA" 4)"; fi
 if redis_running && [[ -n "$REDIS_PORT_SAVED" ]] &&
@@ -142,9 +153,14 @@ resolve_port "PostgreSQL replica" TELEMETRY_PG_REPLICA_PORT "$PG_REPLICA_PORT_SA
 PG_REPLICA_PORT="$RESOLVED_PORT"
 resolve_port "Redis" TELEMETRY_REDIS_PORT "$REDIS_PORT_SAVED" "$REDIS_RUNNING_PORT"
 REDIS_PORT="$RESOLVED_PORT"
+resolve_port "Kafka" TELEMETRY_KAFKA_PORT "$KAFKA_PORT_SAVED" "$KAFKA_RUNNING_PORT"
+KAFKA_PORT="$RESOLVED_PORT"
+resolve_port "Kafka controller" TELEMETRY_KAFKA_CONTROLLER_PORT "$KAFKA_CONTROLLER_PORT_SAVED" \
+  "$KAFKA_CONTROLLER_RUNNING_PORT"
+KAFKA_CONTROLLER_PORT="$RESOLVED_PORT"
 
-printf 'PG_PORT=%s\nPG_REPLICA_PORT=%s\nREDIS_PORT=%s\n' \
-  "$PG_PORT" "$PG_REPLICA_PORT" "$REDIS_PORT" >"$PORTS_FILE.tmp"
+printf 'PG_PORT=%s\nPG_REPLICA_PORT=%s\nREDIS_PORT=%s\nKAFKA_PORT=%s\nKAFKA_CONTROLLER_PORT=%s\n' \
+  "$PG_PORT" "$PG_REPLICA_PORT" "$REDIS_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" >"$PORTS_FILE.tmp"
 mv -f "$PORTS_FILE.tmp" "$PORTS_FILE"
 
 # --------------------------------------------------------------- PostgreSQL
@@ -308,38 +324,16 @@ for ((i = 0; ; i++)); do
   sleep 0.1
 done
 
-# -------------------------------------------------------- Kafka dev broker
-KAFKA_PID="$(devbroker_pid)"
-if [[ -n "$KAFKA_PID" && ! -s "$KAFKA_BOOTSTRAP_FILE" ]]; then
-  log "dev broker (pid $KAFKA_PID) has no bootstrap file: restarting it"
-  kill "$KAFKA_PID" 2>/dev/null || true
-  wait_pid_gone "$KAFKA_PID" 10 || kill -9 "$KAFKA_PID" 2>/dev/null || true
-  KAFKA_PID=""
+# -------------------------------------------------------------------- Kafka
+if [[ -z "$KAFKA_RUNNING_PORT" ]]; then
+  kafka_stop KILL # a JVM of ours that lost its port file
+  kafka_start "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
 fi
-if [[ -z "$KAFKA_PID" ]]; then
-  rm -f "$KAFKA_BOOTSTRAP_FILE" "$KAFKA_PIDFILE" "$KAFKA_STATE_FILE"
-  log "starting Kafka dev broker ($DEVBROKER_BIN)"
-  # setsid: own session, so a Ctrl-C in this terminal later does not stop it.
-  setsid "$DEVBROKER_BIN" --bootstrap-file "$KAFKA_BOOTSTRAP_FILE" \
-    </dev/null >"$KAFKA_DIR/devbroker.log" 2>&1 9>&- &
-  KAFKA_PID=$!
-  printf '%s\n' "$KAFKA_PID" >"$KAFKA_PIDFILE"
-  for ((i = 0; ; i++)); do
-    [[ -s "$KAFKA_BOOTSTRAP_FILE" ]] && break
-    if ! kill -0 "$KAFKA_PID" 2>/dev/null; then
-      cat "$KAFKA_DIR/devbroker.log" >&2 || true
-      die "Kafka dev broker exited during start (log: $KAFKA_DIR/devbroker.log)"
-    fi
-    ((i < 300)) || die "Kafka dev broker wrote no bootstrap file after 30s (log: $KAFKA_DIR/devbroker.log)"
-    sleep 0.1
-  done
-  printf 'up\n' >"$KAFKA_STATE_FILE"
-fi
-read -r KAFKA_BROKERS <"$KAFKA_BOOTSTRAP_FILE"
-[[ -n "$KAFKA_BROKERS" ]] || die "empty bootstrap file $KAFKA_BOOTSTRAP_FILE"
-if [[ "$(cat "$KAFKA_STATE_FILE" 2>/dev/null || true)" == down ]]; then
-  log "note: the Kafka dev broker is in a simulated outage (deploy/local/kafka.sh up ends it)"
-fi
+KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+# The platform's topics, by its own admin step (idempotent: creates what is
+# missing, applies the configured retention to what exists).
+"$ADMIN_BIN" create-topics --kafka_brokers="$KAFKA_BROKERS" >"$KAFKA_DIR/topics.log" 2>&1 ||
+  { cat "$KAFKA_DIR/topics.log" >&2; die "telemetry-admin create-topics failed"; }
 
 # ----------------------------------------------------------------- env file
 cat >"$ENV_FILE.tmp" <<EOF

@@ -47,15 +47,24 @@ settle() {
   echo "== settled in $(($(date +%s) - start)) s" >&2
 }
 
-# One line per platform process (Postgres, Redis, our services): pid, CPU
-# ticks so far, command line. Two of them go to scripts/lib/cpu-by-process.py.
+# One line per platform process (Postgres, Redis, Kafka, our services): pid,
+# CPU ticks so far, command line (the Kafka JVM's as "kafka.Kafka (JVM)").
+# Two of them go to scripts/lib/cpu-by-process.py.
 cpu_snapshot() {
-  local p
-  for p in $(pgrep -f 'postgres|telemetry-|redis-server'); do
+  local p cmd
+  for p in $(pgrep -f 'postgres|telemetry-|redis-server|kafka\.Kafka'); do
     [ -r "/proc/$p/stat" ] || continue
-    echo "$p $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) $(tr '\0' ' ' <"/proc/$p/cmdline" | cut -c1-80)"
+    cmd="$(tr '\0' ' ' <"/proc/$p/cmdline")"
+    [[ "$cmd" == *kafka.Kafka* ]] && cmd="kafka.Kafka (JVM)"
+    echo "$p $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) $(cut -c1-80 <<<"$cmd")"
   done
 }
+
+# The local Kafka broker's JVM: its pid, CPU ticks so far (user + system), and
+# resident memory now and at its peak (MiB).
+kafka_pid() { cat "$TELEMETRY_LOCAL_DIR/kafka/kafka.pid"; }
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+kafka_rss_mib() { awk '/^VmRSS/ {r = $2} /^VmHWM/ {h = $2} END {printf "%.0f %.0f\n", r / 1024, h / 1024}' "/proc/$(kafka_pid)/status"; }
 
 # The read benchmarks' four tenants, named PREFIX-1..4: sets key_list and
 # id_list (comma-separated API keys and tenant ids) for telemetry-bench-query.

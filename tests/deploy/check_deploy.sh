@@ -11,9 +11,8 @@
 #  c) flags     TELEMETRY_* variables of the compose files and the Dockerfile are real flags
 #  d) libraries what the built binaries link is installed by the Dockerfile's runtime stage
 #     + the Dockerfile/compose consistency and runtime checks of deploy_checks.py (see there)
-#  e) scripts   shell syntax (bash -n / sh -n, shellcheck when installed) of deploy/docker/*,
-#               create-topics.sh against a stub kafka-topics.sh, and the tests image's
-#               stage-tests.sh + run-tests.sh run on this build dir
+#  e) scripts   shell syntax (bash -n, shellcheck when installed) of deploy/docker/*, deploy/local/*,
+#               and the tests image's stage-tests.sh + run-tests.sh run on this build dir
 #
 # Needs the built binaries (BUILD_DIR), python3 with PyYAML (a dependency of docker-compose),
 # node + npm for the first lint run, readelf, ldd, dpkg-query, apt-cache and ctest.
@@ -176,17 +175,14 @@ else
 fi
 
 # ------------------------------------------------------------------------ e) scripts
-section "e) scripts of deploy/docker"
-for f in deploy/docker/*.sh deploy/docker/postgres/*.sh; do
+section "e) scripts of deploy/docker and deploy/local"
+for f in deploy/docker/*.sh deploy/docker/postgres/*.sh deploy/local/*.sh; do
   if out="$(bash -n "$f" 2>&1)"; then ok "bash -n $f"; else fail "bash -n $f"; indent <<<"$out"; fi
 done
-for f in deploy/docker/kafka/*.sh; do
-  if out="$(sh -n "$f" 2>&1)"; then ok "sh -n $f"; else fail "sh -n $f"; indent <<<"$out"; fi
-done
 if command -v shellcheck >/dev/null 2>&1; then
-  bash_scripts=(deploy/docker/*.sh deploy/docker/postgres/*.sh tests/deploy/check_deploy.sh)
-  if out="$(shellcheck -S warning "${bash_scripts[@]}" 2>&1 &&
-    shellcheck -S warning -s sh deploy/docker/kafka/*.sh 2>&1)"; then
+  bash_scripts=(deploy/docker/*.sh deploy/docker/postgres/*.sh deploy/local/*.sh
+    tests/deploy/check_deploy.sh)
+  if out="$(shellcheck -S warning "${bash_scripts[@]}" 2>&1)"; then
     ok "shellcheck (warnings and errors) of the deploy scripts"
   else
     fail "shellcheck of the deploy scripts"
@@ -194,60 +190,6 @@ if command -v shellcheck >/dev/null 2>&1; then
   fi
 else
   echo "     (shellcheck not installed: skipped)"
-fi
-
-# create-topics.sh against a stub of kafka-topics.sh (a topic = a file holding its partition
-# count; --describe prints Kafka 3.9's line format): creates, is idempotent, grows, never
-# shrinks. The topic list is the compose file's (deploy_checks.py compares it with the dev
-# broker's).
-kdir="$tmp/kafka"
-mkdir -p "$kdir/topics"
-cat >"$kdir/kafka-topics.sh" <<'STUB'
-#!/bin/sh
-dir="$(dirname "$0")/topics"; op=""; topic=""; parts=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --create | --describe | --alter) op="$1" ;;
-    --topic) topic="$2"; shift ;;
-    --partitions) parts="$2"; shift ;;
-  esac
-  shift
-done
-case "$op" in
-  --create) [ -f "$dir/$topic" ] || echo "$parts" >"$dir/$topic"; echo "Created topic $topic." ;;
-  --alter) echo "$parts" >"$dir/$topic" ;;
-  --describe)
-    [ -f "$dir/$topic" ] || { echo "Topic '$topic' does not exist" >&2; exit 1; }
-    printf 'Topic: %s\tTopicId: x\tPartitionCount: %s\tReplicationFactor: 1\tConfigs: \n' "$topic" "$(cat "$dir/$topic")" ;;
-esac
-STUB
-chmod +x "$kdir/kafka-topics.sh"
-topics_env="$(sed -n 's/^ *TOPICS: *//p' deploy/docker-compose.yml | head -n 1)"
-ct() { env TOPICS="$topics_env" KAFKA_TOPICS_SH="$kdir/kafka-topics.sh" sh deploy/docker/kafka/create-topics.sh >"$tmp/ct.out" 2>&1; }
-state() { (cd "$kdir/topics" && shopt -s nullglob && for t in *; do printf '%s:%s,' "$t" "$(cat "$t")"; done); }
-want_state="$(tr ',' '\n' <<<"$topics_env" | sort | tr '\n' ',')"
-if [[ -z "$topics_env" ]]; then
-  fail "create-topics.sh: no TOPICS in deploy/docker-compose.yml"
-elif ct && [[ "$(state)" == "$want_state" ]] && ct && [[ "$(state)" == "$want_state" ]]; then
-  ok "create-topics.sh creates the topics and is idempotent (stub kafka-topics.sh)"
-else
-  fail "create-topics.sh: topics after two runs: $(state), want $want_state"
-  indent <"$tmp/ct.out"
-fi
-first="$(cut -d, -f1 <<<"$topics_env")"
-echo 1 >"$kdir/topics/${first%%:*}"
-if ct && [[ "$(state)" == "$want_state" ]] && grep -q 'growing' "$tmp/ct.out"; then
-  ok "create-topics.sh grows a topic that has too few partitions"
-else
-  fail "create-topics.sh does not grow ${first%%:*} from 1 partition"
-  indent <"$tmp/ct.out"
-fi
-echo 999 >"$kdir/topics/${first%%:*}"
-if ! ct && grep -q 'cannot shrink' "$tmp/ct.out"; then
-  ok "create-topics.sh fails on a topic with more partitions than asked for"
-else
-  fail "create-topics.sh accepted a topic it cannot shrink"
-  indent <"$tmp/ct.out"
 fi
 
 # The tests image's build step and entry point, run for real on this build dir.

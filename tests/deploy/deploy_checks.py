@@ -24,8 +24,9 @@ What it checks (each line of output is "ok   ..." or "FAIL ..."):
   compose    build targets exist, depends_on conditions are satisfiable (a healthcheck for
              service_healthy, no restart policy for service_completed_successfully),
              published ports are the ports the services listen on, bind-mounted files exist,
-             the topic list equals the dev broker's, the integration service sets what the
-             harness requires.
+             the topics job runs the admin image's create-topics (the platform's own topic
+             list), the Kafka image is the version deploy/local installs (kafka/pom.xml), the
+             integration service sets what the harness requires.
   runtime    each service binary started with its image's environment answers the image's
              HEALTHCHECK (healthcheck.sh) and exits 0 on its STOPSIGNAL within the compose
              stop_grace_period; dependencies are pointed at 127.0.0.1:1 (refused), so this
@@ -63,7 +64,7 @@ REQUIRED_BUILD_PACKAGES = (
     "libspdlog-dev libcpp-httplib-dev libgtest-dev libgmock-dev libssl-dev"
 ).split()
 TOPICS_SERVICE = "kafka-topics"
-DEVBROKER = "tools/devbroker/telemetry-devbroker"
+KAFKA_POM = "deploy/local/kafka/pom.xml"
 DEFAULT_STOP_GRACE_S = 10  # docker's default
 
 
@@ -635,9 +636,9 @@ def target_of(svc: dict, services: dict) -> str | None:
     return None
 
 
-def devbroker_topics(build_dir: str) -> str | None:
-    p = run([os.path.join(build_dir, DEVBROKER), "--help"])
-    m = re.search(r"\(default ([\w.\-]+:\d+(?:,[\w.\-]+:\d+)*)\)", p.stdout + p.stderr)
+def local_kafka_version(src: str) -> str | None:
+    with open(os.path.join(src, KAFKA_POM)) as f:
+        m = re.search(r"<kafka.version>([^<]+)</kafka.version>", f.read())
     return m.group(1) if m else None
 
 
@@ -731,11 +732,20 @@ def check_compose(r: Report, config: dict, targets: dict[str, Target], src: str,
                     if isinstance(services[n].get("depends_on"), dict) else set()
                 r.check(bool(conds) and conds <= {"service_healthy", "service_completed_successfully"},
                         f"compose: {n} depends only on healthy or completed services", f"conditions {conds}")
-    # The topic list is the dev broker's.
-    topics = service_env(services.get(TOPICS_SERVICE, {})).get("TOPICS")
-    want = devbroker_topics(build_dir)
-    r.check(topics is not None and topics == want,
-            f"compose: {TOPICS_SERVICE} creates the dev broker's topics ({want})", f"TOPICS={topics}")
+    # The topics come from the platform's admin step, as in deploy/local.
+    ts = services.get(TOPICS_SERVICE, {})
+    cmd = ts.get("command") or []
+    if isinstance(cmd, str):
+        cmd = shlex.split(cmd)
+    r.check(target_of(ts, services) == "admin" and cmd[:1] == ["create-topics"],
+            f"compose: {TOPICS_SERVICE} runs telemetry-admin create-topics",
+            f"target {target_of(ts, services)}, command {cmd}")
+    # Every Kafka image is the version deploy/local runs.
+    want = local_kafka_version(src)
+    images = sorted({str(s.get("image")) for s in services.values()
+                     if str(s.get("image", "")).startswith("apache/kafka:")})
+    r.check(bool(images) and images == [f"apache/kafka:{want}"],
+            f"compose: Kafka is apache/kafka:{want}, the version of {KAFKA_POM}", f"images {images}")
 
 
 # ----------------------------------------------------------------------------- runtime checks

@@ -93,7 +93,7 @@ TEST(Robustness, KafkaOutageFailsWritesWithUnavailableThenRecovers) {
   r->set_sensor("s");
   r->set_timestamp_ns(SystemClock::Get()->NowNs());
   r->set_double_value(1);
-  ASSERT_EQ(KafkaCtl("down"), 0);
+  ASSERT_EQ(KafkaCtl("stop"), 0);
   {
     grpc::ClientContext ctx;
     ctx.AddMetadata("authorization", "Bearer " + t.key);
@@ -108,7 +108,7 @@ TEST(Robustness, KafkaOutageFailsWritesWithUnavailableThenRecovers) {
   // The instance says it cannot take writes: NOT_SERVING, /readyz 503.
   EXPECT_TRUE(Eventually([&] { return GrpcHealth(grpc_port); }, 2, 20));
   EXPECT_EQ(ReadyzStatus(http_port), 503);
-  ASSERT_EQ(KafkaCtl("up"), 0);
+  ASSERT_EQ(KafkaCtl("start"), 0);
   EXPECT_TRUE(Eventually([&] { return GrpcHealth(grpc_port); }, 1, 30));
   EXPECT_EQ(ReadyzStatus(http_port), 200);
   // Once Kafka is back, writes succeed again and the data is stored once.

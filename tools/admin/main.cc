@@ -10,8 +10,15 @@
 //       packs the 1-minute rollups of every hour that ended at least
 //       --older_than_s ago into one segment per series now (the writer does it
 //       on its own every minute for hours it no longer writes to).
+//   telemetry-admin create-topics [--kafka_brokers host:port] [--readings_partitions 16]
+//                                 [--readings_retention_hours 168] [--readings_retention_bytes -1]
+//                                 [--replication_factor -1] [--print]
+//       creates the platform's Kafka topics that do not exist and applies the
+//       configured retention to those that do (docs/kafka.md); --print only
+//       lists them as name:partitions[,...].
 //
-// The Postgres primary comes from --pg_primary / TELEMETRY_PG_PRIMARY.
+// The Postgres primary comes from --pg_primary / TELEMETRY_PG_PRIMARY, Kafka
+// from --kafka_brokers / TELEMETRY_KAFKA_BROKERS.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -22,6 +29,7 @@
 #include "absl/strings/str_split.h"
 #include "common/auth.h"
 #include "common/config.h"
+#include "common/kafka_admin.h"
 #include "common/metadata_store.h"
 #include "common/pg_pool.h"
 #include "common/reading_store.h"
@@ -43,6 +51,20 @@ ABSL_FLAG(std::string, model, "", "Device model");
 ABSL_FLAG(std::string, location, "", "Device location");
 ABSL_FLAG(std::string, time_zone, "UTC", "Device time zone");
 ABSL_FLAG(int64_t, older_than_s, 3600, "compact-rollups: hours that ended at least this long ago");
+ABSL_FLAG(std::string, kafka_brokers, "127.0.0.1:9092", "create-topics: Kafka bootstrap servers");
+ABSL_FLAG(std::string, kafka_config, "",
+          "create-topics: extra librdkafka properties, name=value[,name=value...]");
+ABSL_FLAG(int, readings_partitions, 16,
+          "create-topics: partitions of telemetry.readings.v1 (the most consumers of one group"
+          " that share the readings; fixed once created)");
+ABSL_FLAG(int64_t, readings_retention_hours, 168,
+          "create-topics: how long Kafka keeps readings (a writer, alert or export consumer down"
+          " for longer loses what was dropped, counted as a log gap)");
+ABSL_FLAG(int64_t, readings_retention_bytes, -1,
+          "create-topics: bytes kept per readings partition (-1: no size limit)");
+ABSL_FLAG(int, replication_factor, -1,
+          "create-topics: replicas per partition (-1: the broker's default.replication.factor)");
+ABSL_FLAG(bool, print, false, "create-topics: print the topics as name:partitions,... and exit");
 
 namespace {
 
@@ -180,16 +202,84 @@ int CompactRollups(telemetry::PgPool& pool) {
   return 0;
 }
 
+// The platform's topics. Messages: ingest produces at most 16 MiB
+// (kafka_impl.cc); a dead letter wraps one with its origin, so its topic
+// takes more.
+std::vector<telemetry::TopicSpec> PlatformTopics() {
+  constexpr int64_t kHourMs = 3'600'000;
+  const int rf = absl::GetFlag(FLAGS_replication_factor);
+  auto spec = [rf](std::string name, int partitions, int64_t retention_ms, int64_t retention_bytes,
+                   int64_t max_message_bytes) {
+    telemetry::TopicSpec t;
+    t.name = std::move(name);
+    t.partitions = partitions;
+    t.replication_factor = rf;
+    t.config = {{"retention.ms", std::to_string(retention_ms)},
+                {"retention.bytes", std::to_string(retention_bytes)},
+                {"max.message.bytes", std::to_string(max_message_bytes)},
+                {"cleanup.policy", "delete"}};
+    return t;
+  };
+  return {
+      spec("telemetry.readings.v1", absl::GetFlag(FLAGS_readings_partitions),
+           absl::GetFlag(FLAGS_readings_retention_hours) * kHourMs,
+           absl::GetFlag(FLAGS_readings_retention_bytes), 16 << 20),
+      spec("telemetry.readings.dlq.v1", 4, 30 * 24 * kHourMs, -1, 20 << 20),
+      spec("telemetry.alerts.v1", 8, 7 * 24 * kHourMs, -1, 1 << 20),
+      spec("telemetry.exports.v1", 1, 7 * 24 * kHourMs, -1, 1 << 20),
+  };
+}
+
+int CreateTopics() {
+  auto topics = PlatformTopics();
+  if (absl::GetFlag(FLAGS_print)) {
+    std::string line;
+    for (const auto& t : topics) {
+      line += (line.empty() ? "" : ",") + t.name + ":" + std::to_string(t.partitions);
+    }
+    std::printf("%s\n", line.c_str());
+    return 0;
+  }
+  if (absl::GetFlag(FLAGS_readings_partitions) < 1 ||
+      absl::GetFlag(FLAGS_readings_retention_hours) < 1) {
+    std::fprintf(stderr, "create-topics: --readings_partitions and --readings_retention_hours"
+                         " must be at least 1\n");
+    return 2;
+  }
+  telemetry::KafkaOptions options;
+  options.brokers = absl::GetFlag(FLAGS_kafka_brokers);
+  options.client_id = "telemetry-admin";
+  auto extra = telemetry::ParseKeyValues(absl::GetFlag(FLAGS_kafka_config));
+  if (!extra.ok()) {
+    std::fprintf(stderr, "--kafka_config: %s\n", std::string(extra.status().message()).c_str());
+    return 2;
+  }
+  options.extra = *extra;
+  auto out = telemetry::EnsureTopics(options, topics, 30000);
+  if (!out.ok()) {
+    std::fprintf(stderr, "create-topics: %s\n", out.status().ToString().c_str());
+    return 1;
+  }
+  for (const auto& o : *out) {
+    std::printf("%s: %s, %d partitions%s%s\n", o.name.c_str(),
+                o.created ? "created" : "exists, configs applied", o.partitions,
+                o.note.empty() ? "" : "; ", o.note.c_str());
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
   std::vector<char*> args = telemetry::InitFlags(
       argc, argv,
-      "telemetry-admin migrate|create-tenant|add-key|register-device|compact-rollups [flags]");
+      "telemetry-admin "
+      "migrate|create-tenant|add-key|register-device|compact-rollups|create-topics [flags]");
   if (args.size() < 2) {
-    std::fprintf(
-        stderr,
-        "usage: telemetry-admin migrate|create-tenant|add-key|register-device|compact-rollups\n");
+    std::fprintf(stderr,
+                 "usage: telemetry-admin "
+                 "migrate|create-tenant|add-key|register-device|compact-rollups|create-topics\n");
     return 2;
   }
+  if (std::string(args[1]) == "create-topics") return CreateTopics();
   telemetry::PgPool pool(absl::GetFlag(FLAGS_pg_primary), 1, "primary");
   auto store = telemetry::NewPgMetadataStore(&pool);
   std::string cmd = args[1];
