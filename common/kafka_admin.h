@@ -37,8 +37,8 @@ struct TopicOutcome {
 // it would move devices to other partitions (the note says so). Uses
 // `options.brokers` and `options.extra` (security settings etc.).
 absl::StatusOr<std::vector<TopicOutcome>> EnsureTopics(const KafkaOptions& options,
-                                                        const std::vector<TopicSpec>& topics,
-                                                        int timeout_ms);
+                                                       const std::vector<TopicSpec>& topics,
+                                                       int timeout_ms);
 
 // Deletes topics (tests); a topic that does not exist is not an error.
 absl::Status DeleteTopics(const KafkaOptions& options, const std::vector<std::string>& names,

@@ -62,8 +62,8 @@ absl::StatusOr<Event> Await(rd_kafka_queue_t* q, rd_kafka_event_type_t type, int
   Event ev(rd_kafka_queue_poll(q, timeout_ms + 2000));
   if (!ev) return absl::DeadlineExceededError(absl::StrCat(what, ": no answer from Kafka"));
   if (rd_kafka_event_type(ev.get()) != type) {
-    return absl::InternalError(absl::StrCat(what, ": unexpected event ",
-                                            rd_kafka_event_name(ev.get())));
+    return absl::InternalError(
+        absl::StrCat(what, ": unexpected event ", rd_kafka_event_name(ev.get())));
   }
   if (rd_kafka_event_error(ev.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return absl::UnavailableError(absl::StrCat(what, ": ", rd_kafka_event_error_string(ev.get())));
@@ -89,13 +89,15 @@ absl::StatusOr<int32_t> PartitionsOf(rd_kafka_t* rk, const std::string& topic, i
 
 absl::Status AlterConfigs(rd_kafka_t* rk, rd_kafka_queue_t* q, const TopicSpec& spec,
                           int timeout_ms) {
-  rd_kafka_ConfigResource_t* res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC,
-                                                                spec.name.c_str());
-  for (const auto& [k, v] : spec.config) rd_kafka_ConfigResource_set_config(res, k.c_str(), v.c_str());
+  rd_kafka_ConfigResource_t* res =
+      rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, spec.name.c_str());
+  for (const auto& [k, v] : spec.config)
+    rd_kafka_ConfigResource_set_config(res, k.c_str(), v.c_str());
   AdminOptions opts = Options(rk, RD_KAFKA_ADMIN_OP_ALTERCONFIGS, timeout_ms);
   rd_kafka_AlterConfigs(rk, &res, 1, opts.get(), q);
   rd_kafka_ConfigResource_destroy(res);
-  auto ev = Await(q, RD_KAFKA_EVENT_ALTERCONFIGS_RESULT, timeout_ms, "alter configs of " + spec.name);
+  auto ev =
+      Await(q, RD_KAFKA_EVENT_ALTERCONFIGS_RESULT, timeout_ms, "alter configs of " + spec.name);
   if (!ev.ok()) return ev.status();
   size_t n = 0;
   const rd_kafka_ConfigResource_t** out =
@@ -112,8 +114,8 @@ absl::Status AlterConfigs(rd_kafka_t* rk, rd_kafka_queue_t* q, const TopicSpec& 
 }  // namespace
 
 absl::StatusOr<std::vector<TopicOutcome>> EnsureTopics(const KafkaOptions& options,
-                                                        const std::vector<TopicSpec>& topics,
-                                                        int timeout_ms) {
+                                                       const std::vector<TopicSpec>& topics,
+                                                       int timeout_ms) {
   auto rk = AdminClient(options);
   if (!rk.ok()) return rk.status();
   Queue q(rd_kafka_queue_new(rk->get()));
@@ -197,9 +199,8 @@ absl::Status DeleteTopics(const KafkaOptions& options, const std::vector<std::st
   for (size_t i = 0; i < n; ++i) {
     rd_kafka_resp_err_t err = rd_kafka_topic_result_error(results[i]);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-      return absl::UnavailableError(absl::StrCat("delete topic ",
-                                                 rd_kafka_topic_result_name(results[i]), ": ",
-                                                 rd_kafka_err2str(err)));
+      return absl::UnavailableError(absl::StrCat(
+          "delete topic ", rd_kafka_topic_result_name(results[i]), ": ", rd_kafka_err2str(err)));
     }
   }
   return absl::OkStatus();

@@ -189,9 +189,6 @@ class KafkaConsumer final : public EventConsumer {
              {"group.id", o.group_id},
              {"enable.auto.commit", "false"},
              {"enable.auto.offset.store", "false"},
-             // A fetch outside the log (data dropped by retention) is an
-             // error the writer sees and counts, never a silent reset.
-             {"auto.offset.reset", "error"},
              {"session.timeout.ms", std::to_string(o.session_timeout_ms)},
              {"max.poll.interval.ms",
               std::to_string(std::max(o.max_poll_interval_ms, o.session_timeout_ms))},
@@ -202,6 +199,19 @@ class KafkaConsumer final : public EventConsumer {
              {"fetch.wait.max.ms", "20"}}) {
       if (o.extra.count(k)) continue;
       absl::Status st = SetConf(conf, k, v);
+      if (!st.ok()) {
+        rd_kafka_conf_destroy(conf);
+        return st;
+      }
+    }
+    // A position outside the log (retention dropped messages before they
+    // were read) restarts at the log start; the caller sees the jump in
+    // offsets and accounts for the lost range (Writer::Accept). Not "error":
+    // librdkafka 2.0 then stops fetching the partition for good (its state
+    // is FETCH_NONE, where a seek is refused), which left a partition whose
+    // writes were acknowledged and never stored. Not overridable.
+    {
+      absl::Status st = SetConf(conf, "auto.offset.reset", "earliest");
       if (!st.ok()) {
         rd_kafka_conf_destroy(conf);
         return st;
@@ -247,21 +257,6 @@ class KafkaConsumer final : public EventConsumer {
           rd_kafka_message_destroy(m);
           continue;
         }
-        if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
-            m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
-          // The position is outside the log (the broker dropped data before
-          // it was read). Restart at the log start; the caller sees the jump
-          // in offsets and accounts for the lost range.
-          int32_t partition = m->partition;
-          rd_kafka_message_destroy(m);
-          int64_t low = 0, high = 0;
-          if (Watermarks(partition, &low, &high, 5000).ok()) {
-            GetLogger("kafka")->warn("partition {} fell off the log start; restarting at {}",
-                                     partition, low);
-            Seek(partition, low);
-          }
-          continue;
-        }
         absl::Status st = KafkaError(m->err, rd_kafka_message_errstr(m));
         rd_kafka_message_destroy(m);
         if (out.empty()) return st;
@@ -297,15 +292,6 @@ class KafkaConsumer final : public EventConsumer {
         rd_kafka_query_watermark_offsets(rk_, topic_.c_str(), partition, low, high, timeout_ms);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return KafkaError(err, "watermarks");
     return absl::OkStatus();
-  }
-
-  // Restarts a partition at `offset` (after an out-of-range error).
-  void Seek(int32_t partition, int64_t offset) {
-    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(list, topic_.c_str(), partition)->offset = offset;
-    rd_kafka_error_t* e = rd_kafka_seek_partitions(rk_, list, 5000);
-    if (e) rd_kafka_error_destroy(e);
-    rd_kafka_topic_partition_list_destroy(list);
   }
 
   void Close() override {

@@ -33,8 +33,8 @@ struct IngestOptions {
   // behind on any partition (0 disables). See docs/write-path.md.
   int64_t max_writer_lag_messages = 20'000;
   // The same in bytes (lag in messages × the average message this service
-  // produced): bounds how stale stored data gets, and keeps the backlog
-  // inside what the broker retains (the dev broker keeps ~5 MB a partition).
+  // produced): bounds how stale stored data gets, and how much a consumer
+  // could lose to a size-based retention (retention.bytes) while it lags.
   int64_t max_writer_lag_bytes = 2 << 20;
 };
 

@@ -63,7 +63,7 @@ std::map<int32_t, int64_t> Writer::OnAssign(const std::vector<int32_t>& partitio
         auto it = applied->find(p);
         start[p] = it == applied->end() ? 0 : it->second;
         // A log that now ends below what was applied was re-created (topic
-        // deleted, dev broker restarted empty): the stored position means
+        // deleted and created again, a broker's data lost): the stored position means
         // nothing there. Start over at its beginning, loudly.
         int64_t low = 0, high = 0;
         if (start[p] > 0 && consumer_->Watermarks(p, &low, &high, 5000).ok() && start[p] > high) {

@@ -1,13 +1,15 @@
 // The adapters against the real servers: ReadingStore and MetadataStore on
-// PostgreSQL, LatestCache on Redis, the Kafka publisher on the dev broker.
+// PostgreSQL, LatestCache on Redis, the Kafka publisher and topic admin on Apache Kafka.
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <future>
 #include <limits>
+#include <random>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -15,6 +17,7 @@
 #include "common/clock.h"
 #include "common/deadline.h"
 #include "common/kafka.h"
+#include "common/kafka_admin.h"
 #include "common/latest_cache.h"
 #include "common/pg_pool.h"
 #include "common/reading_store.h"
@@ -729,7 +732,7 @@ TEST(RedisCache, DownIsUnavailable) {
   EXPECT_EQ(cache->Get(1, {"d"}, {}).status().code(), absl::StatusCode::kUnavailable);
 }
 
-TEST(KafkaPublisher, DeliversToTheDevBrokerAndReportsOffsets) {
+TEST(KafkaPublisher, DeliversToKafkaAndReportsOffsets) {
   KafkaOptions o;
   o.brokers = RequireEnv("TELEMETRY_KAFKA_BROKERS");
   auto pub = NewKafkaPublisher(o);
@@ -748,6 +751,43 @@ TEST(KafkaPublisher, DeliversToTheDevBrokerAndReportsOffsets) {
   EXPECT_EQ(r.offset, high_before);
   ASSERT_TRUE((*pub)->Watermarks("telemetry.readings.dlq.v1", 3, &low, &high_after, 5000).ok());
   EXPECT_EQ(high_after, high_before + 1);
+}
+
+// What telemetry-admin create-topics relies on: a topic is created with its
+// partitions and configs, a second run applies the configs again and keeps
+// the partition count (saying so when the spec asks for another).
+TEST(KafkaAdmin, EnsureTopicsCreatesThenReappliesConfigsAndKeepsPartitions) {
+  KafkaOptions o;
+  o.brokers = RequireEnv("TELEMETRY_KAFKA_BROKERS");
+  const std::string name = absl::StrCat("test.admin.", ::getpid(), ".", std::random_device{}());
+  TopicSpec spec;
+  spec.name = name;
+  spec.partitions = 3;
+  spec.config = {{"retention.ms", "3600000"}, {"max.message.bytes", "2097152"}};
+  auto first = EnsureTopics(o, {spec}, 15000);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->size(), 1u);
+  EXPECT_TRUE((*first)[0].created);
+  EXPECT_EQ((*first)[0].partitions, 3);
+  EXPECT_TRUE((*first)[0].note.empty());
+  auto pub = NewKafkaPublisher(o);
+  ASSERT_TRUE(pub.ok());
+  auto n = (*pub)->PartitionCount(name);
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 3);
+
+  spec.partitions = 5;
+  spec.config["retention.ms"] = "7200000";
+  auto again = EnsureTopics(o, {spec}, 15000);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE((*again)[0].created);
+  EXPECT_EQ((*again)[0].partitions, 3);
+  EXPECT_NE((*again)[0].note.find("has 3 partitions, 5 asked"), std::string::npos)
+      << (*again)[0].note;
+
+  spec.config["retention.ms"] = "not-a-number";
+  EXPECT_FALSE(EnsureTopics(o, {spec}, 15000).ok());
+  EXPECT_TRUE(DeleteTopics(o, {name}, 15000).ok());
 }
 
 }  // namespace

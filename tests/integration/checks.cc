@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <map>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/latest_cache.h"
@@ -12,7 +15,8 @@
 namespace telemetry::testing {
 
 Written WriteFleet(telemetry::v1::IngestService::Stub* stub, const std::string& key,
-                   const loadgen::FleetOptions& fleet, int64_t total, int batch) {
+                   const loadgen::FleetOptions& fleet, int64_t total, int batch,
+                   WriteOptions options) {
   loadgen::FleetGenerator gen(fleet, 0, fleet.devices);
   Written w;
   ConsistencyPositions merged;
@@ -27,17 +31,31 @@ Written WriteFleet(telemetry::v1::IngestService::Stub* stub, const std::string& 
     } else {
       gen.Next(static_cast<int>(want), &req);
     }
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", "Bearer " + key);
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
     telemetry::v1::WriteResponse resp;
-    grpc::Status st = stub->Write(&ctx, req, &resp);
-    if (!st.ok()) {
+    grpc::Status st;
+    while (true) {
+      grpc::ClientContext ctx;
+      ctx.AddMetadata("authorization", "Bearer " + key);
+      ctx.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::milliseconds(options.deadline_ms));
+      const auto t0 = std::chrono::steady_clock::now();
+      st = stub->Write(&ctx, req, &resp);
+      if (st.ok()) break;
       ++w.failed_calls;
+      ++w.failed_codes[st.error_code()];
+      w.slowest_failure_ms = std::max<int64_t>(
+          w.slowest_failure_ms, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::steady_clock::now() - t0)
+                                    .count());
+      if (!options.retry_failed) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    if (!st.ok()) {
       ADD_FAILURE() << "write failed: " << st.error_code() << " " << st.error_message();
       continue;
     }
     w.accepted += resp.accepted();
+    if (options.progress != nullptr) options.progress->store(gen.unique());
     w.rejected += resp.rejected_size();
     auto pos = DecodeConsistencyToken(resp.consistency_token());
     if (pos.ok()) {

@@ -3,7 +3,9 @@
 // the cache against the newest row per series.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "telemetry/v1/ingest.grpc.pb.h"
@@ -16,13 +18,26 @@ struct Written {
   int64_t unique = 0;
   int64_t rejected = 0;
   int failed_calls = 0;
-  std::string token;  // merged over every call
+  std::map<int, int> failed_codes;  // gRPC status code -> calls
+  int64_t slowest_failure_ms = 0;   // the longest a failed call took
+  std::string token;                // merged over every call
+};
+
+struct WriteOptions {
+  int deadline_ms = 20000;
+  // A well-behaved client: a failed call is sent again (the same readings)
+  // until it succeeds, instead of being a test failure.
+  bool retry_failed = false;
+  // When set, the unique readings acknowledged so far (for a test that acts
+  // mid-stream).
+  std::atomic<int64_t>* progress = nullptr;
 };
 
 // Writes `total` unique readings of a fleet (plus its duplicates and late
 // readings) in batches of `batch` through Write.
 Written WriteFleet(telemetry::v1::IngestService::Stub* stub, const std::string& key,
-                   const loadgen::FleetOptions& fleet, int64_t total, int batch);
+                   const loadgen::FleetOptions& fleet, int64_t total, int batch,
+                   WriteOptions options = {});
 
 int64_t RawCount(int64_t tenant_id);
 // Rollup buckets that differ from a GROUP BY over the tenant's raw rows.

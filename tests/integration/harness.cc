@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "common/auth.h"
+#include "common/kafka_admin.h"
 
 namespace telemetry::testing {
 
@@ -249,6 +250,7 @@ int HttpGet(int port, const std::string& path) {
 
 void Services::StartWriter(const std::vector<std::string>& extra) {
   const int http_port = FreePort();
+  writer_http_port_ = http_port;
   std::vector<std::string> args = {"--http_port=" + std::to_string(http_port),
                                    "--pg_primary=" + RequireEnv("TELEMETRY_PG_PRIMARY"),
                                    "--redis=" + RequireEnv("TELEMETRY_REDIS"),
@@ -285,6 +287,48 @@ void Services::StartQuery(const std::vector<std::string>& extra) {
   ASSERT_TRUE(WaitForServing(query_port_, 20000)) << "query did not start; see " << log_dir_;
 }
 
+std::string CreateTopic(const std::string& prefix, int partitions,
+                        const std::map<std::string, std::string>& config) {
+  KafkaOptions o;
+  o.brokers = RequireEnv("TELEMETRY_KAFKA_BROKERS");
+  TopicSpec spec;
+  spec.name =
+      prefix + "." + std::to_string(getpid()) + "." + std::to_string(std::random_device{}());
+  spec.partitions = partitions;
+  spec.config = config;
+  auto out = EnsureTopics(o, {spec}, 15000);
+  EXPECT_TRUE(out.ok()) << out.status();
+  return spec.name;
+}
+
+void DeleteTopic(const std::string& name) {
+  KafkaOptions o;
+  o.brokers = RequireEnv("TELEMETRY_KAFKA_BROKERS");
+  EXPECT_TRUE(DeleteTopics(o, {name}, 15000).ok());
+}
+
+double MetricValue(int http_port, const std::string& name) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(http_port));
+  std::string body;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    std::string req = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
+      char buf[4096];
+      ssize_t n;
+      while ((n = read(fd, buf, sizeof(buf))) > 0) body.append(buf, static_cast<size_t>(n));
+    }
+  }
+  close(fd);
+  const std::string key = "\n" + name + " ";
+  size_t at = body.find(key);
+  if (at == std::string::npos) return -1;
+  return std::atof(body.c_str() + at + key.size());
+}
+
 std::unique_ptr<telemetry::v1::IngestService::Stub> Services::IngestStub() {
   grpc::ChannelArguments args;
   args.SetMaxSendMessageSize(64 << 20);
@@ -307,6 +351,14 @@ std::vector<std::vector<std::string>> Sql(const std::string& query) {
     out.push_back(std::move(r));
   }
   return out;
+}
+
+int64_t SqlExec(const std::string& statement) {
+  pqxx::connection c(RequireEnv("TELEMETRY_PG_PRIMARY"));
+  pqxx::work tx(c);
+  const auto n = tx.exec(statement).affected_rows();
+  tx.commit();
+  return static_cast<int64_t>(n);
 }
 
 int64_t SqlInt(const std::string& query) {

@@ -62,14 +62,25 @@ class Services {
   std::unique_ptr<telemetry::v1::QueryService::Stub> QueryStub();
   std::string log_dir() const { return log_dir_; }
   int ingest_port() const { return ingest_port_; }
+  int writer_http_port() const { return writer_http_port_; }
   int query_port() const { return query_port_; }
 
  private:
   std::string log_dir_;
-  int ingest_port_ = 0, query_port_ = 0;
+  int ingest_port_ = 0, query_port_ = 0, writer_http_port_ = 0;
   std::unique_ptr<Process> ingest_, writer_, query_;
   int writer_runs_ = 0;
 };
+
+// A topic of its own for a test (unique name from `prefix`), created on the
+// env's Kafka with `partitions` and topic `config`; DeleteTopic removes it.
+std::string CreateTopic(const std::string& prefix, int partitions,
+                        const std::map<std::string, std::string>& config = {});
+void DeleteTopic(const std::string& name);
+
+// The value of a Prometheus sample (`name` with its labels, as printed) on
+// http://127.0.0.1:<port>/metrics; -1 when absent or unreachable.
+double MetricValue(int http_port, const std::string& name);
 
 // Waits until a gRPC server answers on `port` (health check).
 bool WaitForServing(int port, int timeout_ms);
@@ -84,6 +95,8 @@ bool WaitForHealth(int port, const std::string& service, int want, int timeout_m
 // row as text.
 std::vector<std::vector<std::string>> Sql(const std::string& query);
 int64_t SqlInt(const std::string& query);
+// Runs a statement that changes data on the primary; returns the rows touched.
+int64_t SqlExec(const std::string& statement);
 
 // A STRONG Latest call that waits for `token` (returns the status).
 grpc::Status WaitForToken(telemetry::v1::QueryService::Stub* query, const std::string& key,

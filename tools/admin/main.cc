@@ -242,8 +242,9 @@ int CreateTopics() {
   }
   if (absl::GetFlag(FLAGS_readings_partitions) < 1 ||
       absl::GetFlag(FLAGS_readings_retention_hours) < 1) {
-    std::fprintf(stderr, "create-topics: --readings_partitions and --readings_retention_hours"
-                         " must be at least 1\n");
+    std::fprintf(stderr,
+                 "create-topics: --readings_partitions and --readings_retention_hours"
+                 " must be at least 1\n");
     return 2;
   }
   telemetry::KafkaOptions options;
