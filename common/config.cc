@@ -7,7 +7,9 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -39,6 +41,15 @@ absl::StatusOr<std::map<std::string, std::string>> ParseKeyValues(const std::str
 
 std::vector<char*> InitFlags(int argc, char** argv, const char* usage) {
   absl::SetProgramUsageMessage(usage);
+  // --help lists every flag of this project's sources. Abseil's default
+  // lists only those of a file named like the binary, which here matched
+  // none ("No flags matched.").
+  absl::FlagsUsageConfig config;
+  config.contains_help_flags = [](absl::string_view file) {
+    return !absl::StrContains(file, "absl/");
+  };
+  config.contains_helpshort_flags = config.contains_help_flags;
+  absl::SetFlagsUsageConfig(config);
   for (auto& [name, flag] : absl::GetAllFlags()) {
     const char* value = std::getenv(EnvVarForFlag(std::string(name)).c_str());
     if (value == nullptr) continue;

@@ -80,6 +80,11 @@ class ReadingStore {
   // applied (dropped by the broker).
   virtual absl::Status RecordLogGap(const std::string& topic, int32_t partition,
                                     int64_t from_offset, int64_t to_offset) = 0;
+  // Offset ranges [from, to) per partition of `topic` that were recorded as
+  // dropped by the broker before they were applied (RecordLogGap): writes
+  // acknowledged there will never be readable.
+  virtual absl::StatusOr<std::map<int32_t, std::vector<std::pair<int64_t, int64_t>>>>
+  DroppedOffsets(const std::string& topic) = 0;
   // The partition's log restarted below the applied offset `applied`: sets
   // its next offset to `restart_at` (downwards, unlike Apply) and records
   // the reset.

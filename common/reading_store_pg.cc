@@ -513,6 +513,24 @@ class PgReadingStore final : public ReadingStore {
     });
   }
 
+  absl::StatusOr<std::map<int32_t, std::vector<std::pair<int64_t, int64_t>>>> DroppedOffsets(
+      const std::string& topic) override {
+    std::map<int32_t, std::vector<std::pair<int64_t, int64_t>>> out;
+    absl::Status st = pool_->Run([&](pqxx::connection& c) {
+      pqxx::read_transaction tx(c);
+      pqxx::result r = tx.exec_params(
+          "SELECT partition, from_offset, to_offset FROM writer_log_gaps"
+          " WHERE topic = $1 AND kind = 'dropped'",
+          topic);
+      for (const auto& row : r) {
+        out[row[0].as<int32_t>()].emplace_back(row[1].as<int64_t>(), row[2].as<int64_t>());
+      }
+      return absl::OkStatus();
+    });
+    if (!st.ok()) return st;
+    return out;
+  }
+
   absl::Status ResetOffset(const std::string& topic, int32_t partition, int64_t applied,
                            int64_t restart_at) override {
     return pool_->Run([&](pqxx::connection& c) {

@@ -58,7 +58,10 @@ stop_services
 echo $! >"$RUN/writer.pid"
 "$BUILD_DIR/services/ingest/telemetry-ingest" >"$RUN/ingest.log" 2>&1 &
 echo $! >"$RUN/ingest.pid"
-"$BUILD_DIR/services/query/telemetry-query" >"$RUN/query.log" 2>&1 &
+# The standby for EVENTUAL reads (the env file names it TELEMETRY_PG_REPLICA,
+# the flag is --pg_replicas: a list).
+"$BUILD_DIR/services/query/telemetry-query" --pg_replicas="$TELEMETRY_PG_REPLICA" \
+  >"$RUN/query.log" 2>&1 &
 echo $! >"$RUN/query.pid"
 for port in 9101 9102 9103; do
   for _ in $(seq 1 100); do

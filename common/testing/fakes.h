@@ -170,6 +170,14 @@ class FakeReadingStore final : public ReadingStore {
     gaps_.push_back({partition, from, to});
     return absl::OkStatus();
   }
+  absl::StatusOr<std::map<int32_t, std::vector<std::pair<int64_t, int64_t>>>> DroppedOffsets(
+      const std::string&) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake store down");
+    std::map<int32_t, std::vector<std::pair<int64_t, int64_t>>> out;
+    for (const auto& [p, from, to] : gaps_) out[p].emplace_back(from, to);
+    return out;
+  }
   absl::Status ResetOffset(const std::string& topic, int32_t partition, int64_t applied,
                            int64_t restart_at) override {
     absl::MutexLock l(&mu_);

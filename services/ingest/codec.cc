@@ -1,5 +1,8 @@
 #include "services/ingest/codec.h"
 
+#include <deque>
+#include <iterator>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 
@@ -88,15 +91,47 @@ std::string LabelsJson(const google::protobuf::Map<std::string, std::string>& la
   return out;
 }
 
-std::map<int32_t, ReadingBatch> EncodeReadings(int64_t tenant_id,
-                                               const std::vector<const Reading*>& readings,
-                                               int32_t partitions, int64_t now_ns) {
-  std::map<int32_t, ReadingBatch> out;
+namespace {
+
+// Upper bounds of the encoded size (protobuf wire bytes) of a reading in a
+// block, and of a block without its readings.
+size_t ReadingBytes(const Reading& r) {
+  size_t n = 10 + 10;  // timestamp delta, status code (varints, their tags are packed)
+  switch (r.value_case()) {
+    case Reading::kDoubleValue:
+      return n + 8;
+    case Reading::kStringValue:
+      return n + r.string_value().size() + 6;
+    default:
+      return n + 1;
+  }
+}
+
+size_t BlockBytes(const Reading& r) {
+  size_t n = 32 + r.device_id().size() + r.sensor().size() + r.unit().size();
+  for (const auto& [k, v] : r.labels()) n += k.size() + v.size() + 12;
+  return n;
+}
+
+}  // namespace
+
+std::vector<std::pair<int32_t, ReadingBatch>> EncodeReadings(
+    int64_t tenant_id, const std::vector<const Reading*>& readings, int32_t partitions,
+    int64_t now_ns, size_t target_bytes) {
+  // A deque: blocks point into its batches while they fill.
+  std::deque<std::pair<int32_t, ReadingBatch>> out;
+  struct PartitionState {
+    ReadingBatch* batch = nullptr;  // the one being filled
+    size_t bytes = 0;
+    int generation = 0;  // bumped at every new batch
+  };
   struct BlockState {
     SeriesBlock* block;
+    int generation;
     int64_t last_ts;
     bool any_status;
   };
+  absl::flat_hash_map<int32_t, PartitionState> parts;
   absl::flat_hash_map<std::string, BlockState> blocks;
   absl::flat_hash_map<std::string, int32_t> device_partition;
   for (const Reading* r : readings) {
@@ -108,20 +143,28 @@ std::map<int32_t, ReadingBatch> EncodeReadings(int64_t tenant_id,
     } else {
       p = dp->second;
     }
-    auto [it, fresh] = blocks.try_emplace(BlockKey(*r), BlockState{nullptr, 0, false});
+    PartitionState& ps = parts[p];
+    const size_t need = ReadingBytes(*r);
+    if (ps.batch == nullptr || (ps.bytes + need > target_bytes && ps.bytes > 16)) {
+      out.emplace_back(p, ReadingBatch());
+      ps.batch = &out.back().second;
+      ps.batch->set_tenant_id(tenant_id);
+      ps.batch->set_produced_at_ns(now_ns);
+      ps.bytes = 16;
+      ++ps.generation;
+    }
+    auto [it, fresh] = blocks.try_emplace(BlockKey(*r), BlockState{nullptr, 0, 0, false});
     BlockState& st = it->second;
-    if (fresh) {
-      ReadingBatch& batch = out[p];
-      if (batch.tenant_id() == 0) {
-        batch.set_tenant_id(tenant_id);
-        batch.set_produced_at_ns(now_ns);
-      }
-      st.block = batch.add_series();
+    if (fresh || st.generation != ps.generation) {
+      // The series' first reading in this message: a block of its own.
+      st = BlockState{ps.batch->add_series(), ps.generation, 0, false};
       st.block->set_device_id(r->device_id());
       st.block->set_sensor(r->sensor());
       st.block->set_unit(r->unit());
       if (!r->labels().empty()) *st.block->mutable_labels() = r->labels();
+      ps.bytes += BlockBytes(*r);
     }
+    ps.bytes += need;
     SeriesBlock* b = st.block;
     b->add_timestamp_delta_ns(r->timestamp_ns() - st.last_ts);
     st.last_ts = r->timestamp_ns();
@@ -145,7 +188,7 @@ std::map<int32_t, ReadingBatch> EncodeReadings(int64_t tenant_id,
     }
     if (st.any_status) b->add_status_codes(r->status_code());
   }
-  return out;
+  return {std::make_move_iterator(out.begin()), std::make_move_iterator(out.end())};
 }
 
 absl::StatusOr<std::vector<DecodedReading>> DecodeBatch(const ReadingBatch& batch) {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -21,10 +22,22 @@ int32_t PartitionFor(int64_t tenant_id, const std::string& device, int32_t parti
 // Kafka message key of a batch.
 std::string BatchKey(int64_t tenant_id, int32_t partition);
 
-// Groups readings by partition, then by (device, sensor, unit, kind, labels).
-std::map<int32_t, telemetry::v1::ReadingBatch> EncodeReadings(
+// The size a Kafka message of readings aims at: a partition's readings of one
+// request go out as several messages when they would be larger (a message is
+// at most this plus one reading with its series; well under the topic's
+// max.message.bytes of 16 MiB, docs/kafka.md).
+inline constexpr size_t kTargetMessageBytes = 1 << 20;
+
+// The largest Write request (and WriteStream message) ingest takes: 16 MiB,
+// as ingest.proto documents.
+inline constexpr int kMaxRequestBytes = 16 << 20;
+
+// Groups readings by partition, then by (device, sensor, unit, kind, labels),
+// into messages of about `target_bytes` at most: (partition, batch) pairs, a
+// partition's batches in the order of its readings.
+std::vector<std::pair<int32_t, telemetry::v1::ReadingBatch>> EncodeReadings(
     int64_t tenant_id, const std::vector<const telemetry::v1::Reading*>& readings,
-    int32_t partitions, int64_t now_ns);
+    int32_t partitions, int64_t now_ns, size_t target_bytes = kTargetMessageBytes);
 
 struct DecodedReading {
   const telemetry::v1::SeriesBlock* block;  // device, sensor, unit, labels

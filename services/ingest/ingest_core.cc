@@ -257,6 +257,14 @@ void IngestCore::Write(const TenantInfo& tenant, const WriteRequest& request, in
           }
           if (!error.ok()) {
             metrics_->kafka_failures->Inc();
+            if (absl::IsInvalidArgument(error)) {
+              // Not a transient state a retry would get past (e.g. the
+              // topic's max.message.bytes below kTargetMessageBytes).
+              pending->done(absl::FailedPreconditionError(
+                  "Kafka refused the write: " + std::string(error.message()) +
+                  " (check the readings topic's max.message.bytes, docs/kafka.md)"));
+              return;
+            }
             pending->done(absl::UnavailableError("Kafka did not store the write: " +
                                                  std::string(error.message())));
             return;

@@ -1,6 +1,7 @@
 // telemetry-ingest: the IngestService gRPC server.
 #include <atomic>
 #include <cstdlib>
+#include <mutex>
 #include <thread>
 
 #include "absl/flags/flag.h"
@@ -10,6 +11,7 @@
 #include "common/pg_pool.h"
 #include "common/reading_store.h"
 #include "common/runtime.h"
+#include "services/ingest/codec.h"
 #include "services/ingest/ingest_service.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC listen address");
@@ -74,8 +76,12 @@ int main(int argc, char** argv) {
   std::atomic<bool> started{false};
   std::atomic<bool> kafka_ok{false};
   std::atomic<bool> stop{false};
+  // The health flip and the server's first status under one lock: a flip
+  // between reading kafka_ok and publishing it would be lost otherwise.
+  std::mutex health_mu;
   std::atomic<grpc::Server*> grpc_server{nullptr};
   auto set_kafka_ok = [&](bool ok) {
+    std::lock_guard<std::mutex> lock(health_mu);
     if (kafka_ok.exchange(ok) == ok) return;
     if (ok) {
       log->info("Kafka answers again: serving");
@@ -141,13 +147,23 @@ int main(int argc, char** argv) {
   telemetry::ingest::IngestServiceImpl service(&core, &auth, &workers, clock,
                                                options.max_ack_wait_ns);
   int port = 0;
-  auto server = telemetry::StartGrpcServer(absl::GetFlag(FLAGS_listen), {&service}, &port);
+  // The documented request limit (ingest.proto): gRPC refuses a larger
+  // request with RESOURCE_EXHAUSTED naming both sizes, before any work.
+  auto server = telemetry::StartGrpcServer(absl::GetFlag(FLAGS_listen), {&service}, &port,
+                                           telemetry::ingest::kMaxRequestBytes);
   if (!server.ok()) {
     log->critical("{}", server.status().ToString());
     return fail();
   }
-  grpc_server = server->get();
-  (*server)->GetHealthCheckService()->SetServingStatus(kafka_ok.load());
+  {
+    // The empty name and the service's own (what a Kubernetes gRPC probe or
+    // a load balancer asks for); SetServingStatus(bool) flips both.
+    std::lock_guard<std::mutex> lock(health_mu);
+    grpc_server = server->get();
+    auto* health = (*server)->GetHealthCheckService();
+    health->SetServingStatus(telemetry::v1::IngestService::service_full_name(), kafka_ok.load());
+    health->SetServingStatus(kafka_ok.load());
+  }
   telemetry::AdminHttpServer http(registry, [&](std::string* reason) {
     if (!started)
       *reason = "Kafka topic not reachable yet";

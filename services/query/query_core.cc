@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <set>
 #include <thread>
@@ -60,6 +61,19 @@ telemetry::v1::ConsistencyLevel QueryCore::LevelOf(const telemetry::v1::ReadOpti
   return o.consistency();
 }
 
+absl::Status QueryCore::CheckOptions(const telemetry::v1::ReadOptions& o) {
+  // An unknown level must not quietly become another (possibly weaker) one.
+  if (!telemetry::v1::ConsistencyLevel_IsValid(o.consistency())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "options.consistency: unknown value ", o.consistency(),
+        " (CONSISTENCY_LEVEL_STRONG, CONSISTENCY_LEVEL_EVENTUAL or CONSISTENCY_LEVEL_ANALYTICS)"));
+  }
+  if (o.max_staleness_ms() < 0) {
+    return absl::InvalidArgumentError("options.max_staleness_ms: must be >= 0");
+  }
+  return absl::OkStatus();
+}
+
 double QueryCore::StalenessOf(const telemetry::v1::ReadOptions& o) {
   return static_cast<double>(o.max_staleness_ms()) / 1000.0;
 }
@@ -101,6 +115,24 @@ absl::Status DecodeRangeCursor(const std::string& cursor, RangeQuery* q) {
   return absl::OkStatus();
 }
 
+absl::Status QueryCore::CheckNotDropped(const ConsistencyPositions& positions) {
+  auto dropped = primary_->DroppedOffsets(options_.topic);
+  if (!dropped.ok()) return dropped.status();
+  for (const auto& [p, offset] : positions.offsets) {
+    auto it = dropped->find(p);
+    if (it == dropped->end()) continue;
+    for (const auto& [from, to] : it->second) {
+      if (offset >= from && offset < to) {
+        return absl::DataLossError(absl::StrCat(
+            "consistency_token: the write at partition ", p, " offset ", offset,
+            " was dropped by Kafka (retention) before it was stored (offsets ", from, " to ",
+            to - 1, ", writer_log_gaps); it will never be readable: write it again"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status QueryCore::WaitForToken(const std::string& token, int64_t deadline) {
   if (token.empty()) return absl::OkStatus();
   auto positions = DecodeConsistencyToken(token);
@@ -113,7 +145,7 @@ absl::Status QueryCore::WaitForToken(const std::string& token, int64_t deadline)
   while (true) {
     auto applied = primary_->AppliedOffsets(options_.topic);
     if (!applied.ok()) return applied.status();
-    if (TokenSatisfied(*positions, *applied)) return absl::OkStatus();
+    if (TokenSatisfied(*positions, *applied)) return CheckNotDropped(*positions);
     if (clock_->MonotonicNs() + options_.token_poll_interval_ns >= deadline) {
       metrics_->token_timeouts->Inc();
       return absl::DeadlineExceededError(
@@ -132,9 +164,7 @@ absl::StatusOr<LatestResponse> QueryCore::Latest(int64_t tenant_id, const Latest
     return absl::InvalidArgumentError(
         absl::StrCat("device_ids: at most ", options_.max_devices_per_latest, " devices"));
   }
-  if (req.options().max_staleness_ms() < 0) {
-    return absl::InvalidArgumentError("options.max_staleness_ms: must be >= 0");
-  }
+  if (absl::Status o = CheckOptions(req.options()); !o.ok()) return o;
   absl::Status st = WaitForToken(req.options().consistency_token(), deadline);
   if (!st.ok()) return st;
   std::vector<std::string> devices(req.device_ids().begin(), req.device_ids().end());
@@ -208,6 +238,7 @@ absl::Status QueryCore::Range(int64_t tenant_id, const RangeRequest& req, int64_
     return absl::InvalidArgumentError(
         absl::StrCat("page_size: must be between 0 and ", options_.max_page_size));
   }
+  if (absl::Status o = CheckOptions(req.options()); !o.ok()) return o;
   RangeQuery q;
   q.tenant_id = tenant_id;
   q.device = req.device_id();
@@ -277,7 +308,14 @@ absl::Status QueryCore::Range(int64_t tenant_id, const RangeRequest& req, int64_
 
 absl::StatusOr<int64_t> ChooseBucket(const AggregateRequest& req) {
   constexpr int64_t kMinute = 60 * kNsPerSec, kHour = 3600 * kNsPerSec;
+  // 366 days: wider buckets have no use, and bucket_seconds × 1e9 must fit
+  // an int64.
+  constexpr int64_t kMaxBucketSeconds = 366 * 86'400;
   if (req.bucket_seconds() < 0) return absl::InvalidArgumentError("bucket_seconds: must be >= 0");
+  if (req.bucket_seconds() > kMaxBucketSeconds) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bucket_seconds: at most ", kMaxBucketSeconds, " (366 days)"));
+  }
   if (req.bucket_seconds() > 0) {
     if (req.bucket_seconds() % 60 != 0) {
       return absl::InvalidArgumentError(
@@ -355,6 +393,12 @@ absl::StatusOr<AggregateResponse> QueryCore::Aggregate(int64_t tenant_id,
   const int64_t t0 = clock_->MonotonicNs();
   if (req.start_ns() <= 0 || req.end_ns() <= req.start_ns()) {
     return absl::InvalidArgumentError("start_ns, end_ns: required, with end_ns after start_ns");
+  }
+  if (absl::Status o = CheckOptions(req.options()); !o.ok()) return o;
+  if (!telemetry::v1::GapFill_IsValid(req.gap_fill())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gap_fill: unknown value ", req.gap_fill(),
+                     " (GAP_FILL_NULL, GAP_FILL_PREVIOUS or GAP_FILL_LINEAR, or unset)"));
   }
   if (req.functions().empty()) {
     return absl::InvalidArgumentError("functions: at least one of avg, min, max, count, sum, last");
@@ -449,6 +493,13 @@ absl::StatusOr<PlaybackResponse> QueryCore::Playback(int64_t tenant_id, const Pl
         absl::StrCat("delta_ns: between 0 and ", options_.max_playback_delta_ns));
   }
   const int64_t delta = req.delta_ns() > 0 ? req.delta_ns() : options_.default_playback_delta_ns;
+  // at_ns ± delta must not wrap around (an "after" edge older than at_ns).
+  if (req.at_ns() > std::numeric_limits<int64_t>::max() - delta) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("at_ns: at most ", std::numeric_limits<int64_t>::max() - delta,
+                     " (at_ns + delta_ns must fit a signed 64-bit nanosecond timestamp)"));
+  }
+  if (absl::Status o = CheckOptions(req.options()); !o.ok()) return o;
   absl::Status st = WaitForToken(req.options().consistency_token(), deadline);
   if (!st.ok()) return st;
   std::vector<std::string> sensors(req.sensors().begin(), req.sensors().end());

@@ -10,6 +10,7 @@
 #include "common/latest_cache.h"
 #include "common/metrics.h"
 #include "common/reading_store.h"
+#include "common/token.h"
 #include "services/query/router.h"
 #include "telemetry/v1/query.pb.h"
 
@@ -61,11 +62,18 @@ class QueryCore {
   // Waits until the writer applied the token's offsets; DEADLINE_EXCEEDED
   // when the deadline passes first.
   absl::Status WaitForToken(const std::string& token, int64_t deadline_monotonic_ns);
+  // DATA_LOSS when a write the token stands for lies in a range the writer
+  // recorded as dropped by Kafka before it was applied: a read must not look
+  // complete when the write it waits for will never be there.
+  absl::Status CheckNotDropped(const ConsistencyPositions& positions);
 
  private:
   // The level to route by: a token forces STRONG (read-your-writes).
   static telemetry::v1::ConsistencyLevel LevelOf(const telemetry::v1::ReadOptions& o);
   static double StalenessOf(const telemetry::v1::ReadOptions& o);
+  // INVALID_ARGUMENT naming the field for options a read cannot honour
+  // (an unknown consistency level, a negative staleness).
+  static absl::Status CheckOptions(const telemetry::v1::ReadOptions& o);
 
   QueryOptions options_;
   ReadingStore* primary_;

@@ -282,8 +282,10 @@ TEST(KafkaBroker, WriterThatFellOffTheLogStartCountsTheGapAndThePartitionResumes
   services.StopWriter(SIGTERM);
 
   // Written while no writer runs, then dropped by retention.
+  std::string lost_token;
   for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE(WriteOne(ingest.get(), t.key, "b", t0 + (i + 1) * 100 * kNsPerSec, 10, &resp).ok());
+    lost_token = resp.consistency_token();
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
   }
   KafkaOptions ko;
@@ -307,6 +309,11 @@ TEST(KafkaBroker, WriterThatFellOffTheLogStartCountsTheGapAndThePartitionResumes
                    "' AND partition = 0 AND from_offset = 1 AND to_offset = " +
                    std::to_string(low) + " AND kind = 'dropped'"),
             1);
+  // A read that waits for a lost write says so (DATA_LOSS), instead of
+  // answering as if it were complete.
+  grpc::Status lost = WaitForToken(query.get(), t.key, lost_token, "b", 10'000);
+  EXPECT_EQ(lost.error_code(), grpc::StatusCode::DATA_LOSS) << lost.error_message();
+  EXPECT_NE(lost.error_message().find("dropped by Kafka"), std::string::npos);
   // And the partition goes on: later writes are stored too.
   ASSERT_TRUE(WriteOne(ingest.get(), t.key, "d", t0, 10, &resp).ok());
   EXPECT_TRUE(WaitForToken(query.get(), t.key, resp.consistency_token(), "d", 30'000).ok());

@@ -228,6 +228,40 @@ TEST_F(Pipeline, BadCallsGetPreciseStatuses) {
   EXPECT_NE(st.error_message().find("readings"), std::string::npos);
 }
 
+// The largest request the contract allows (16 MiB, one device, 1 KiB
+// strings) is acknowledged and stored; one over it is refused before any
+// work with RESOURCE_EXHAUSTED naming the limit, never UNAVAILABLE (which
+// tells a client to retry forever). Issue 13, item 1: such a request was one
+// Kafka message above the producer's cap, refused as UNAVAILABLE.
+TEST_F(Pipeline, ARequestAtTheSizeLimitIsStoredAndOneOverItIsRefusedAsTooLarge) {
+  Tenant t = CreateTenant("size-limit");
+  const int64_t ts = SystemClock::Get()->NowNs() - 3600 * kNsPerSec;
+  auto request = [&](int n) {
+    WriteRequest req;
+    for (int i = 0; i < n; ++i) {
+      auto* r = req.add_readings();
+      *r = Reading("big-device", "log", ts + i * kNsPerMs, 0);
+      r->set_string_value(std::string(1024, static_cast<char>('a' + i % 26)));
+    }
+    return req;
+  };
+  WriteRequest big = request(15'000);
+  ASSERT_GT(big.ByteSizeLong(), 15u << 20);
+  ASSERT_LT(big.ByteSizeLong(), 16u << 20);
+  WriteResponse resp;
+  grpc::Status st = Write(t.key, big, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_code() << " " << st.error_message();
+  EXPECT_EQ(resp.accepted(), 15'000);
+  ASSERT_TRUE(WaitForToken(query_.get(), t.key, resp.consistency_token(), "big-device").ok());
+  EXPECT_EQ(RawCount(t.id), 15'000);
+
+  WriteRequest too_big = request(16'500);
+  ASSERT_GT(too_big.ByteSizeLong(), 16u << 20);
+  st = Write(t.key, too_big, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
+  EXPECT_NE(st.error_message().find("16777216"), std::string::npos) << st.error_message();
+}
+
 TEST_F(Pipeline, QuotaRefusalCarriesRetryAdviceAndStoresNothing) {
   NewTenant opts;
   opts.rate_per_sec = 10;

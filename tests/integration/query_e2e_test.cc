@@ -2,7 +2,9 @@
 // hot standby and Redis, the faults of each, aggregates and playback.
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -319,6 +321,100 @@ TEST_F(Query, StatementsPastTheDeadlineAreCancelledAndLeakNoConnection) {
     ASSERT_TRUE(Latest(req, &resp, &ctx).ok()) << "call " << i << " after the lock";
     EXPECT_EQ(resp.readings_size(), 2);
   }
+}
+
+// A value the server does not know is refused with the field named, never
+// quietly read as another (issue 13, item 2).
+TEST_F(Query, UnknownEnumValuesAreRejectedOnEveryRead) {
+  auto expect_invalid = [](const grpc::Status& st, const std::string& field) {
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+    EXPECT_NE(st.error_message().find(field), std::string::npos) << st.error_message();
+  };
+  const auto unknown_level = static_cast<telemetry::v1::ConsistencyLevel>(7);
+  auto call = [&](auto method, auto req, auto* resp) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + tenant_->key);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    return ((*query_).*method)(&ctx, req, resp);
+  };
+  LatestRequest latest;
+  latest.add_device_ids("dev-0");
+  latest.mutable_options()->set_consistency(unknown_level);
+  LatestResponse latest_resp;
+  expect_invalid(call(&telemetry::v1::QueryService::Stub::Latest, latest, &latest_resp),
+                 "options.consistency");
+  AggregateRequest agg;
+  agg.set_device_id("dev-0");
+  agg.set_start_ns(base_);
+  agg.set_end_ns(base_ + 3600 * kNsPerSec);
+  agg.add_functions(telemetry::v1::AGGREGATE_FUNCTION_AVG);
+  agg.mutable_options()->set_consistency(unknown_level);
+  AggregateResponse agg_resp;
+  expect_invalid(call(&telemetry::v1::QueryService::Stub::Aggregate, agg, &agg_resp),
+                 "options.consistency");
+  agg.mutable_options()->clear_consistency();
+  agg.set_gap_fill(static_cast<telemetry::v1::GapFill>(9));
+  expect_invalid(call(&telemetry::v1::QueryService::Stub::Aggregate, agg, &agg_resp), "gap_fill");
+  telemetry::v1::PlaybackRequest play;
+  play.set_device_id("dev-0");
+  play.set_at_ns(base_ + 600 * kNsPerSec);
+  play.mutable_options()->set_consistency(unknown_level);
+  telemetry::v1::PlaybackResponse play_resp;
+  expect_invalid(call(&telemetry::v1::QueryService::Stub::Playback, play, &play_resp),
+                 "options.consistency");
+  telemetry::v1::RangeRequest range;
+  range.set_device_id("dev-0");
+  range.set_start_ns(base_);
+  range.set_end_ns(base_ + 60 * kNsPerSec);
+  range.mutable_options()->set_consistency(unknown_level);
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + tenant_->key);
+  auto reader = query_->Range(&ctx, range);
+  telemetry::v1::RangeResponse page;
+  EXPECT_FALSE(reader->Read(&page));
+  expect_invalid(reader->Finish(), "options.consistency");
+}
+
+// Request times at the edge of int64 nanoseconds are refused with the field
+// and its bound, never answered with wrapped-around arithmetic (item 3).
+TEST_F(Query, TimeArithmeticThatWouldOverflowIsRejected) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  auto call = [&](auto method, auto req, auto* resp) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + tenant_->key);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    return ((*query_).*method)(&ctx, req, resp);
+  };
+  telemetry::v1::PlaybackRequest play;
+  play.set_device_id("dev-0");
+  telemetry::v1::PlaybackResponse play_resp;
+  for (auto [at, delta] : {std::pair<int64_t, int64_t>{kMax, 0},
+                           std::pair<int64_t, int64_t>{kMax - 10 * kNsPerSec, 20 * kNsPerSec}}) {
+    play.set_at_ns(at);
+    play.set_delta_ns(delta);
+    grpc::Status st = call(&telemetry::v1::QueryService::Stub::Playback, play, &play_resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+    EXPECT_NE(st.error_message().find("at_ns: at most"), std::string::npos) << st.error_message();
+  }
+  AggregateRequest agg;
+  agg.set_device_id("dev-0");
+  agg.set_start_ns(base_);
+  agg.set_end_ns(base_ + 3600 * kNsPerSec);
+  agg.add_functions(telemetry::v1::AGGREGATE_FUNCTION_AVG);
+  agg.set_bucket_seconds(kMax / 60 * 60);  // whole minutes, × 1e9 overflows
+  AggregateResponse agg_resp;
+  grpc::Status st = call(&telemetry::v1::QueryService::Stub::Aggregate, agg, &agg_resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_NE(st.error_message().find("bucket_seconds: at most"), std::string::npos)
+      << st.error_message();
+}
+
+// What a Kubernetes gRPC probe or a load balancer asks: the service's own
+// name answers on ingest and query, not only the empty name (item 5).
+TEST_F(Query, HealthAnswersForEachServiceName) {
+  EXPECT_EQ(GrpcHealth(services_->ingest_port(), "telemetry.v1.IngestService"), 1);
+  EXPECT_EQ(GrpcHealth(services_->ingest_port(), ""), 1);
+  EXPECT_EQ(GrpcHealth(services_->query_port(), "telemetry.v1.QueryService"), 1);
 }
 
 TEST(QueryFaults, StoppedReplicaAndRedisDownFallBackToThePrimary) {

@@ -14,6 +14,7 @@
 #include <iterator>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/clock.h"
@@ -181,6 +182,29 @@ TEST(Robustness, KafkaConfigFlagIsValidatedAtStart) {
   args.push_back("--kafka_config=security.protocol=plaintext");
   Process ok(BuildDir() + "/services/ingest/telemetry-ingest", args, log);
   EXPECT_EQ(ok.Wait(2000), -1000) << "ingest with a valid --kafka_config exited; see " << log;
+}
+
+// README says `--help` lists a binary's flags (issue 13, item 8: it printed
+// "No flags matched.").
+TEST(Robustness, HelpListsEachBinarysFlags) {
+  const std::vector<std::pair<std::string, std::string>> binaries = {
+      {"/services/ingest/telemetry-ingest", "--max_writer_lag_messages"},
+      {"/services/ingest/telemetry-writer", "--batch_readings"},
+      {"/services/query/telemetry-query", "--pg_replicas"},
+      {"/tools/admin/telemetry-admin", "--readings_partitions"},
+      {"/tools/loadgen/telemetry-loadgen", "--api_keys"}};
+  for (const auto& [binary, flag] : binaries) {
+    SCOPED_TRACE(binary);
+    std::string out;
+    FILE* p = popen((BuildDir() + binary + " --help 2>&1").c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+    pclose(p);
+    EXPECT_EQ(out.find("No flags matched"), std::string::npos) << out;
+    EXPECT_NE(out.find(flag), std::string::npos) << out;
+  }
 }
 
 TEST(Robustness, QueryPlanCacheModeFlagIsValidatedAtStart) {

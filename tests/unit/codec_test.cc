@@ -93,11 +93,63 @@ TEST(Codec, StatusCodesAreBackFilledOnceOneAppears) {
   in[2].set_status_code(9);
   std::vector<const Reading*> ptrs = {&in[0], &in[1], &in[2]};
   auto batches = EncodeReadings(1, ptrs, 1, 0);
-  auto decoded = DecodeBatch(batches.at(0));
+  ASSERT_EQ(batches.size(), 1u);
+  auto decoded = DecodeBatch(batches.at(0).second);
   ASSERT_TRUE(decoded.ok());
   ASSERT_EQ(decoded->size(), 3u);
   EXPECT_EQ((*decoded)[0].row.status, 0);
   EXPECT_EQ((*decoded)[2].row.status, 9);
+}
+
+// A partition's readings larger than a message are split over several, each
+// near the target, in order, with nothing lost (issue 13, item 1: one device's
+// 15.85 MiB request was one message Kafka refused).
+TEST(Codec, LargeRequestsAreSplitIntoMessagesOfTheTargetSize) {
+  std::vector<Reading> in;
+  for (int i = 0; i < 3000; ++i) {
+    Reading r = R("one-device", i % 2 ? "a" : "b", 1000 + i, 0);
+    r.set_string_value(std::string(1024, static_cast<char>('a' + i % 26)));
+    if (i == 1500) r.set_status_code(4);
+    in.push_back(r);
+  }
+  in.push_back(R("other-device", "c", 5, 1.5));
+  std::vector<const Reading*> ptrs;
+  for (const auto& r : in) ptrs.push_back(&r);
+  constexpr size_t kTarget = 256 << 10;
+  auto batches = EncodeReadings(3, ptrs, 4, 9, kTarget);
+  const int32_t p = PartitionFor(3, "one-device", 4);
+  size_t of_p = 0, readings = 0, small = 0;
+  std::vector<std::string> values;
+  for (const auto& [partition, batch] : batches) {
+    const size_t size = batch.ByteSizeLong();
+    EXPECT_LE(size, kTarget + 2048) << "a message far above its target";
+    auto decoded = DecodeBatch(batch);
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    readings += decoded->size();
+    if (partition != p) continue;
+    ++of_p;
+    if (size < kTarget / 2) ++small;  // only the last one may be
+    for (const auto& d : *decoded) {
+      if (d.block->sensor() == "a" || d.block->sensor() == "b") values.push_back(d.row.s);
+      if (d.row.ts_ns == 1000 + 1500) EXPECT_EQ(d.row.status, 4);
+    }
+  }
+  EXPECT_GE(of_p, 11u);  // 3 MiB of strings at 256 KiB a message
+  EXPECT_LE(small, 1u) << "split long before the target";
+  EXPECT_EQ(readings, in.size());
+  ASSERT_EQ(values.size(), 3000u);
+  // A series' readings keep their order across messages.
+  std::vector<std::string> want_a, got_a;
+  for (int i = 1; i < 3000; i += 2) want_a.push_back(in[static_cast<size_t>(i)].string_value());
+  for (const auto& [partition, batch] : batches) {
+    if (partition != p) continue;
+    auto decoded = DecodeBatch(batch);
+    ASSERT_TRUE(decoded.ok());
+    for (const auto& d : *decoded) {
+      if (d.block->sensor() == "a") got_a.push_back(d.row.s);
+    }
+  }
+  EXPECT_EQ(got_a, want_a);
 }
 
 TEST(Codec, MalformedBatchesAreRejectedWithAReason) {
