@@ -189,12 +189,16 @@ for l in open(sys.argv[1]):
         secs = r["seconds"] + max(r.get("queryable_ms", 0), 0) / 1000
         print(int(r["sent"] / secs / 2))' "$INGEST" "$sys")"
   log "concurrent reads on $sys while it ingests at $rate readings/s"
+  # The load's event time spans (readings per series) × interval: start it that far back (and
+  # an hour more), so that none of it lies in the future, which ingest refuses (until session 7
+  # the quick profile's load reached past now and ~10 % of it was rejected).
+  span_s=$(( (rate * load_s / (DEVICES * SENSORS) + 1) * INTERVAL_S + 3600 ))
   case "$sys" in
     platform)
       "$BIN/tools/loadgen/telemetry-loadgen" --api_keys "$(new_key load)" --devices "$DEVICES" \
         --sensors "$SENSORS" --string_sensors "$STRING_SENSORS" --rate "$rate" \
         --duration_s "$load_s" --concurrency "$GEN_WORKERS" --batch 1000 --interval_ms $((INTERVAL_S * 1000)) \
-        --start_ago_s 172800 --query '' >"$OUT/load-$sys.out" 2>&1 &
+        --start_ago_s "$span_s" --query '' >"$OUT/load-$sys.out" 2>&1 &
       ;;
     influx)
       influx_q "CREATE DATABASE bench_load"
@@ -214,7 +218,7 @@ for l in open(sys.argv[1]):
       --pg_table bench_readings_r1 "${common[@]}" | tee -a "$CONC" >&2
   done
   wait "$load_pid" || log "the background load on $sys reported errors (see $OUT/load-$sys.out)"
-  tail -n 1 "$OUT/load-$sys.out" >&2
+  tail -n 1 "$OUT/load-$sys.out" | tee "$OUT/load-$sys.json" >&2
 done
 
 # --- report ------------------------------------------------------------------
@@ -222,7 +226,7 @@ done
 KAFKA_MEM="$(kafka_rss_mib) $(du -sb "$TELEMETRY_LOCAL_DIR/kafka/data" | cut -f1)"
 mkdir -p docs/benchmarks
 stamp="$(date -u +%Y%m%d-%H%M)"
-/usr/bin/python3 - "$PROFILE" "$INGEST" "$READS" "$CONC" "$influx_bytes" "$platform_bytes" "$pg_bytes" \
+OUT="$OUT" /usr/bin/python3 - "$PROFILE" "$INGEST" "$READS" "$CONC" "$influx_bytes" "$platform_bytes" "$pg_bytes" \
   "docs/benchmarks/compare-$stamp-$PROFILE.json" \
   "$TENANTS" "$DEVICES" "$SENSORS" "$STRING_SENSORS" "$INTERVAL_S" "$HOURS" "$DUPLICATES" "$LATE" \
   "$REPS" "$TENANT_REPS" "$CONC_SECONDS" "$ROUNDS" "$COMPACTION" "$READS_BEFORE" "$READS_AFTER" \
@@ -341,8 +345,24 @@ Clients cycle through latest, 1 h range, playback and 24 h at 1 min (random para
 |---|---:|---:|---:|---:|---:|""")
 for c in conc:
     print(f"| {short[c['system']]} | {c['clients']} | {c['qps']:,.0f} | {c['p50_ms']:.2f} | {c['p99_ms']:.2f} | {c['errors']} |")
+# What each system's background load delivered: the loads must be equal to compare the reads.
+loads = {}
+for s in ("platform", "influx", "pg"):
+    try:
+        loads[s] = json.loads(open(os.path.join(os.environ["OUT"], f"load-{s}.json")).read())
+    except (OSError, ValueError):
+        continue
+if loads:
+    print()
+    print("| background load | readings sent | accepted | refused or failed |")
+    print("|---|---:|---:|---:|")
+    for s, l in loads.items():
+        sent = l.get("sent", 0)
+        refused = l.get("rejected", 0) + l.get("errors", 0) + l.get("failed_calls", 0)
+        print(f"| {short[s]} | {sent:,} | {l.get('accepted', sent - refused):,} | {refused:,} |")
 result = {"date": now.isoformat() + "Z", "profile": profile, "ingest": ingest, "bytes_at_rest": stored,
-          "reads": reads["reads"], "concurrent": conc, "rollup_compaction": comp,
+          "reads": reads["reads"], "concurrent": conc, "background_loads": loads,
+          "rollup_compaction": comp,
           "platform_reads_before_compaction": reads_before["reads"],
           "platform_reads_after_compaction": reads_after["reads"],
           "data_set": {"tenants": int(tenants), "devices": int(devices), "sensors": int(sensors),

@@ -226,8 +226,9 @@ void Services::StartIngest(const std::vector<std::string>& extra) {
 
 namespace {
 
-// GET http://127.0.0.1:<port><path>; returns the status code (0: no answer).
-int HttpGet(int port, const std::string& path) {
+// GET http://127.0.0.1:<port><path>; returns the status code (0: no answer)
+// and, when `body` is given, the whole answer.
+int HttpGet(int port, const std::string& path, std::string* body = nullptr) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -237,9 +238,12 @@ int HttpGet(int port, const std::string& path) {
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
     std::string req = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
     if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
-      char buf[64] = {0};
-      ssize_t n = read(fd, buf, sizeof(buf) - 1);
-      if (n > 12) code = std::atoi(buf + 9);  // "HTTP/1.1 200"
+      std::string answer;
+      char buf[4096];
+      ssize_t n;
+      while ((n = read(fd, buf, sizeof(buf))) > 0) answer.append(buf, static_cast<size_t>(n));
+      if (answer.size() > 12) code = std::atoi(answer.c_str() + 9);  // "HTTP/1.1 200"
+      if (body != nullptr) *body = std::move(answer);
     }
   }
   close(fd);
@@ -308,21 +312,8 @@ void DeleteTopic(const std::string& name) {
 }
 
 double MetricValue(int http_port, const std::string& name) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<uint16_t>(http_port));
   std::string body;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    std::string req = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
-    if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
-      char buf[4096];
-      ssize_t n;
-      while ((n = read(fd, buf, sizeof(buf))) > 0) body.append(buf, static_cast<size_t>(n));
-    }
-  }
-  close(fd);
+  HttpGet(http_port, "/metrics", &body);
   const std::string key = "\n" + name + " ";
   size_t at = body.find(key);
   if (at == std::string::npos) return -1;

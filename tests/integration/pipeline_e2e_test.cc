@@ -2,6 +2,7 @@
 // PostgreSQL, Redis and Kafka-protocol broker of deploy/local.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -149,6 +150,31 @@ TEST_F(Pipeline, StrongReadWithTokenSeesTheWriteAndRangePagesWithACursor) {
   ASSERT_EQ(seen.size(), 300u);
   EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));  // (sensor, time) order
   EXPECT_EQ(seen.front().first, "amps");
+}
+
+// The CLI shows times as RFC 3339 in UTC (issue 13, item 8: raw
+// nanoseconds), or raw with --raw_time.
+TEST_F(Pipeline, CliPrintsTimesAsRfc3339) {
+  Tenant t = CreateTenant("cli");
+  WriteRequest req;
+  *req.add_readings() = Reading("cli-dev", "s", 1'795'000'000'123'000'000, 1.5);
+  WriteResponse resp;
+  ASSERT_TRUE(Write(t.key, req, &resp).ok());
+  auto run = [&](const std::string& extra) {
+    const std::string cmd = BuildDir() + "/tools/cli/telemetry-cli latest --query=127.0.0.1:" +
+                            std::to_string(services_->query_port()) + " --api_key=" + t.key +
+                            " --device=cli-dev --token=" + resp.consistency_token() + extra +
+                            " 2>/dev/null";
+    std::string out;
+    FILE* p = popen(cmd.c_str(), "r");
+    char buf[1024];
+    size_t n;
+    while (p != nullptr && (n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+    if (p != nullptr) pclose(p);
+    return out;
+  };
+  EXPECT_NE(run("").find("2026-11-18T11:06:40.123+00:00"), std::string::npos) << run("");
+  EXPECT_NE(run(" --raw_time").find("1795000000123000000"), std::string::npos);
 }
 
 TEST_F(Pipeline, TenantsSeeOnlyTheirOwnData) {

@@ -11,6 +11,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/config.h"
 #include "telemetry/v1/ingest.grpc.pb.h"
@@ -28,6 +29,8 @@ ABSL_FLAG(std::string, token, "", "Consistency token from a write (STRONG read-y
 ABSL_FLAG(int64_t, from_s, 3600, "Range start, seconds before now");
 ABSL_FLAG(int64_t, to_s, 0, "Range end, seconds before now");
 ABSL_FLAG(int64_t, limit, 0, "Range limit (0: none)");
+ABSL_FLAG(bool, raw_time, false,
+          "Print timestamps as nanoseconds since the epoch (default: RFC 3339, UTC)");
 
 namespace {
 
@@ -36,9 +39,13 @@ void Print(const telemetry::v1::StoredReading& r) {
   if (r.has_double_value()) v = std::to_string(r.double_value());
   if (r.has_string_value()) v = "\"" + r.string_value() + "\"";
   if (r.has_bool_value()) v = r.bool_value() ? "true" : "false";
-  std::printf("%s\t%s\t%lld\t%s%s%s\n", r.device_id().c_str(), r.sensor().c_str(),
-              static_cast<long long>(r.timestamp_ns()), v.c_str(), r.unit().empty() ? "" : " ",
-              r.unit().c_str());
+  const std::string ts =
+      absl::GetFlag(FLAGS_raw_time)
+          ? std::to_string(r.timestamp_ns())
+          : absl::FormatTime(absl::RFC3339_full, absl::FromUnixNanos(r.timestamp_ns()),
+                             absl::UTCTimeZone());
+  std::printf("%s\t%s\t%s\t%s%s%s\n", r.device_id().c_str(), r.sensor().c_str(), ts.c_str(),
+              v.c_str(), r.unit().empty() ? "" : " ", r.unit().c_str());
 }
 
 void PrintMetadata(const telemetry::v1::ReadMetadata& md) {
