@@ -34,6 +34,11 @@ ABSL_FLAG(int, replica_connections, 0,
           "Postgres connections per replica (0: 2 x this machine's cores, at least 4)");
 ABSL_FLAG(std::string, topic, "telemetry.readings.v1", "Readings topic (for consistency tokens)");
 ABSL_FLAG(int, worker_threads, 8, "Threads running queries");
+ABSL_FLAG(int, max_token_waits, -1,
+          "Reads waiting for a consistency token at once, over all tenants (each holds a worker"
+          " thread; more get RESOURCE_EXHAUSTED). -1: half of --worker_threads, 0: no bound");
+ABSL_FLAG(int, max_token_waits_per_tenant, -1,
+          "The same per tenant. -1: a quarter of --worker_threads (at least 1), 0: no bound");
 // Postgres connections per source. 0: twice this machine's cores, at least 4
 // (the usual sizing, cores × 2). Fewer connections than that queue reads
 // instead of time-slicing them, which lowers read p99 when reads are alone on
@@ -166,6 +171,13 @@ int main(int argc, char** argv) {
 
   telemetry::query::QueryOptions options;
   options.topic = absl::GetFlag(FLAGS_topic);
+  {
+    const int workers = absl::GetFlag(FLAGS_worker_threads);
+    const int waits = absl::GetFlag(FLAGS_max_token_waits);
+    const int per_tenant = absl::GetFlag(FLAGS_max_token_waits_per_tenant);
+    options.max_token_waits = waits >= 0 ? waits : std::max(1, workers / 2);
+    options.max_token_waits_per_tenant = per_tenant >= 0 ? per_tenant : std::max(1, workers / 4);
+  }
   telemetry::query::QueryMetrics metrics(registry);
   telemetry::query::QueryCore core(options, store.get(), &router, cache.get(), clock, &metrics);
   // API keys stay checkable while the primary is down, from a replica.

@@ -31,6 +31,8 @@ QueryMetrics::QueryMetrics(MetricsRegistry* r)
           r->AddCounter("query_token_waits_total", "Reads that waited for a consistency token")),
       token_timeouts(r->AddCounter("query_token_timeouts_total",
                                    "Reads whose token was not applied before the deadline")),
+      token_refusals(r->AddCounter("query_token_refusals_total",
+                                   "Reads refused because too many were waiting for tokens")),
       cache_hits(
           r->AddCounter("query_cache_total", "Latest lookups in the cache", "result=\"hit\"")),
       cache_misses(
@@ -133,7 +135,27 @@ absl::Status QueryCore::CheckNotDropped(const ConsistencyPositions& positions) {
   return absl::OkStatus();
 }
 
-absl::Status QueryCore::WaitForToken(const std::string& token, int64_t deadline) {
+bool QueryCore::AdmitTokenWait(int64_t tenant_id) {
+  absl::MutexLock lock(&waits_mu_);
+  int& mine = token_waits_by_tenant_[tenant_id];
+  if ((options_.max_token_waits > 0 && token_waits_ >= options_.max_token_waits) ||
+      (options_.max_token_waits_per_tenant > 0 && mine >= options_.max_token_waits_per_tenant)) {
+    if (mine == 0) token_waits_by_tenant_.erase(tenant_id);
+    return false;
+  }
+  ++mine;
+  ++token_waits_;
+  return true;
+}
+
+void QueryCore::EndTokenWait(int64_t tenant_id) {
+  absl::MutexLock lock(&waits_mu_);
+  --token_waits_;
+  if (--token_waits_by_tenant_[tenant_id] <= 0) token_waits_by_tenant_.erase(tenant_id);
+}
+
+absl::Status QueryCore::WaitForToken(int64_t tenant_id, const std::string& token,
+                                     int64_t deadline) {
   if (token.empty()) return absl::OkStatus();
   auto positions = DecodeConsistencyToken(token);
   if (!positions.ok()) return positions.status();
@@ -142,6 +164,24 @@ absl::Status QueryCore::WaitForToken(const std::string& token, int64_t deadline)
                                       positions->topic + ")");
   }
   metrics_->token_waits->Inc();
+  // Satisfied already (the common case): no slot needed.
+  {
+    auto applied = primary_->AppliedOffsets(options_.topic);
+    if (!applied.ok()) return applied.status();
+    if (TokenSatisfied(*positions, *applied)) return CheckNotDropped(*positions);
+  }
+  if (!AdmitTokenWait(tenant_id)) {
+    metrics_->token_refusals->Inc();
+    absl::Status st = absl::ResourceExhaustedError(
+        "consistency_token: too many reads are waiting for their writes (this tenant's or in "
+        "all); retry shortly");
+    return st;
+  }
+  struct Release {
+    QueryCore* core;
+    int64_t tenant;
+    ~Release() { core->EndTokenWait(tenant); }
+  } release{this, tenant_id};
   while (true) {
     auto applied = primary_->AppliedOffsets(options_.topic);
     if (!applied.ok()) return applied.status();
@@ -165,7 +205,7 @@ absl::StatusOr<LatestResponse> QueryCore::Latest(int64_t tenant_id, const Latest
         absl::StrCat("device_ids: at most ", options_.max_devices_per_latest, " devices"));
   }
   if (absl::Status o = CheckOptions(req.options()); !o.ok()) return o;
-  absl::Status st = WaitForToken(req.options().consistency_token(), deadline);
+  absl::Status st = WaitForToken(tenant_id, req.options().consistency_token(), deadline);
   if (!st.ok()) return st;
   std::vector<std::string> devices(req.device_ids().begin(), req.device_ids().end());
   std::vector<std::string> sensors(req.sensors().begin(), req.sensors().end());
@@ -251,7 +291,7 @@ absl::Status QueryCore::Range(int64_t tenant_id, const RangeRequest& req, int64_
     absl::Status st = DecodeRangeCursor(req.cursor(), &q);
     if (!st.ok()) return st;
   }
-  absl::Status st = WaitForToken(req.options().consistency_token(), deadline);
+  absl::Status st = WaitForToken(tenant_id, req.options().consistency_token(), deadline);
   if (!st.ok()) return st;
 
   // Pages are forwarded one behind, so the last one can carry the cursor.
@@ -417,7 +457,7 @@ absl::StatusOr<AggregateResponse> QueryCore::Aggregate(int64_t tenant_id,
                                                    options_.max_aggregate_buckets,
                                                    " buckets per series; use wider buckets"));
   }
-  absl::Status st = WaitForToken(req.options().consistency_token(), deadline);
+  absl::Status st = WaitForToken(tenant_id, req.options().consistency_token(), deadline);
   if (!st.ok()) return st;
   AggregateQuery q;
   q.tenant_id = tenant_id;
@@ -500,7 +540,7 @@ absl::StatusOr<PlaybackResponse> QueryCore::Playback(int64_t tenant_id, const Pl
                      " (at_ns + delta_ns must fit a signed 64-bit nanosecond timestamp)"));
   }
   if (absl::Status o = CheckOptions(req.options()); !o.ok()) return o;
-  absl::Status st = WaitForToken(req.options().consistency_token(), deadline);
+  absl::Status st = WaitForToken(tenant_id, req.options().consistency_token(), deadline);
   if (!st.ok()) return st;
   std::vector<std::string> sensors(req.sensors().begin(), req.sensors().end());
   PlaybackResponse resp;

@@ -5,7 +5,9 @@
 #include <functional>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/latest_cache.h"
 #include "common/metrics.h"
@@ -24,12 +26,19 @@ struct QueryOptions {
   int64_t max_aggregate_buckets = 100'000;
   int64_t default_playback_delta_ns = 30 * kNsPerSec;
   int64_t max_playback_delta_ns = 24 * 3600 * kNsPerSec;
+  // Reads waiting for a consistency token hold a worker thread while they
+  // poll: at most this many at once over all tenants, and per tenant, so
+  // that waiting reads can never take every worker (others get
+  // RESOURCE_EXHAUSTED with a retry advice). 0: no bound.
+  int max_token_waits = 4;
+  int max_token_waits_per_tenant = 2;
 };
 
 struct QueryMetrics {
   explicit QueryMetrics(MetricsRegistry* r);
   Counter* token_waits;
   Counter* token_timeouts;
+  Counter* token_refusals;
   Counter* cache_hits;
   Counter* cache_misses;
   Counter* cache_failures;
@@ -61,7 +70,8 @@ class QueryCore {
 
   // Waits until the writer applied the token's offsets; DEADLINE_EXCEEDED
   // when the deadline passes first.
-  absl::Status WaitForToken(const std::string& token, int64_t deadline_monotonic_ns);
+  absl::Status WaitForToken(int64_t tenant_id, const std::string& token,
+                            int64_t deadline_monotonic_ns);
   // DATA_LOSS when a write the token stands for lies in a range the writer
   // recorded as dropped by Kafka before it was applied: a read must not look
   // complete when the write it waits for will never be there.
@@ -75,7 +85,14 @@ class QueryCore {
   // (an unknown consistency level, a negative staleness).
   static absl::Status CheckOptions(const telemetry::v1::ReadOptions& o);
 
+  // Takes a token-wait slot for the tenant (false: over a bound).
+  bool AdmitTokenWait(int64_t tenant_id);
+  void EndTokenWait(int64_t tenant_id);
+
   QueryOptions options_;
+  absl::Mutex waits_mu_;
+  int token_waits_ ABSL_GUARDED_BY(waits_mu_) = 0;
+  absl::flat_hash_map<int64_t, int> token_waits_by_tenant_ ABSL_GUARDED_BY(waits_mu_);
   ReadingStore* primary_;
   Router* router_;
   LatestCache* cache_;
