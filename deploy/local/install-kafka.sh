@@ -31,7 +31,7 @@ log "installing Apache Kafka $KAFKA_VERSION from Maven Central into $KAFKA_HOME_
 tmp="$KAFKA_HOME_DIR/libs.tmp.$$"
 rm -rf "$tmp"
 mkdir -p "$tmp"
-if ! mvn -q -B -f "$SCRIPT_DIR/kafka/pom.xml" dependency:copy-dependencies \
+if ! mvn -q -B -Dstyle.color=never -f "$SCRIPT_DIR/kafka/pom.xml" dependency:copy-dependencies \
   -DoutputDirectory="$tmp" -DincludeScope=runtime >&2; then
   rm -rf "$tmp"
   die "mvn could not fetch Apache Kafka $KAFKA_VERSION (Maven Central reachable? see the output above)"

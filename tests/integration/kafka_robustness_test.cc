@@ -44,7 +44,7 @@ std::string Fingerprint(int64_t tenant_id) {
   const std::string of_tenant =
       absl::StrCat(" JOIN series s ON s.id = x.series_id WHERE s.tenant_id = ", tenant_id);
   std::string out;
-  for (const std::string q : {
+  for (const std::string& q : {
            "SELECT count(*), sum(x.ts % 1000003), sum(coalesce(x.value_double, 0))::text,"
            " count(x.value_text) FROM raw_readings x" +
                of_tenant,

@@ -131,7 +131,9 @@ TEST(Codec, LargeRequestsAreSplitIntoMessagesOfTheTargetSize) {
     if (size < kTarget / 2) ++small;  // only the last one may be
     for (const auto& d : *decoded) {
       if (d.block->sensor() == "a" || d.block->sensor() == "b") values.push_back(d.row.s);
-      if (d.row.ts_ns == 1000 + 1500) EXPECT_EQ(d.row.status, 4);
+      if (d.row.ts_ns == 1000 + 1500) {
+        EXPECT_EQ(d.row.status, 4);
+      }
     }
   }
   EXPECT_GE(of_p, 11u);  // 3 MiB of strings at 256 KiB a message
