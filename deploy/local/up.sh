@@ -341,7 +341,6 @@ TELEMETRY_PG_PRIMARY=postgresql://telemetry@127.0.0.1:$PG_PORT/telemetry
 TELEMETRY_PG_REPLICA=postgresql://telemetry@127.0.0.1:$PG_REPLICA_PORT/telemetry
 TELEMETRY_PG_ADMIN=postgresql://postgres@127.0.0.1:$PG_PORT/telemetry
 TELEMETRY_PG_REPLICA_ADMIN=postgresql://postgres@127.0.0.1:$PG_REPLICA_PORT/telemetry
-TELEMETRY_PG_ANALYTICS=postgresql://telemetry@127.0.0.1:$PG_PORT/telemetry_analytics
 TELEMETRY_REDIS=127.0.0.1:$REDIS_PORT
 TELEMETRY_KAFKA_BROKERS=$KAFKA_BROKERS
 TELEMETRY_LOCAL_DIR=$STATE_DIR

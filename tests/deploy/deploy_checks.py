@@ -642,6 +642,29 @@ def local_kafka_version(src: str) -> str | None:
     return m.group(1) if m else None
 
 
+LOCAL_BINARIES = ("services/ingest/telemetry-ingest", "services/ingest/telemetry-writer",
+                  "services/query/telemetry-query", "tools/admin/telemetry-admin")
+
+
+def check_local_env(r: Report, src: str, build_dir: str) -> None:
+    """Every variable deploy/local's env file sets is a flag of a service (which then picks it
+    up as TELEMETRY_<FLAG>) or a variable the test harness reads: a name that is neither looks
+    like configuration and configures nothing (the demo's TELEMETRY_PG_REPLICA once did)."""
+    with open(os.path.join(src, "deploy/local/up.sh"), encoding="utf-8") as f:
+        text = f.read()
+    block = text[text.find('cat >"$ENV_FILE.tmp"'):]
+    block = block[:block.find("\nEOF")]
+    names = sorted(set(re.findall(r"^(TELEMETRY_[A-Z0-9_]+)=", block, re.M)))
+    flags: set[str] = set()
+    for b in LOCAL_BINARIES:
+        flags |= {"TELEMETRY_" + f.upper() for f in flags_of(os.path.join(build_dir, b))}
+    harness = harness_required_env(src) | {"TELEMETRY_LOCAL_DIR"}  # read by scripts and kafka.sh
+    bad = [n for n in names if n not in flags and n not in harness]
+    r.check(bool(names) and not bad,
+            f"local env: its {len(names)} variables are service flags or harness variables",
+            f"neither: {' '.join(bad)}")
+
+
 def check_compose(r: Report, config: dict, targets: dict[str, Target], src: str,
                   build_dir: str) -> None:
     services: dict = config.get("services") or {}
@@ -860,6 +883,7 @@ def main() -> int:
     with open(a.compose_config, encoding="utf-8") as f:
         config = yaml.safe_load(f)
     check_compose(r, config, targets, src, build_dir)
+    check_local_env(r, src, build_dir)
     if not a.skip_runtime:
         check_runtime(r, targets, config, src, build_dir)
     print(f"deploy_checks.py: {r.passed} passed, {len(r.failed)} failed")
