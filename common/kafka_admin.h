@@ -40,6 +40,12 @@ absl::StatusOr<std::vector<TopicOutcome>> EnsureTopics(const KafkaOptions& optio
                                                        const std::vector<TopicSpec>& topics,
                                                        int timeout_ms);
 
+// The configs of a topic as the broker reports them (name → value, defaults
+// included).
+absl::StatusOr<std::map<std::string, std::string>> DescribeTopicConfig(const KafkaOptions& options,
+                                                                       const std::string& topic,
+                                                                       int timeout_ms);
+
 // Deletes topics (tests); a topic that does not exist is not an error.
 absl::Status DeleteTopics(const KafkaOptions& options, const std::vector<std::string>& names,
                           int timeout_ms);

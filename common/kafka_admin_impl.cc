@@ -181,6 +181,39 @@ absl::StatusOr<std::vector<TopicOutcome>> EnsureTopics(const KafkaOptions& optio
   return out;
 }
 
+absl::StatusOr<std::map<std::string, std::string>> DescribeTopicConfig(const KafkaOptions& options,
+                                                                       const std::string& topic,
+                                                                       int timeout_ms) {
+  auto rk = AdminClient(options);
+  if (!rk.ok()) return rk.status();
+  Queue q(rd_kafka_queue_new(rk->get()));
+  rd_kafka_ConfigResource_t* res =
+      rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str());
+  AdminOptions opts = Options(rk->get(), RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, timeout_ms);
+  rd_kafka_DescribeConfigs(rk->get(), &res, 1, opts.get(), q.get());
+  rd_kafka_ConfigResource_destroy(res);
+  auto ev = Await(q.get(), RD_KAFKA_EVENT_DESCRIBECONFIGS_RESULT, timeout_ms,
+                  "describe configs of " + topic);
+  if (!ev.ok()) return ev.status();
+  size_t n = 0;
+  const rd_kafka_ConfigResource_t** out = rd_kafka_DescribeConfigs_result_resources(
+      rd_kafka_event_DescribeConfigs_result(ev->get()), &n);
+  std::map<std::string, std::string> configs;
+  for (size_t i = 0; i < n; ++i) {
+    if (rd_kafka_ConfigResource_error(out[i]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return absl::NotFoundError(
+          absl::StrCat("configs of ", topic, ": ", rd_kafka_ConfigResource_error_string(out[i])));
+    }
+    size_t cnt = 0;
+    const rd_kafka_ConfigEntry_t** entries = rd_kafka_ConfigResource_configs(out[i], &cnt);
+    for (size_t j = 0; j < cnt; ++j) {
+      const char* v = rd_kafka_ConfigEntry_value(entries[j]);
+      configs[rd_kafka_ConfigEntry_name(entries[j])] = v != nullptr ? v : "";
+    }
+  }
+  return configs;
+}
+
 absl::Status DeleteTopics(const KafkaOptions& options, const std::vector<std::string>& names,
                           int timeout_ms) {
   auto rk = AdminClient(options);

@@ -51,6 +51,18 @@ absl::Status IngestCore::Start() {
   return absl::OkStatus();
 }
 
+int64_t IngestCore::MaxLagBytes() const {
+  const int64_t capped = max_lag_bytes_.load();
+  return capped >= 0 ? capped : options_.max_writer_lag_bytes;
+}
+
+int64_t IngestCore::LimitLagToRetention(int64_t bytes) {
+  int64_t limit = options_.max_writer_lag_bytes;
+  if (bytes > 0 && (limit <= 0 || limit > bytes / 2)) limit = std::max<int64_t>(1, bytes / 2);
+  max_lag_bytes_ = limit;
+  return limit;
+}
+
 absl::Status IngestCore::UpdateWriterLag(const std::map<int32_t, int64_t>& applied) {
   int64_t worst = 0;
   for (int32_t p = 0; p < partitions_; ++p) {
@@ -139,8 +151,7 @@ void IngestCore::Write(const TenantInfo& tenant, const WriteRequest& request, in
   }
   if ((options_.max_writer_lag_messages > 0 &&
        writer_lag_.load() > options_.max_writer_lag_messages) ||
-      (options_.max_writer_lag_bytes > 0 &&
-       writer_lag_bytes_.load() > options_.max_writer_lag_bytes)) {
+      (MaxLagBytes() > 0 && writer_lag_bytes_.load() > MaxLagBytes())) {
     metrics_->backpressure_refusals->Inc();
     done(Exhausted(absl::StrCat("the storage writer is ", writer_lag_.load(), " messages (about ",
                                 writer_lag_bytes_.load() >> 10, " KiB) behind; retry later"),

@@ -81,6 +81,12 @@ class IngestCore {
   absl::Status UpdateWriterLag(const std::map<int32_t, int64_t>& applied);
   int64_t writer_lag_messages() const { return writer_lag_.load(); }
   int64_t writer_lag_bytes() const { return writer_lag_bytes_.load(); }
+  int64_t MaxLagBytes() const;
+  // The topic keeps at most `bytes` a partition (retention.bytes; <= 0: no
+  // size limit). Back-pressure then comes at half of it at the latest, so a
+  // lagging writer never has acknowledged messages dropped by size before it
+  // read them. Returns the byte limit in force.
+  int64_t LimitLagToRetention(int64_t bytes);
 
   int32_t partitions() const { return partitions_; }
 
@@ -100,6 +106,7 @@ class IngestCore {
   int32_t partitions_ = 0;
   std::atomic<int64_t> writer_lag_{0};
   std::atomic<int64_t> writer_lag_bytes_{0};
+  std::atomic<int64_t> max_lag_bytes_{-1};  // -1: options_.max_writer_lag_bytes
   std::atomic<int64_t> produced_bytes_{0}, produced_messages_{0};
   absl::Mutex mu_;
   // Devices known to exist, per tenant (bounded; cleared when too large).

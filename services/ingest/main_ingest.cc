@@ -5,8 +5,10 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
 #include "common/auth.h"
 #include "common/config.h"
+#include "common/kafka_admin.h"
 #include "common/logging.h"
 #include "common/pg_pool.h"
 #include "common/reading_store.h"
@@ -102,6 +104,23 @@ int main(int argc, char** argv) {
           started = true;
           set_kafka_ok(true);
           log->info("topic {} has {} partitions", options.topic, core.partitions());
+          // A size-based retention must never drop what the writer has not
+          // read: back-pressure comes first (at half of retention.bytes).
+          auto configs = telemetry::DescribeTopicConfig(ko, options.topic, 5000);
+          if (configs.ok()) {
+            int64_t retention = -1;
+            auto it = configs->find("retention.bytes");
+            if (it != configs->end()) absl::SimpleAtoi(it->second, &retention);
+            const int64_t limit = core.LimitLagToRetention(retention);
+            if (retention > 0 && limit != options.max_writer_lag_bytes) {
+              log->warn(
+                  "{} keeps {} bytes a partition: writer-lag back-pressure at {} bytes, not {}",
+                  options.topic, retention, limit, options.max_writer_lag_bytes);
+            }
+          } else {
+            log->warn("cannot read the configs of {} ({}): writer-lag limit stays {} bytes",
+                      options.topic, configs.status().ToString(), options.max_writer_lag_bytes);
+          }
         } else {
           log->warn("waiting for Kafka: {}", st.ToString());
         }

@@ -9,6 +9,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -255,6 +257,48 @@ TEST(KafkaBroker, IngestPushesBackWhileNoWriterConsumesThenRecovers) {
   auto query = services.QueryStub();
   ASSERT_TRUE(WaitForToken(query.get(), t.key, MergeTokens(tokens), "d0", 60'000).ok());
   EXPECT_EQ(RawCount(t.id), stored);
+  DeleteTopic(topic);
+}
+
+// A topic that keeps little (retention.bytes): ingest reads it at start and
+// pushes back at half of it, so the broker never drops by size what the
+// writer has not read (with no writer, writes are refused long before).
+TEST(KafkaBroker, IngestPushesBackBeforeASizeRetentionCouldDropUnreadWrites) {
+  const std::string topic = CreateTopic("test.small", 1, {{"retention.bytes", "65536"}});
+  Services services;
+  const int ingest_http = FreePort();
+  services.StartIngest({"--topic=" + topic, "--max_writer_lag_messages=0",
+                        "--http_port=" + std::to_string(ingest_http)});
+  Tenant t = CreateTenant("small-retention");
+  auto ingest = services.IngestStub();
+  const int64_t t0 = SystemClock::Get()->NowNs() - 4 * 3600 * kNsPerSec;
+  grpc::Status refused;
+  int64_t accepted = 0;
+  for (int i = 0; i < 200 && refused.ok(); ++i) {
+    telemetry::v1::WriteResponse resp;
+    grpc::Status st = WriteOne(ingest.get(), t.key, "d", t0 + i * 60 * kNsPerSec, 50, &resp);
+    if (st.ok()) {
+      accepted += resp.accepted();
+    } else {
+      refused = st;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  }
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << refused.error_message() << "; lag "
+      << MetricValue(ingest_http, "ingest_writer_lag_messages") << " messages, " << accepted
+      << " readings accepted";
+  // Refused before the partition held the retention's worth of unread writes.
+  KafkaOptions ko;
+  ko.brokers = RequireEnv("TELEMETRY_KAFKA_BROKERS");
+  auto kafka = NewKafkaPublisher(ko);
+  ASSERT_TRUE(kafka.ok());
+  int64_t low = -1, high = -1;
+  ASSERT_TRUE((*kafka)->Watermarks(topic, 0, &low, &high, 5000).ok());
+  EXPECT_EQ(low, 0) << "the broker dropped unread writes";
+  std::ifstream in(services.log_dir() + "/ingest.log");
+  const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(log.find("writer-lag back-pressure at 32768 bytes"), std::string::npos) << log;
   DeleteTopic(topic);
 }
 

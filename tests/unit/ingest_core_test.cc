@@ -235,5 +235,38 @@ TEST_F(IngestCoreTest, WriterLagInBytesPushesBack) {
   EXPECT_NE(refused.status().message().find("KiB"), std::string::npos);
 }
 
+// A topic with a size-based retention: back-pressure must come before the
+// broker could drop messages the writer has not read (issue 13, item 0: a
+// write is never acknowledged when it cannot be stored). The limit drops to
+// half of retention.bytes when it was higher or off, and stays otherwise.
+TEST_F(IngestCoreTest, WriterLagLimitStaysUnderTheTopicsRetentionBytes) {
+  IngestOptions o;
+  o.max_writer_lag_messages = 0;
+  o.max_writer_lag_bytes = 1 << 20;
+  IngestCore core(o, &publisher_, &metadata_, &clock_, &metrics_);
+  EXPECT_EQ(core.LimitLagToRetention(-1), 1 << 20);
+  EXPECT_EQ(core.LimitLagToRetention(64 << 20), 1 << 20);
+  EXPECT_EQ(core.LimitLagToRetention(1000), 500);
+  ASSERT_TRUE(core.Start().ok());
+  auto write = [&](int n) {
+    std::promise<absl::StatusOr<WriteResponse>> p;
+    core.Write(tenant_, Readings(n, n), 0, clock_.MonotonicNs() + kNsPerSec,
+               [&p](absl::StatusOr<WriteResponse> r) { p.set_value(std::move(r)); });
+    return p.get_future().get();
+  };
+  // A lag far below 1 MiB but above half the retention is refused.
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(write(200).ok());
+  ASSERT_TRUE(core.UpdateWriterLag({}).ok());
+  ASSERT_GT(core.writer_lag_bytes(), 500);
+  ASSERT_LT(core.writer_lag_bytes(), 1 << 20);
+  EXPECT_EQ(write(1).status().code(), absl::StatusCode::kResourceExhausted);
+
+  IngestOptions off;
+  off.max_writer_lag_bytes = 0;  // no byte limit asked for: the retention still sets one
+  IngestCore unbounded(off, &publisher_, &metadata_, &clock_, &metrics_);
+  EXPECT_EQ(unbounded.LimitLagToRetention(1000), 500);
+  EXPECT_EQ(unbounded.LimitLagToRetention(-1), 0);
+}
+
 }  // namespace
 }  // namespace telemetry::ingest
