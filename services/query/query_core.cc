@@ -63,6 +63,15 @@ telemetry::v1::ConsistencyLevel QueryCore::LevelOf(const telemetry::v1::ReadOpti
   return o.consistency();
 }
 
+absl::Status QueryCore::CheckSensors(
+    const google::protobuf::RepeatedPtrField<std::string>& s) const {
+  if (static_cast<size_t>(s.size()) > options_.max_sensors_per_read) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sensors: at most ", options_.max_sensors_per_read, ", got ", s.size()));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status QueryCore::CheckOptions(const telemetry::v1::ReadOptions& o) {
   // An unknown level must not quietly become another (possibly weaker) one.
   if (!telemetry::v1::ConsistencyLevel_IsValid(o.consistency())) {
@@ -205,6 +214,7 @@ absl::StatusOr<LatestResponse> QueryCore::Latest(int64_t tenant_id, const Latest
         absl::StrCat("device_ids: at most ", options_.max_devices_per_latest, " devices"));
   }
   if (absl::Status o = CheckOptions(req.options()); !o.ok()) return o;
+  if (absl::Status o = CheckSensors(req.sensors()); !o.ok()) return o;
   absl::Status st = WaitForToken(tenant_id, req.options().consistency_token(), deadline);
   if (!st.ok()) return st;
   std::vector<std::string> devices(req.device_ids().begin(), req.device_ids().end());
@@ -279,6 +289,7 @@ absl::Status QueryCore::Range(int64_t tenant_id, const RangeRequest& req, int64_
         absl::StrCat("page_size: must be between 0 and ", options_.max_page_size));
   }
   if (absl::Status o = CheckOptions(req.options()); !o.ok()) return o;
+  if (absl::Status o = CheckSensors(req.sensors()); !o.ok()) return o;
   RangeQuery q;
   q.tenant_id = tenant_id;
   q.device = req.device_id();
@@ -435,6 +446,7 @@ absl::StatusOr<AggregateResponse> QueryCore::Aggregate(int64_t tenant_id,
     return absl::InvalidArgumentError("start_ns, end_ns: required, with end_ns after start_ns");
   }
   if (absl::Status o = CheckOptions(req.options()); !o.ok()) return o;
+  if (absl::Status o = CheckSensors(req.sensors()); !o.ok()) return o;
   if (!telemetry::v1::GapFill_IsValid(req.gap_fill())) {
     return absl::InvalidArgumentError(
         absl::StrCat("gap_fill: unknown value ", req.gap_fill(),
@@ -540,6 +552,7 @@ absl::StatusOr<PlaybackResponse> QueryCore::Playback(int64_t tenant_id, const Pl
                      " (at_ns + delta_ns must fit a signed 64-bit nanosecond timestamp)"));
   }
   if (absl::Status o = CheckOptions(req.options()); !o.ok()) return o;
+  if (absl::Status o = CheckSensors(req.sensors()); !o.ok()) return o;
   absl::Status st = WaitForToken(tenant_id, req.options().consistency_token(), deadline);
   if (!st.ok()) return st;
   std::vector<std::string> sensors(req.sensors().begin(), req.sensors().end());

@@ -22,6 +22,7 @@ struct QueryOptions {
   std::string topic = "telemetry.readings.v1";
   int64_t token_poll_interval_ns = 5 * kNsPerMs;
   size_t max_devices_per_latest = 1000;
+  size_t max_sensors_per_read = 1000;
   int32_t max_page_size = 10'000;
   int64_t max_aggregate_buckets = 100'000;
   int64_t default_playback_delta_ns = 30 * kNsPerSec;
@@ -84,6 +85,8 @@ class QueryCore {
   // INVALID_ARGUMENT naming the field for options a read cannot honour
   // (an unknown consistency level, a negative staleness).
   static absl::Status CheckOptions(const telemetry::v1::ReadOptions& o);
+  // INVALID_ARGUMENT past max_sensors_per_read.
+  absl::Status CheckSensors(const google::protobuf::RepeatedPtrField<std::string>& sensors) const;
 
   // Takes a token-wait slot for the tenant (false: over a bound).
   bool AdmitTokenWait(int64_t tenant_id);

@@ -344,6 +344,11 @@ TEST_F(Query, UnknownEnumValuesAreRejectedOnEveryRead) {
   LatestResponse latest_resp;
   expect_invalid(call(&telemetry::v1::QueryService::Stub::Latest, latest, &latest_resp),
                  "options.consistency");
+  // Of the same class: a list without a bound (found while fixing the above).
+  latest.mutable_options()->clear_consistency();
+  for (int i = 0; i <= 1000; ++i) latest.add_sensors("s" + std::to_string(i));
+  expect_invalid(call(&telemetry::v1::QueryService::Stub::Latest, latest, &latest_resp),
+                 "sensors: at most 1000");
   AggregateRequest agg;
   agg.set_device_id("dev-0");
   agg.set_start_ns(base_);
