@@ -35,12 +35,15 @@ class IngestCoreTest : public ::testing::Test {
     tenant_.raw_retention_days = 30;
   }
 
-  absl::StatusOr<WriteResponse> Write(const WriteRequest& req, int64_t deadline_ns = 0) {
+  // Through the fixture's core, or `core`.
+  absl::StatusOr<WriteResponse> Write(const WriteRequest& req, int64_t deadline_ns = 0,
+                                      IngestCore* core = nullptr) {
     std::promise<absl::StatusOr<WriteResponse>> p;
     auto f = p.get_future();
     if (deadline_ns == 0) deadline_ns = clock_.MonotonicNs() + kNsPerSec;
-    core_->Write(tenant_, req, 0, deadline_ns,
-                 [&p](absl::StatusOr<WriteResponse> r) { p.set_value(std::move(r)); });
+    (core != nullptr ? core : core_.get())
+        ->Write(tenant_, req, 0, deadline_ns,
+                [&p](absl::StatusOr<WriteResponse> r) { p.set_value(std::move(r)); });
     return f.get();
   }
 
@@ -214,12 +217,7 @@ TEST_F(IngestCoreTest, WriterLagInBytesPushesBack) {
   o.max_writer_lag_bytes = 1000;
   IngestCore core(o, &publisher_, &metadata_, &clock_, &metrics_);
   ASSERT_TRUE(core.Start().ok());
-  auto write = [&](int n) {
-    std::promise<absl::StatusOr<WriteResponse>> p;
-    core.Write(tenant_, Readings(n, n), 0, clock_.MonotonicNs() + kNsPerSec,
-               [&p](absl::StatusOr<WriteResponse> r) { p.set_value(std::move(r)); });
-    return p.get_future().get();
-  };
+  auto write = [&](int n) { return Write(Readings(n, n), 0, &core); };
   // Small messages: a lag of a few messages stays under 1000 bytes.
   ASSERT_TRUE(write(1).ok());
   ASSERT_TRUE(core.UpdateWriterLag({}).ok());
@@ -248,12 +246,7 @@ TEST_F(IngestCoreTest, WriterLagLimitStaysUnderTheTopicsRetentionBytes) {
   EXPECT_EQ(core.LimitLagToRetention(64 << 20), 1 << 20);
   EXPECT_EQ(core.LimitLagToRetention(1000), 500);
   ASSERT_TRUE(core.Start().ok());
-  auto write = [&](int n) {
-    std::promise<absl::StatusOr<WriteResponse>> p;
-    core.Write(tenant_, Readings(n, n), 0, clock_.MonotonicNs() + kNsPerSec,
-               [&p](absl::StatusOr<WriteResponse> r) { p.set_value(std::move(r)); });
-    return p.get_future().get();
-  };
+  auto write = [&](int n) { return Write(Readings(n, n), 0, &core); };
   // A lag far below 1 MiB but above half the retention is refused.
   for (int i = 0; i < 4; ++i) ASSERT_TRUE(write(200).ok());
   ASSERT_TRUE(core.UpdateWriterLag({}).ok());
