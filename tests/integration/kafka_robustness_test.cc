@@ -41,19 +41,21 @@ bool Eventually(F probe, int ms) {
   return true;
 }
 
-// What a tenant's stored data adds up to: raw rows and every rollup.
+// What a tenant's stored data adds up to: raw rows and every rollup. Sums of
+// doubles are taken as numeric (exact), so they do not depend on the order
+// Postgres happens to add the rows in.
 std::string Fingerprint(int64_t tenant_id) {
   const std::string of_tenant =
       absl::StrCat(" JOIN series s ON s.id = x.series_id WHERE s.tenant_id = ", tenant_id);
   std::string out;
   for (const std::string& q : {
-           "SELECT count(*), sum(x.ts % 1000003), sum(coalesce(x.value_double, 0))::text,"
+           "SELECT count(*), sum(x.ts % 1000003), sum(coalesce(x.value_double, 0)::numeric),"
            " count(x.value_text) FROM raw_readings x" +
                of_tenant,
-           "SELECT count(*), sum(x.cnt), sum(x.sum)::text, sum(x.last_ts % 1000003) FROM "
+           "SELECT count(*), sum(x.cnt), sum(x.sum::numeric), sum(x.last_ts % 1000003) FROM "
            "agg_1m_merged x" +
                of_tenant,
-           "SELECT count(*), sum(x.cnt), sum(x.sum)::text, max(x.max)::text FROM agg_1h x" +
+           "SELECT count(*), sum(x.cnt), sum(x.sum::numeric), max(x.max)::text FROM agg_1h x" +
                of_tenant,
        }) {
     for (const auto& row : Sql(q)) {
