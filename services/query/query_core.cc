@@ -181,26 +181,26 @@ absl::Status QueryCore::WaitForToken(int64_t tenant_id, const std::string& token
   }
   if (!AdmitTokenWait(tenant_id)) {
     metrics_->token_refusals->Inc();
-    absl::Status st = absl::ResourceExhaustedError(
+    return absl::ResourceExhaustedError(
         "consistency_token: too many reads are waiting for their writes (this tenant's or in "
         "all); retry shortly");
-    return st;
   }
   struct Release {
     QueryCore* core;
     int64_t tenant;
     ~Release() { core->EndTokenWait(tenant); }
   } release{this, tenant_id};
+  // Checked just above: wait a poll interval before each next look.
   while (true) {
-    auto applied = primary_->AppliedOffsets(options_.topic);
-    if (!applied.ok()) return applied.status();
-    if (TokenSatisfied(*positions, *applied)) return CheckNotDropped(*positions);
     if (clock_->MonotonicNs() + options_.token_poll_interval_ns >= deadline) {
       metrics_->token_timeouts->Inc();
       return absl::DeadlineExceededError(
           "consistency_token: the write is not applied yet; retry with a longer deadline");
     }
     std::this_thread::sleep_for(std::chrono::nanoseconds(options_.token_poll_interval_ns));
+    auto applied = primary_->AppliedOffsets(options_.topic);
+    if (!applied.ok()) return applied.status();
+    if (TokenSatisfied(*positions, *applied)) return CheckNotDropped(*positions);
   }
 }
 

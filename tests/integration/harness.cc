@@ -311,6 +311,11 @@ void DeleteTopic(const std::string& name) {
   EXPECT_TRUE(DeleteTopics(o, {name}, 15000).ok());
 }
 
+int KafkaCtl(const std::string& what) {
+  const std::string cmd = SourceDir() + "/deploy/local/kafka.sh " + what + " >/dev/null 2>&1";
+  return std::system(cmd.c_str());
+}
+
 double MetricValue(int http_port, const std::string& name) {
   std::string body;
   HttpGet(http_port, "/metrics", &body);

@@ -78,6 +78,10 @@ std::string CreateTopic(const std::string& prefix, int partitions,
                         const std::map<std::string, std::string>& config = {});
 void DeleteTopic(const std::string& name);
 
+// deploy/local/kafka.sh WHAT (stop, kill, start, pause, resume): the local
+// broker's outages for robustness tests; returns the script's exit status.
+int KafkaCtl(const std::string& what);
+
 // The value of a Prometheus sample (`name` with its labels, as printed) on
 // http://127.0.0.1:<port>/metrics; -1 when absent or unreachable.
 double MetricValue(int http_port, const std::string& name);

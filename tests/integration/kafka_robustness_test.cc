@@ -25,11 +25,6 @@
 namespace telemetry::testing {
 namespace {
 
-int KafkaCtl(const std::string& what) {
-  std::string cmd = SourceDir() + "/deploy/local/kafka.sh " + what + " >/dev/null 2>&1";
-  return std::system(cmd.c_str());
-}
-
 // Polls `probe` every 100 ms until it returns true (at most `ms`).
 template <typename F>
 bool Eventually(F probe, int ms) {
@@ -108,9 +103,9 @@ TEST(KafkaBroker, KilledDuringIngestLosesNothingAcknowledgedAndDoublesNothing) {
   ASSERT_EQ(KafkaCtl("kill"), 0);
   const int64_t at_kill = progress.load();
   // Ingest notices: NOT_SERVING on gRPC health.
-  EXPECT_TRUE(Eventually([&] { return GrpcHealth(services.ingest_port()) == 2; }, 20'000));
+  EXPECT_TRUE(WaitForHealth(services.ingest_port(), "", 2, 20'000));
   ASSERT_EQ(KafkaCtl("start"), 0);
-  EXPECT_TRUE(Eventually([&] { return GrpcHealth(services.ingest_port()) == 1; }, 30'000));
+  EXPECT_TRUE(WaitForHealth(services.ingest_port(), "", 1, 30'000));
   client.join();
   EXPECT_LT(at_kill, kTotal) << "the client finished before the broker was killed";
   EXPECT_GT(w.failed_calls, 0) << "no call saw the outage";

@@ -55,11 +55,6 @@ TEST(Robustness, WriterKilledMidStreamLosesNothingAndDoublesNothing) {
   EXPECT_EQ(CacheMismatches(t.id), 0);
 }
 
-int KafkaCtl(const std::string& what) {
-  std::string cmd = SourceDir() + "/deploy/local/kafka.sh " + what + " >/dev/null";
-  return std::system(cmd.c_str());
-}
-
 int ReadyzStatus(int http_port) {
   httplib::Client http("127.0.0.1", http_port);
   http.set_connection_timeout(2, 0);
