@@ -1,5 +1,5 @@
 // Tenants, API keys, projects, devices and series: the platform's metadata,
-// kept in Postgres (metadata_store_pg.cc) with an in-memory fake for tests.
+// kept in Postgres (common/pg/metadata_store.cc) with an in-memory fake for tests.
 #pragma once
 
 #include <cstdint>
@@ -13,8 +13,6 @@
 #include "common/model.h"
 
 namespace telemetry {
-
-class PgPool;
 
 struct NewTenant {
   std::string name;
@@ -58,7 +56,6 @@ class MetadataStore {
       int64_t tenant_id, const std::vector<SeriesSpec>& specs) = 0;
 };
 
-std::unique_ptr<MetadataStore> NewPgMetadataStore(PgPool* pool);
 // Key and tenant lookups go to `replica` while `primary` is unavailable;
 // everything else to `primary`. Neither is owned.
 std::unique_ptr<MetadataStore> NewFallbackMetadataStore(MetadataStore* primary,

@@ -59,6 +59,12 @@ struct ReadingRow {
   int32_t status = 0;
 };
 
+// A position in one partition of a Kafka topic: the next offset to read.
+struct PartitionOffset {
+  int32_t partition = 0;
+  int64_t offset = 0;
+};
+
 struct ApplyResult {
   int64_t inserted = 0;    // new raw rows
   int64_t duplicates = 0;  // rows already stored (same series and timestamp)

@@ -18,7 +18,7 @@ SENSORS="${SENSORS:-8}"
 
 key() { "$BUILD_DIR/tools/admin/telemetry-admin" create-tenant --name "ack-$1-$(date +%s%N)" | sed -n 's/^api_key=//p'; }
 # shellcheck disable=SC2086  # WRITER_ARGS: extra writer flags, for A/B runs
-"$BUILD_DIR/services/ingest/telemetry-writer" --http_port=0 ${WRITER_ARGS:-} >"$OUT/writer.log" 2>&1 &
+"$BUILD_DIR/services/writer/telemetry-writer" --http_port=0 ${WRITER_ARGS:-} >"$OUT/writer.log" 2>&1 &
 pids+=($!)
 "$BUILD_DIR/services/ingest/telemetry-ingest" --http_port=0 >"$OUT/ingest.log" 2>&1 &
 pids+=($!)

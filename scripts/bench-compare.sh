@@ -44,7 +44,7 @@ json_get() { /usr/bin/python3 -c 'import json,sys; print(json.loads(sys.argv[1])
 # Rollup compaction off while ingesting: the replay writes 24 h of data in a
 # few minutes, so the hourly job would run 24 times at once and be counted
 # as ingest cost. It runs once, timed, before the reads (below).
-"$BIN/services/ingest/telemetry-writer" --http_port=0 --compact_interval_s=0 >"$OUT/writer.log" 2>&1 &
+"$BIN/services/writer/telemetry-writer" --http_port=0 --compact_interval_s=0 >"$OUT/writer.log" 2>&1 &
 pids+=($!)
 "$BIN/services/ingest/telemetry-ingest" --http_port=0 >"$OUT/ingest.log" 2>&1 &
 pids+=($!)

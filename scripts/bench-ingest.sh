@@ -22,7 +22,7 @@ SENSORS="${SENSORS:-8}"
 key() { "$BUILD_DIR/tools/admin/telemetry-admin" create-tenant --name "bench-$1-$(date +%s%N)" | sed -n 's/^api_key=//p'; }
 
 for i in $(seq 1 "$WRITERS"); do
-  "$BUILD_DIR/services/ingest/telemetry-writer" --http_port=0 >"$OUT/writer.$i.log" 2>&1 &
+  "$BUILD_DIR/services/writer/telemetry-writer" --http_port=0 >"$OUT/writer.$i.log" 2>&1 &
   pids+=($!)
 done
 "$BUILD_DIR/services/ingest/telemetry-ingest" --http_port=0 >"$OUT/ingest.log" 2>&1 &

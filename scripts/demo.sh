@@ -54,7 +54,7 @@ fi
 API_KEY="$(sed -n 's/^api_key=//p' "$RUN/tenant")"
 
 stop_services
-"$BUILD_DIR/services/ingest/telemetry-writer" >"$RUN/writer.log" 2>&1 &
+"$BUILD_DIR/services/writer/telemetry-writer" >"$RUN/writer.log" 2>&1 &
 echo $! >"$RUN/writer.pid"
 "$BUILD_DIR/services/ingest/telemetry-ingest" >"$RUN/ingest.log" 2>&1 &
 echo $! >"$RUN/ingest.pid"

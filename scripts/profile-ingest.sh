@@ -25,7 +25,7 @@ if [[ "${STATEMENTS:-0}" == 1 ]]; then
     -c "SELECT pg_reload_conf()" >/dev/null
 fi
 # shellcheck disable=SC2086  # WRITER_ARGS is a list of flags
-"$BUILD_DIR/services/ingest/telemetry-writer" --http_port="$WRITER_HTTP_PORT" ${WRITER_ARGS:-} \
+"$BUILD_DIR/services/writer/telemetry-writer" --http_port="$WRITER_HTTP_PORT" ${WRITER_ARGS:-} \
   >"$OUT/writer.log" 2>&1 &
 pids+=($!)
 # shellcheck disable=SC2086  # INGEST_ARGS is a list of flags

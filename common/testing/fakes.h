@@ -1,8 +1,11 @@
-// In-memory fakes of the stores and the cache, for unit tests. They follow
+// In-memory fakes of the stores and the cache, for unit tests (the Kafka
+// fakes are in kafka_fake.h). They follow
 // the interfaces' contracts (dedup on (series, ts), rollups of new rows only,
 // offsets never moving backwards, cache newer-only) without Postgres/Redis.
 #pragma once
 
+#include <algorithm>
+#include <climits>
 #include <map>
 #include <set>
 #include <tuple>
@@ -10,7 +13,8 @@
 #include "absl/synchronization/mutex.h"
 #include "common/latest_cache.h"
 #include "common/metadata_store.h"
-#include "common/reading_store.h"
+#include "common/reading_reader.h"
+#include "common/reading_writer.h"
 
 namespace telemetry::testing {
 
@@ -117,7 +121,9 @@ class FakeMetadataStore final : public MetadataStore {
   std::map<int32_t, std::string> labels_ ABSL_GUARDED_BY(mu_);
 };
 
-class FakeReadingStore final : public ReadingStore {
+// The write side: dedup on (series, ts), rollups of new rows only, offsets
+// that never move backwards, gaps, resets, partitions, compaction.
+class FakeReadingWriter final : public ReadingWriter {
  public:
   struct Agg {
     int64_t cnt = 0;
@@ -236,23 +242,6 @@ class FakeReadingStore final : public ReadingStore {
     absl::MutexLock l(&mu_);
     return compacted_;
   }
-  absl::StatusOr<std::vector<ReadingRow>> Latest(int64_t, const std::vector<std::string>&,
-                                                 const std::vector<std::string>&) override {
-    return absl::UnimplementedError("fake: reads are tested against Postgres");
-  }
-  absl::Status Range(const RangeQuery&,
-                     const std::function<bool(std::vector<ReadingRow>&&)>&) override {
-    return absl::UnimplementedError("fake: reads are tested against Postgres");
-  }
-  absl::StatusOr<std::vector<AggregateRow>> Aggregate(const AggregateQuery&) override {
-    return absl::UnimplementedError("fake: reads are tested against Postgres");
-  }
-  absl::StatusOr<PlaybackRows> Playback(int64_t, const std::string&,
-                                        const std::vector<std::string>&, int64_t,
-                                        int64_t) override {
-    return absl::UnimplementedError("fake: reads are tested against Postgres");
-  }
-
   void SetUp(bool up) {
     absl::MutexLock l(&mu_);
     up_ = up;
@@ -291,6 +280,158 @@ class FakeReadingStore final : public ReadingStore {
   std::set<int64_t> compacted_ ABSL_GUARDED_BY(mu_);
   int vacuums_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::tuple<int32_t, int64_t, int64_t>> resets_ ABSL_GUARDED_BY(mu_);
+};
+
+// The read side over readings a test adds by name (Add), with the contracts
+// of ReadingReader: Latest per (device, sensor, unit), Range in (sensor,
+// unit, time) order in pages with a resume cursor, Playback with the
+// neighbours, Aggregate bucketed from the readings (numbers and booleans).
+class FakeReadingReader final : public ReadingReader {
+ public:
+  void Add(int64_t tenant_id, ReadingRow row) {
+    absl::MutexLock l(&mu_);
+    rows_[tenant_id].push_back(std::move(row));
+  }
+  void SetUp(bool up) {
+    absl::MutexLock l(&mu_);
+    up_ = up;
+  }
+  int reads() {
+    absl::MutexLock l(&mu_);
+    return reads_;
+  }
+
+  absl::StatusOr<std::vector<ReadingRow>> Latest(int64_t tenant_id,
+                                                 const std::vector<std::string>& devices,
+                                                 const std::vector<std::string>& sensors) override {
+    auto rows = Select(tenant_id, devices, sensors, INT64_MIN, INT64_MAX);
+    if (!rows.ok()) return rows.status();
+    std::map<std::tuple<std::string, std::string, std::string>, ReadingRow> newest;
+    for (auto& r : *rows) {
+      auto& slot = newest[{r.device, r.sensor, r.unit}];
+      if (slot.device.empty() || r.ts_ns > slot.ts_ns) slot = r;
+    }
+    std::vector<ReadingRow> out;
+    for (auto& [key, r] : newest) out.push_back(std::move(r));
+    return out;
+  }
+
+  absl::Status Range(const RangeQuery& q,
+                     const std::function<bool(std::vector<ReadingRow>&&)>& page) override {
+    auto rows = Select(q.tenant_id, {q.device}, q.sensors, q.start_ns, q.end_ns - 1);
+    if (!rows.ok()) return rows.status();
+    std::vector<ReadingRow> out;
+    for (auto& r : *rows) {
+      if (!q.after_sensor.empty() &&
+          std::make_tuple(r.sensor, r.unit, r.ts_ns) <=
+              std::make_tuple(q.after_sensor, q.after_unit, q.after_ts_ns)) {
+        continue;
+      }
+      out.push_back(std::move(r));
+    }
+    if (q.limit > 0 && static_cast<int64_t>(out.size()) > q.limit) {
+      out.resize(static_cast<size_t>(q.limit));
+    }
+    const size_t size = static_cast<size_t>(std::max(1, q.page_size));
+    for (size_t at = 0; at < out.size(); at += size) {
+      std::vector<ReadingRow> p(
+          out.begin() + static_cast<std::ptrdiff_t>(at),
+          out.begin() + static_cast<std::ptrdiff_t>(std::min(out.size(), at + size)));
+      if (!page(std::move(p))) break;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<AggregateRow>> Aggregate(const AggregateQuery& q) override {
+    if (q.bucket_ns <= 0) return absl::InvalidArgumentError("bucket must be positive");
+    std::vector<std::string> devices;
+    if (!q.device.empty()) devices.push_back(q.device);
+    auto rows = Select(q.tenant_id, devices, q.sensors, q.start_ns, q.end_ns - 1);
+    if (!rows.ok()) return rows.status();
+    std::map<std::tuple<std::string, std::string, int64_t>, AggregateRow> buckets;
+    std::map<std::tuple<std::string, std::string, int64_t>, int64_t> last_ts;
+    for (const auto& r : *rows) {
+      if (r.kind == ValueKind::kString) continue;
+      const double v = r.kind == ValueKind::kDouble ? r.d : (r.b ? 1.0 : 0.0);
+      const int64_t bucket = r.ts_ns - ((r.ts_ns % q.bucket_ns) + q.bucket_ns) % q.bucket_ns;
+      const std::string device = q.group_by_device ? r.device : "";
+      auto key = std::make_tuple(device, r.sensor, bucket);
+      AggregateRow& a = buckets[key];
+      if (a.count == 0) {
+        a.device = device;
+        a.sensor = r.sensor;
+        a.bucket_ns = bucket;
+        a.min = a.max = v;
+      }
+      ++a.count;
+      a.sum += v;
+      a.min = std::min(a.min, v);
+      a.max = std::max(a.max, v);
+      if (a.count == 1 || r.ts_ns >= last_ts[key]) {
+        last_ts[key] = r.ts_ns;
+        a.last = v;
+      }
+    }
+    std::vector<AggregateRow> out;
+    for (auto& [key, a] : buckets) out.push_back(std::move(a));
+    return out;
+  }
+
+  absl::StatusOr<PlaybackRows> Playback(int64_t tenant_id, const std::string& device,
+                                        const std::vector<std::string>& sensors, int64_t from_ns,
+                                        int64_t to_ns) override {
+    auto rows = Select(tenant_id, {device}, sensors, INT64_MIN, INT64_MAX);
+    if (!rows.ok()) return rows.status();
+    PlaybackRows out;
+    std::map<std::pair<std::string, std::string>, ReadingRow> before, after;
+    for (auto& r : *rows) {
+      const auto key = std::make_pair(r.sensor, r.unit);
+      if (r.ts_ns < from_ns) {
+        before[key] = r;  // rows are in time order: the last one wins
+      } else if (r.ts_ns > to_ns) {
+        if (!after.count(key)) after[key] = r;
+      } else {
+        out.inside.push_back(r);
+      }
+    }
+    for (auto& [key, r] : before) out.before.push_back(std::move(r));
+    for (auto& [key, r] : after) out.after.push_back(std::move(r));
+    return out;
+  }
+
+ private:
+  // The tenant's readings of `devices` (all when empty) and `sensors` (all
+  // when empty) in [from, to], in (device, sensor, unit, time) order.
+  absl::StatusOr<std::vector<ReadingRow>> Select(int64_t tenant_id,
+                                                 const std::vector<std::string>& devices,
+                                                 const std::vector<std::string>& sensors,
+                                                 int64_t from, int64_t to) {
+    absl::MutexLock l(&mu_);
+    ++reads_;
+    if (!up_) return absl::UnavailableError("fake reader down");
+    std::vector<ReadingRow> out;
+    auto it = rows_.find(tenant_id);
+    if (it == rows_.end()) return out;
+    auto wanted = [](const std::vector<std::string>& names, const std::string& name) {
+      return names.empty() || std::find(names.begin(), names.end(), name) != names.end();
+    };
+    for (const auto& r : it->second) {
+      if (wanted(devices, r.device) && wanted(sensors, r.sensor) && r.ts_ns >= from &&
+          r.ts_ns <= to) {
+        out.push_back(r);
+      }
+    }
+    std::sort(out.begin(), out.end(), [](const ReadingRow& a, const ReadingRow& b) {
+      return std::tie(a.device, a.sensor, a.unit, a.ts_ns) <
+             std::tie(b.device, b.sensor, b.unit, b.ts_ns);
+    });
+    return out;
+  }
+
+  absl::Mutex mu_;
+  bool up_ ABSL_GUARDED_BY(mu_) = true;
+  int reads_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<int64_t, std::vector<ReadingRow>> rows_ ABSL_GUARDED_BY(mu_);
 };
 
 class FakeLatestCache final : public LatestCache {

@@ -4,9 +4,11 @@
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "common/kafka/codec.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
+#include "common/status_payload.h"
 #include "common/token.h"
-#include "services/ingest/codec.h"
 
 namespace telemetry::ingest {
 
@@ -67,8 +69,7 @@ absl::Status IngestCore::UpdateWriterLag(const std::map<int32_t, int64_t>& appli
   int64_t worst = 0;
   for (int32_t p = 0; p < partitions_; ++p) {
     int64_t low = 0, high = 0;
-    absl::Status st = publisher_->Watermarks(options_.topic, p, &low, &high, 1000);
-    if (!st.ok()) return st;
+    RETURN_IF_ERROR(publisher_->Watermarks(options_.topic, p, &low, &high, 1000));
     auto it = applied.find(p);
     int64_t next = it == applied.end() ? low : std::max(it->second, low);
     worst = std::max(worst, high - next);
@@ -112,11 +113,8 @@ namespace {
 
 absl::Status Exhausted(const std::string& msg, int64_t retry_after_ns) {
   absl::Status st = absl::ResourceExhaustedError(msg);
-  if (retry_after_ns > 0) {
-    st.SetPayload(kRetryAfterPayload,
-                  absl::Cord(std::to_string((retry_after_ns + kNsPerMs - 1) / kNsPerMs)));
-  }
-  return st;
+  if (retry_after_ns <= 0) return st;
+  return WithRetryAfter(std::move(st), (retry_after_ns + kNsPerMs - 1) / kNsPerMs);
 }
 
 // Shared by the delivery callbacks of one request and its deadline.

@@ -14,7 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
-#include "common/kafka.h"
+#include "common/kafka/kafka.h"
 #include "common/metadata_store.h"
 #include "common/metrics.h"
 #include "common/timer.h"
@@ -23,6 +23,10 @@
 #include "telemetry/v1/ingest.pb.h"
 
 namespace telemetry::ingest {
+
+// The largest Write request (and WriteStream message) ingest takes: 16 MiB,
+// as ingest.proto documents.
+inline constexpr int kMaxRequestBytes = 16 << 20;
 
 struct IngestOptions {
   std::string topic = "telemetry.readings.v1";
@@ -37,10 +41,6 @@ struct IngestOptions {
   // could lose to a size-based retention (retention.bytes) while it lags.
   int64_t max_writer_lag_bytes = 2 << 20;
 };
-
-// The payload key under which a RESOURCE_EXHAUSTED status carries the retry
-// advice in milliseconds (the handler turns it into `retry-after-ms`).
-inline constexpr char kRetryAfterPayload[] = "telemetry/retry-after-ms";
 
 struct IngestMetrics {
   explicit IngestMetrics(MetricsRegistry* r);

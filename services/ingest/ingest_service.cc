@@ -2,7 +2,7 @@
 
 #include <chrono>
 
-#include "common/status.h"
+#include "common/status_payload.h"
 #include "common/token.h"
 
 namespace telemetry::ingest {
@@ -10,68 +10,28 @@ namespace telemetry::ingest {
 using telemetry::v1::WriteRequest;
 using telemetry::v1::WriteResponse;
 
-std::string AuthorizationOf(const grpc::ServerContextBase* ctx) {
-  const auto& md = ctx->client_metadata();
-  auto it = md.find("authorization");
-  if (it == md.end()) return "";
-  return std::string(it->second.data(), it->second.size());
-}
+IngestServiceImpl::IngestServiceImpl(IngestCore* core, const HandlerKit* kit)
+    : core_(core), kit_(kit) {}
 
-IngestServiceImpl::IngestServiceImpl(IngestCore* core, Authenticator* auth, ThreadPool* pool,
-                                     const Clock* clock, int64_t max_ack_wait_ns)
-    : core_(core), auth_(auth), pool_(pool), clock_(clock), max_ack_wait_ns_(max_ack_wait_ns) {}
-
-int64_t IngestServiceImpl::DeadlineOf(grpc::CallbackServerContext* ctx) const {
-  const int64_t now = clock_->MonotonicNs();
-  int64_t wait = max_ack_wait_ns_;
-  auto deadline = ctx->deadline();
-  if (deadline != std::chrono::system_clock::time_point::max()) {
-    int64_t left = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                       deadline - std::chrono::system_clock::now())
-                       .count();
-    // Answer a little early so UNAVAILABLE arrives before the client gives up.
-    int64_t margin = std::min<int64_t>(left / 10, 50 * kNsPerMs);
-    wait = std::min(wait, left - margin);
-  }
-  return now + std::max<int64_t>(wait, 0);
-}
-
-grpc::Status IngestServiceImpl::Answer(grpc::CallbackServerContext* ctx, const absl::Status& st) {
-  if (auto retry = st.GetPayload(kRetryAfterPayload)) {
-    ctx->AddTrailingMetadata("retry-after-ms", std::string(*retry));
-  }
-  return ToGrpcStatus(st);
+HandlerOptions IngestServiceImpl::KitOptions(int64_t max_ack_wait_ns) {
+  HandlerOptions options;
+  options.service = "ingest";
+  options.max_call_ns = max_ack_wait_ns;
+  options.answer_early = true;
+  return options;
 }
 
 grpc::ServerUnaryReactor* IngestServiceImpl::Write(grpc::CallbackServerContext* ctx,
                                                    const WriteRequest* request,
                                                    WriteResponse* response) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  std::string authorization = AuthorizationOf(ctx);
-  int64_t deadline = DeadlineOf(ctx);
-  bool queued = pool_->Submit(
-      [this, ctx, request, response, reactor, authorization = std::move(authorization), deadline] {
-        auto tenant = auth_->Authenticate(authorization);
-        if (!tenant.ok()) {
-          reactor->Finish(ToGrpcStatus(tenant.status()));
-          return;
-        }
-        core_->Write(**tenant, *request, 0, deadline,
-                     [ctx, response, reactor](absl::StatusOr<WriteResponse> result) {
-                       if (!result.ok()) {
-                         reactor->Finish(Answer(ctx, result.status()));
-                         return;
-                       }
-                       *response = std::move(*result);
-                       reactor->Finish(grpc::Status::OK);
-                     });
-      });
-  if (!queued) {
-    ctx->AddTrailingMetadata("retry-after-ms", "100");
-    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                 "ingest is saturated (work queue full); retry shortly"));
-  }
-  return reactor;
+  return kit_->Unary(ctx, [this, request, response](const HandlerKit::Tenant& tenant,
+                                                    int64_t deadline, auto finish) {
+    core_->Write(*tenant, *request, 0, deadline,
+                 [response, finish](absl::StatusOr<WriteResponse> result) {
+                   if (result.ok()) *response = std::move(*result);
+                   finish(result.status());
+                 });
+  });
 }
 
 namespace {
@@ -86,7 +46,6 @@ class WriteStreamReactor final : public grpc::ServerReadReactor<WriteRequest> {
   WriteStreamReactor(IngestServiceImpl* service, grpc::CallbackServerContext* ctx,
                      WriteResponse* response)
       : service_(service), ctx_(ctx), response_(response) {
-    authorization_ = AuthorizationOf(ctx);
     read_outstanding_ = true;
     StartRead(&request_);
   }
@@ -104,12 +63,17 @@ class WriteStreamReactor final : public grpc::ServerReadReactor<WriteRequest> {
     int64_t base = next_index_;
     next_index_ += chunk->readings_size();
     ++in_flight_;
-    int64_t deadline = service_->DeadlineOf(ctx_);
+    const CallInfo call = service_->kit()->Begin(ctx_);
     bool queued =
-        service_->pool()->Submit([this, chunk, base, deadline] { Process(chunk, base, deadline); });
+        service_->kit()->Submit(call, [this, chunk, base, deadline = call.deadline_ns](
+                                          const absl::StatusOr<HandlerKit::Tenant>& tenant) {
+          Process(tenant, chunk, base, deadline);
+        });
     if (!queued) {
       --in_flight_;
-      FailLocked(absl::ResourceExhaustedError("ingest is saturated (work queue full); retry"));
+      FailLocked(WithRetryAfter(
+          absl::ResourceExhaustedError("ingest is saturated (work queue full); retry shortly"),
+          100));
       reading_done_ = true;
       MaybeFinishLocked();
       return;
@@ -120,23 +84,13 @@ class WriteStreamReactor final : public grpc::ServerReadReactor<WriteRequest> {
   void OnDone() override { delete this; }
 
  private:
-  void Process(const std::shared_ptr<WriteRequest>& chunk, int64_t base, int64_t deadline) {
-    std::shared_ptr<const TenantInfo> tenant;
-    {
-      absl::MutexLock lock(&mu_);
-      tenant = tenant_;
+  void Process(const absl::StatusOr<HandlerKit::Tenant>& tenant,
+               const std::shared_ptr<WriteRequest>& chunk, int64_t base, int64_t deadline) {
+    if (!tenant.ok()) {
+      Complete(tenant.status(), nullptr);
+      return;
     }
-    if (!tenant) {
-      auto found = service_->auth()->Authenticate(authorization_);
-      if (!found.ok()) {
-        Complete(found.status(), nullptr);
-        return;
-      }
-      absl::MutexLock lock(&mu_);
-      if (!tenant_) tenant_ = *found;
-      tenant = tenant_;
-    }
-    service_->core()->Write(*tenant, *chunk, base, deadline,
+    service_->core()->Write(**tenant, *chunk, base, deadline,
                             [this, chunk](absl::StatusOr<WriteResponse> r) {
                               if (!r.ok()) {
                                 Complete(r.status(), nullptr);
@@ -189,7 +143,7 @@ class WriteStreamReactor final : public grpc::ServerReadReactor<WriteRequest> {
     if (!reading_done_ && !failed_) return;
     finished_ = true;
     if (failed_) {
-      Finish(IngestServiceImpl::Answer(ctx_, error_));
+      Finish(HandlerKit::Answer(ctx_, error_));
       return;
     }
     if (!positions_.offsets.empty()) {
@@ -201,10 +155,8 @@ class WriteStreamReactor final : public grpc::ServerReadReactor<WriteRequest> {
   IngestServiceImpl* service_;
   grpc::CallbackServerContext* ctx_;
   WriteResponse* response_;
-  std::string authorization_;
   WriteRequest request_;
   absl::Mutex mu_;
-  std::shared_ptr<const TenantInfo> tenant_ ABSL_GUARDED_BY(mu_);
   int64_t next_index_ ABSL_GUARDED_BY(mu_) = 0;
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   bool read_outstanding_ ABSL_GUARDED_BY(mu_) = false;

@@ -1,11 +1,11 @@
-// gRPC front of the write path (callback API). Handlers only decode,
-// authenticate and hand the work to IngestCore on a bounded pool.
+// gRPC front of the write path (callback API). Handlers only decode and hand
+// the work to IngestCore through the handler kit (authentication, deadline,
+// bounded pool, status mapping: common/grpc/handler.h).
 #pragma once
 
 #include <memory>
 
-#include "common/auth.h"
-#include "common/thread_pool.h"
+#include "common/grpc/handler.h"
 #include "services/ingest/ingest_core.h"
 #include "telemetry/v1/ingest.grpc.pb.h"
 
@@ -13,8 +13,12 @@ namespace telemetry::ingest {
 
 class IngestServiceImpl final : public telemetry::v1::IngestService::CallbackService {
  public:
-  IngestServiceImpl(IngestCore* core, Authenticator* auth, ThreadPool* pool, const Clock* clock,
-                    int64_t max_ack_wait_ns);
+  IngestServiceImpl(IngestCore* core, const HandlerKit* kit);
+
+  // The handler kit's options for ingest: a call waits at most
+  // `max_ack_wait_ns` for Kafka and answers a little before the client's
+  // deadline, so UNAVAILABLE arrives before the client gives up.
+  static HandlerOptions KitOptions(int64_t max_ack_wait_ns);
 
   grpc::ServerUnaryReactor* Write(grpc::CallbackServerContext* ctx,
                                   const telemetry::v1::WriteRequest* request,
@@ -22,25 +26,12 @@ class IngestServiceImpl final : public telemetry::v1::IngestService::CallbackSer
   grpc::ServerReadReactor<telemetry::v1::WriteRequest>* WriteStream(
       grpc::CallbackServerContext* ctx, telemetry::v1::WriteResponse* response) override;
 
-  // Deadline of a call as monotonic ns, capped at max_ack_wait, minus a small
-  // margin so the UNAVAILABLE answer reaches the client before its deadline.
-  int64_t DeadlineOf(grpc::CallbackServerContext* ctx) const;
-  // Status for the client, with `retry-after-ms` trailing metadata if any.
-  static grpc::Status Answer(grpc::CallbackServerContext* ctx, const absl::Status& status);
-
-  IngestCore* core() { return core_; }
-  Authenticator* auth() { return auth_; }
-  ThreadPool* pool() { return pool_; }
+  IngestCore* core() const { return core_; }
+  const HandlerKit* kit() const { return kit_; }
 
  private:
   IngestCore* core_;
-  Authenticator* auth_;
-  ThreadPool* pool_;
-  const Clock* clock_;
-  int64_t max_ack_wait_ns_;
+  const HandlerKit* kit_;
 };
-
-// The authorization metadata value of a call ("" when absent).
-std::string AuthorizationOf(const grpc::ServerContextBase* ctx);
 
 }  // namespace telemetry::ingest

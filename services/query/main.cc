@@ -1,23 +1,21 @@
-// telemetry-query: the QueryService gRPC server (first slice: primary only).
+// telemetry-query: the QueryService gRPC server (the consistency router).
 #include <algorithm>
-#include <atomic>
 #include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
 #include "common/auth.h"
 #include "common/config.h"
-#include "common/latest_cache.h"
-#include "common/logging.h"
-#include "common/pg_pool.h"
-#include "common/replication.h"
-#include "common/runtime.h"
+#include "common/grpc/handler.h"
+#include "common/pg/pool.h"
+#include "common/pg/replication.h"
+#include "common/pg/stores.h"
+#include "common/redis/latest_cache.h"
+#include "common/service/service.h"
+#include "common/thread_pool.h"
 #include "services/query/query_service.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50052", "gRPC listen address");
-ABSL_FLAG(int, http_port, 9103, "HTTP port for /metrics, /healthz, /readyz (0: any)");
-ABSL_FLAG(std::string, http_host, "127.0.0.1", "HTTP listen host");
 ABSL_FLAG(std::string, pg_primary, "postgresql://telemetry@127.0.0.1:5432/telemetry",
           "Postgres primary");
 ABSL_FLAG(std::string, pg_replicas, "",
@@ -55,8 +53,6 @@ ABSL_FLAG(int64_t, default_deadline_ms, 30000, "Deadline of calls that set none"
 ABSL_FLAG(std::string, pg_plan_cache_mode, "force_generic_plan",
           "plan_cache_mode of the query service's Postgres sessions (auto, force_generic_plan,"
           " force_custom_plan)");
-ABSL_FLAG(std::string, log_level, "info", "Log level");
-
 namespace {
 
 int PoolSize(int flag) {
@@ -64,32 +60,41 @@ int PoolSize(int flag) {
   return std::max(4, 2 * static_cast<int>(std::thread::hardware_concurrency()));
 }
 
+// A read replica: its pool, the store on it, and its lag probe.
+struct Replica {
+  std::unique_ptr<telemetry::PgPool> pool;
+  std::unique_ptr<telemetry::ReadingReader> store;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  telemetry::BlockShutdownSignals();
-  telemetry::InitFlags(argc, argv, "telemetry-query: the read API");
-  telemetry::SetLogLevel(absl::GetFlag(FLAGS_log_level));
-  auto log = telemetry::GetLogger("query");
-  auto* clock = telemetry::SystemClock::Get();
-  auto* registry = telemetry::MetricsRegistry::Default();
+  const std::string kService = telemetry::v1::QueryService::service_full_name();
+  telemetry::Service service(
+      argc, argv,
+      {"telemetry-query",
+       "the read API",
+       {kService, kService + "/EVENTUAL", kService + "/STRONG", kService + "/ANALYTICS"},
+       "no source probed yet",
+       9103});
+  auto log = service.log();
   const std::string plan_cache_mode = absl::GetFlag(FLAGS_pg_plan_cache_mode);
   if (plan_cache_mode != "auto" && plan_cache_mode != "force_generic_plan" &&
       plan_cache_mode != "force_custom_plan") {
-    log->critical("--pg_plan_cache_mode: '{}' is not auto, force_generic_plan or force_custom_plan",
-                  plan_cache_mode);
-    return 2;
+    return service.Fail("--pg_plan_cache_mode",
+                        absl::InvalidArgumentError("'" + plan_cache_mode +
+                                                   "' is not auto, force_generic_plan or "
+                                                   "force_custom_plan"),
+                        2);
   }
-  const telemetry::PgPool::Setup session = [plan_cache_mode](pqxx::connection& c) {
-    pqxx::nontransaction(c).exec("SET plan_cache_mode = " + plan_cache_mode);
-  };
+  const telemetry::PgPool::Settings session = {{"plan_cache_mode", plan_cache_mode}};
   telemetry::PgPool pool(absl::GetFlag(FLAGS_pg_primary),
                          PoolSize(absl::GetFlag(FLAGS_pg_connections)), "primary", session);
   auto metadata = telemetry::NewPgMetadataStore(&pool);
-  auto store = telemetry::NewPgReadingStore(&pool);
+  auto store = telemetry::NewPgReadingReader(&pool);
+  auto progress = telemetry::NewPgReadingWriter(&pool);  // its WriterProgress side only
   // Read replicas, each with its own bounded pool and lag probe.
-  std::vector<std::unique_ptr<telemetry::PgPool>> replica_pools;
-  std::vector<std::unique_ptr<telemetry::ReadingStore>> replica_stores;
+  std::vector<Replica> replica_parts;
   std::vector<telemetry::query::Source> replicas;
   int n = 0;
   for (absl::string_view item :
@@ -101,72 +106,53 @@ int main(int argc, char** argv) {
       name = "replica-" + url.substr(0, eq);
       url = url.substr(eq + 1);
     }
-    replica_pools.push_back(std::make_unique<telemetry::PgPool>(
-        url, PoolSize(absl::GetFlag(FLAGS_replica_connections)), name, session));
-    replica_stores.push_back(telemetry::NewPgReadingStore(replica_pools.back().get()));
-    telemetry::PgPool* rp = replica_pools.back().get();
-    replicas.push_back(
-        {name, replica_stores.back().get(), [rp] { return telemetry::HeartbeatAgeSeconds(rp); }});
+    Replica r;
+    r.pool = std::make_unique<telemetry::PgPool>(
+        url, PoolSize(absl::GetFlag(FLAGS_replica_connections)), name, session);
+    r.store = telemetry::NewPgReadingReader(r.pool.get());
+    telemetry::PgPool* rp = r.pool.get();
+    replicas.push_back({name, r.store.get(), [rp] { return telemetry::HeartbeatAgeSeconds(rp); }});
+    replica_parts.push_back(std::move(r));
   }
-  auto cache_or = telemetry::NewLatestCacheAt(absl::GetFlag(FLAGS_redis));
-  if (!cache_or.ok()) {
-    log->critical("--redis: {}", cache_or.status().ToString());
-    return 2;
-  }
-  std::unique_ptr<telemetry::LatestCache> cache = std::move(*cache_or);
+  auto cache = telemetry::NewLatestCacheAt(absl::GetFlag(FLAGS_redis));
+  if (!cache.ok()) return service.Fail("--redis", cache.status(), 2);
   telemetry::query::RouterOptions ropts;
   ropts.default_max_staleness_s = absl::GetFlag(FLAGS_max_staleness_s);
   ropts.breaker_threshold = absl::GetFlag(FLAGS_breaker_failures);
   ropts.breaker_open_ns = absl::GetFlag(FLAGS_breaker_open_s) * telemetry::kNsPerSec;
-  telemetry::query::RouterMetrics router_metrics(registry);
-  telemetry::query::Router router({"primary", store.get(), nullptr}, std::move(replicas), clock,
-                                  ropts, &router_metrics);
-  std::atomic<bool> stop{false};
+  telemetry::query::RouterMetrics router_metrics(service.metrics());
+  telemetry::query::Router router({"primary", store.get(), nullptr}, std::move(replicas),
+                                  service.clock(), ropts, &router_metrics);
+
   // Health per level, from the prober's view of the sources: STRONG and
   // ANALYTICS need the primary; EVENTUAL (and the service as a whole, since
-  // it can still answer those reads) needs the primary or a replica.
-  // Guarded so that a probe cannot report SERVING again once shutdown set
-  // NOT_SERVING (main clears the pointer under the lock first).
-  absl::Mutex health_mu;
-  grpc::Server* grpc_server ABSL_GUARDED_BY(health_mu) = nullptr;
-  std::atomic<bool> primary_ok{true}, any_source_ok{true};
-  auto publish_health = [&](bool primary, bool any) {
-    const bool changed = primary_ok.exchange(primary) != primary;
-    if (any_source_ok.exchange(any) != any || changed) {
-      log->warn("sources: primary {}, any source {}", primary ? "up" : "DOWN", any ? "up" : "DOWN");
+  // it can still answer those reads) needs the primary or a replica. The
+  // heartbeat doubles as the primary's health probe.
+  const int64_t heartbeat_ms = absl::GetFlag(FLAGS_heartbeat_ms);
+  int64_t next_beat = 0;
+  bool primary_up = true, was_primary = true, was_any = true;
+  service.Every("source-probe", absl::Milliseconds(absl::GetFlag(FLAGS_replica_probe_ms)), [&] {
+    const int64_t now = service.clock()->MonotonicNs();
+    if (now >= next_beat) {
+      absl::Status st = heartbeat_ms > 0 ? telemetry::BeatHeartbeat(&pool) : pool.Ping();
+      if (!st.ok()) log->warn("heartbeat on the primary failed: {}", st.ToString());
+      primary_up = st.ok();
+      next_beat = now + (heartbeat_ms > 0 ? heartbeat_ms : 1000) * telemetry::kNsPerMs;
     }
-    absl::MutexLock lock(&health_mu);
-    grpc::Server* server = grpc_server;
-    if (server == nullptr) return;
-    auto* health = server->GetHealthCheckService();
-    health->SetServingStatus("", any);
-    health->SetServingStatus("telemetry.v1.QueryService", any);
-    health->SetServingStatus("telemetry.v1.QueryService/EVENTUAL", any);
-    health->SetServingStatus("telemetry.v1.QueryService/STRONG", primary);
-    health->SetServingStatus("telemetry.v1.QueryService/ANALYTICS", primary);
-  };
-  std::thread prober([&] {
-    int64_t next_beat = 0;
-    bool primary_up = true;
-    while (!stop) {
-      const int64_t now = clock->MonotonicNs();
-      if (now >= next_beat) {
-        // The heartbeat doubles as the primary's health probe.
-        absl::Status st = absl::GetFlag(FLAGS_heartbeat_ms) > 0
-                              ? telemetry::BeatHeartbeat(&pool)
-                              : pool.Run([](pqxx::connection& c) {
-                                  pqxx::nontransaction(c).exec("SELECT 1");
-                                  return absl::OkStatus();
-                                });
-        if (!st.ok()) log->warn("heartbeat on the primary failed: {}", st.ToString());
-        primary_up = st.ok();
-        const int64_t every_ms = absl::GetFlag(FLAGS_heartbeat_ms);
-        next_beat = now + (every_ms > 0 ? every_ms : 1000) * telemetry::kNsPerMs;
-      }
-      router.ProbeReplicas();
-      publish_health(primary_up, primary_up || router.AnyReplicaReachable());
-      std::this_thread::sleep_for(std::chrono::milliseconds(absl::GetFlag(FLAGS_replica_probe_ms)));
+    router.ProbeReplicas();
+    const bool any = primary_up || router.AnyReplicaReachable();
+    if (primary_up != was_primary || any != was_any) {
+      log->warn("sources: primary {}, any source {}", primary_up ? "up" : "DOWN",
+                any ? "up" : "DOWN");
     }
+    was_primary = primary_up;
+    was_any = any;
+    service.health()->Set({{"", any},
+                           {kService, any},
+                           {kService + "/EVENTUAL", any},
+                           {kService + "/STRONG", primary_up},
+                           {kService + "/ANALYTICS", primary_up}},
+                          any, "neither the primary nor a replica answers");
   });
 
   telemetry::query::QueryOptions options;
@@ -178,50 +164,23 @@ int main(int argc, char** argv) {
     options.max_token_waits = waits >= 0 ? waits : std::max(1, workers / 2);
     options.max_token_waits_per_tenant = per_tenant >= 0 ? per_tenant : std::max(1, workers / 4);
   }
-  telemetry::query::QueryMetrics metrics(registry);
-  telemetry::query::QueryCore core(options, store.get(), &router, cache.get(), clock, &metrics);
+  telemetry::query::QueryMetrics metrics(service.metrics());
+  telemetry::query::QueryCore core(options, progress.get(), &router, cache->get(), service.clock(),
+                                   &metrics);
   // API keys stay checkable while the primary is down, from a replica.
   std::unique_ptr<telemetry::MetadataStore> replica_metadata, auth_metadata;
-  if (!replica_pools.empty()) {
-    replica_metadata = telemetry::NewPgMetadataStore(replica_pools.front().get());
+  if (!replica_parts.empty()) {
+    replica_metadata = telemetry::NewPgMetadataStore(replica_parts.front().pool.get());
     auth_metadata = telemetry::NewFallbackMetadataStore(metadata.get(), replica_metadata.get());
   }
-  telemetry::Authenticator auth(auth_metadata ? auth_metadata.get() : metadata.get(), clock);
+  telemetry::Authenticator auth(auth_metadata ? auth_metadata.get() : metadata.get(),
+                                service.clock());
   telemetry::ThreadPool workers(absl::GetFlag(FLAGS_worker_threads), 10000);
-  telemetry::query::QueryServiceImpl service(
-      &core, &auth, &workers, clock,
-      absl::GetFlag(FLAGS_default_deadline_ms) * telemetry::kNsPerMs);
-  int port = 0;
-  auto server = telemetry::StartGrpcServer(absl::GetFlag(FLAGS_listen), {&service}, &port);
-  if (!server.ok()) {
-    log->critical("{}", server.status().ToString());
-    return 1;
-  }
-  {
-    absl::MutexLock lock(&health_mu);
-    grpc_server = server->get();
-  }
-  publish_health(primary_ok.load(), any_source_ok.load());
-  telemetry::AdminHttpServer http(registry, [&any_source_ok](std::string* reason) {
-    if (!any_source_ok.load()) *reason = "neither the primary nor a replica answers";
-    return any_source_ok.load();
-  });
-  absl::Status hs = http.Start(absl::GetFlag(FLAGS_http_host), absl::GetFlag(FLAGS_http_port));
-  if (!hs.ok()) {
-    log->critical("{}", hs.ToString());
-    return 1;
-  }
-  log->info("query listening on gRPC port {} and HTTP port {}", port, http.port());
-  int sig = telemetry::WaitForShutdownSignal();
-  log->info("signal {}: draining", sig);
-  {
-    absl::MutexLock lock(&health_mu);
-    grpc_server = nullptr;
-    (*server)->GetHealthCheckService()->SetServingStatus(false);
-  }
-  (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  http.Stop();
-  stop = true;
-  prober.join();
-  return 0;
+  telemetry::HandlerKit kit(telemetry::query::QueryServiceImpl::KitOptions(
+                                absl::GetFlag(FLAGS_default_deadline_ms) * telemetry::kNsPerMs),
+                            &auth, &workers, service.clock());
+  telemetry::query::QueryServiceImpl impl(&core, &kit);
+  absl::Status served = service.ServeGrpc(absl::GetFlag(FLAGS_listen), {&impl});
+  if (!served.ok()) return service.Fail("gRPC", served);
+  return service.Run();
 }

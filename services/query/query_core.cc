@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "common/token.h"
 
 namespace telemetry::query {
@@ -46,10 +47,10 @@ QueryMetrics::QueryMetrics(MetricsRegistry* r)
       playback_seconds(
           r->AddHistogram("query_playback_seconds", "Playback latency", LatencyBuckets())) {}
 
-QueryCore::QueryCore(QueryOptions options, ReadingStore* primary, Router* router,
+QueryCore::QueryCore(QueryOptions options, WriterProgress* progress, Router* router,
                      LatestCache* cache, const Clock* clock, QueryMetrics* metrics)
     : options_(std::move(options)),
-      primary_(primary),
+      progress_(progress),
       router_(router),
       cache_(cache),
       clock_(clock),
@@ -127,7 +128,7 @@ absl::Status DecodeRangeCursor(const std::string& cursor, RangeQuery* q) {
 }
 
 absl::Status QueryCore::CheckNotDropped(const ConsistencyPositions& positions) {
-  auto dropped = primary_->DroppedOffsets(options_.topic);
+  auto dropped = progress_->DroppedOffsets(options_.topic);
   if (!dropped.ok()) return dropped.status();
   for (const auto& [p, offset] : positions.offsets) {
     auto it = dropped->find(p);
@@ -175,7 +176,7 @@ absl::Status QueryCore::WaitForToken(int64_t tenant_id, const std::string& token
   metrics_->token_waits->Inc();
   // Satisfied already (the common case): no slot needed.
   {
-    auto applied = primary_->AppliedOffsets(options_.topic);
+    auto applied = progress_->AppliedOffsets(options_.topic);
     if (!applied.ok()) return applied.status();
     if (TokenSatisfied(*positions, *applied)) return CheckNotDropped(*positions);
   }
@@ -198,7 +199,7 @@ absl::Status QueryCore::WaitForToken(int64_t tenant_id, const std::string& token
           "consistency_token: the write is not applied yet; retry with a longer deadline");
     }
     std::this_thread::sleep_for(std::chrono::nanoseconds(options_.token_poll_interval_ns));
-    auto applied = primary_->AppliedOffsets(options_.topic);
+    auto applied = progress_->AppliedOffsets(options_.topic);
     if (!applied.ok()) return applied.status();
     if (TokenSatisfied(*positions, *applied)) return CheckNotDropped(*positions);
   }
@@ -215,8 +216,7 @@ absl::StatusOr<LatestResponse> QueryCore::Latest(int64_t tenant_id, const Latest
   }
   if (absl::Status o = CheckOptions(req.options()); !o.ok()) return o;
   if (absl::Status o = CheckSensors(req.sensors()); !o.ok()) return o;
-  absl::Status st = WaitForToken(tenant_id, req.options().consistency_token(), deadline);
-  if (!st.ok()) return st;
+  RETURN_IF_ERROR(WaitForToken(tenant_id, req.options().consistency_token(), deadline));
   std::vector<std::string> devices(req.device_ids().begin(), req.device_ids().end());
   std::vector<std::string> sensors(req.sensors().begin(), req.sensors().end());
   const auto level = LevelOf(req.options());
@@ -257,16 +257,15 @@ absl::StatusOr<LatestResponse> QueryCore::Latest(int64_t tenant_id, const Latest
     }
   }
   std::vector<ReadingRow> rows;
-  st = router_->Read(
+  RETURN_IF_ERROR(router_->Read(
       level, StalenessOf(req.options()),
-      [&](ReadingStore* store) {
+      [&](ReadingReader* store) {
         auto r = store->Latest(tenant_id, devices, sensors);
         if (!r.ok()) return r.status();
         rows = std::move(*r);
         return absl::OkStatus();
       },
-      resp.mutable_metadata());
-  if (!st.ok()) return st;
+      resp.mutable_metadata()));
   for (const auto& r : rows) ToStoredReading(r, resp.add_readings());
   resp.mutable_metadata()->set_cache_status(cache_status);
   metrics_->latest_seconds->Observe(static_cast<double>(clock_->MonotonicNs() - t0) / 1e9);
@@ -299,11 +298,9 @@ absl::Status QueryCore::Range(int64_t tenant_id, const RangeRequest& req, int64_
   q.limit = req.limit();
   q.page_size = req.page_size() > 0 ? req.page_size() : 1000;
   if (!req.cursor().empty()) {
-    absl::Status st = DecodeRangeCursor(req.cursor(), &q);
-    if (!st.ok()) return st;
+    RETURN_IF_ERROR(DecodeRangeCursor(req.cursor(), &q));
   }
-  absl::Status st = WaitForToken(tenant_id, req.options().consistency_token(), deadline);
-  if (!st.ok()) return st;
+  RETURN_IF_ERROR(WaitForToken(tenant_id, req.options().consistency_token(), deadline));
 
   // Pages are forwarded one behind, so the last one can carry the cursor.
   RangeResponse held;
@@ -314,9 +311,9 @@ absl::Status QueryCore::Range(int64_t tenant_id, const RangeRequest& req, int64_
   telemetry::v1::ReadMetadata md;
   md.set_cache_status(telemetry::v1::CACHE_STATUS_BYPASS);
   absl::Status first_failure;
-  st = router_->Read(
+  RETURN_IF_ERROR(router_->Read(
       LevelOf(req.options()), StalenessOf(req.options()),
-      [&](ReadingStore* store) {
+      [&](ReadingReader* store) {
         // Once pages went out, a failure is final: a retry elsewhere would
         // repeat them.
         if (sent_any) return first_failure;
@@ -342,8 +339,7 @@ absl::Status QueryCore::Range(int64_t tenant_id, const RangeRequest& req, int64_
         if (!rs.ok() && first_failure.ok()) first_failure = rs;
         return rs;
       },
-      &md);
-  if (!st.ok()) return st;
+      &md));
   if (client_gone) return absl::CancelledError("client went away");
   if (clock_->MonotonicNs() >= deadline)
     return absl::DeadlineExceededError("Range: deadline exceeded");
@@ -469,8 +465,7 @@ absl::StatusOr<AggregateResponse> QueryCore::Aggregate(int64_t tenant_id,
                                                    options_.max_aggregate_buckets,
                                                    " buckets per series; use wider buckets"));
   }
-  absl::Status st = WaitForToken(tenant_id, req.options().consistency_token(), deadline);
-  if (!st.ok()) return st;
+  RETURN_IF_ERROR(WaitForToken(tenant_id, req.options().consistency_token(), deadline));
   AggregateQuery q;
   q.tenant_id = tenant_id;
   q.device = req.device_id();
@@ -502,16 +497,15 @@ absl::StatusOr<AggregateResponse> QueryCore::Aggregate(int64_t tenant_id,
   }
   AggregateResponse resp;
   std::vector<AggregateRow> rows;
-  st = router_->Read(
+  RETURN_IF_ERROR(router_->Read(
       LevelOf(req.options()), StalenessOf(req.options()),
-      [&](ReadingStore* store) {
+      [&](ReadingReader* store) {
         auto r = store->Aggregate(q);
         if (!r.ok()) return r.status();
         rows = std::move(*r);
         return absl::OkStatus();
       },
-      resp.mutable_metadata());
-  if (!st.ok()) return st;
+      resp.mutable_metadata()));
   resp.mutable_metadata()->set_cache_status(telemetry::v1::CACHE_STATUS_BYPASS);
   resp.set_bucket_seconds(*bucket / kNsPerSec);
   telemetry::v1::AggregateSeries* cur = nullptr;
@@ -553,22 +547,20 @@ absl::StatusOr<PlaybackResponse> QueryCore::Playback(int64_t tenant_id, const Pl
   }
   if (absl::Status o = CheckOptions(req.options()); !o.ok()) return o;
   if (absl::Status o = CheckSensors(req.sensors()); !o.ok()) return o;
-  absl::Status st = WaitForToken(tenant_id, req.options().consistency_token(), deadline);
-  if (!st.ok()) return st;
+  RETURN_IF_ERROR(WaitForToken(tenant_id, req.options().consistency_token(), deadline));
   std::vector<std::string> sensors(req.sensors().begin(), req.sensors().end());
   PlaybackResponse resp;
   PlaybackRows rows;
-  st = router_->Read(
+  RETURN_IF_ERROR(router_->Read(
       LevelOf(req.options()), StalenessOf(req.options()),
-      [&](ReadingStore* store) {
+      [&](ReadingReader* store) {
         auto r = store->Playback(tenant_id, req.device_id(), sensors, req.at_ns() - delta,
                                  req.at_ns() + delta);
         if (!r.ok()) return r.status();
         rows = std::move(*r);
         return absl::OkStatus();
       },
-      resp.mutable_metadata());
-  if (!st.ok()) return st;
+      resp.mutable_metadata()));
   resp.mutable_metadata()->set_cache_status(telemetry::v1::CACHE_STATUS_BYPASS);
   for (const auto& r : rows.inside) ToStoredReading(r, resp.add_readings());
   for (const auto& r : rows.before) ToStoredReading(r, resp.add_before());

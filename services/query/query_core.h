@@ -11,7 +11,8 @@
 #include "common/clock.h"
 #include "common/latest_cache.h"
 #include "common/metrics.h"
-#include "common/reading_store.h"
+#include "common/reading_reader.h"
+#include "common/reading_writer.h"
 #include "common/token.h"
 #include "services/query/router.h"
 #include "telemetry/v1/query.pb.h"
@@ -51,8 +52,8 @@ struct QueryMetrics {
 
 class QueryCore {
  public:
-  // `primary` answers token waits; `cache` may be null (no Redis).
-  QueryCore(QueryOptions options, ReadingStore* primary, Router* router, LatestCache* cache,
+  // `progress` (the primary's) answers token waits; `cache` may be null (no Redis).
+  QueryCore(QueryOptions options, WriterProgress* progress, Router* router, LatestCache* cache,
             const Clock* clock, QueryMetrics* metrics);
 
   absl::StatusOr<telemetry::v1::LatestResponse> Latest(int64_t tenant_id,
@@ -96,7 +97,7 @@ class QueryCore {
   absl::Mutex waits_mu_;
   int token_waits_ ABSL_GUARDED_BY(waits_mu_) = 0;
   absl::flat_hash_map<int64_t, int> token_waits_by_tenant_ ABSL_GUARDED_BY(waits_mu_);
-  ReadingStore* primary_;
+  WriterProgress* progress_;
   Router* router_;
   LatestCache* cache_;
   const Clock* clock_;

@@ -5,8 +5,6 @@
 #include <mutex>
 
 #include "absl/strings/ascii.h"
-#include "common/deadline.h"
-#include "common/status.h"
 
 namespace telemetry::query {
 
@@ -14,16 +12,6 @@ using telemetry::v1::LatestRequest;
 using telemetry::v1::LatestResponse;
 using telemetry::v1::RangeRequest;
 using telemetry::v1::RangeResponse;
-
-namespace {
-
-std::string AuthorizationOf(const grpc::ServerContextBase* ctx) {
-  auto it = ctx->client_metadata().find("authorization");
-  if (it == ctx->client_metadata().end()) return "";
-  return std::string(it->second.data(), it->second.size());
-}
-
-}  // namespace
 
 void AddReadMetadata(grpc::CallbackServerContext* ctx, const telemetry::v1::ReadMetadata& md) {
   ctx->AddTrailingMetadata("x-data-source", md.data_source());
@@ -36,58 +24,29 @@ void AddReadMetadata(grpc::CallbackServerContext* ctx, const telemetry::v1::Read
       "x-cache-status", absl::AsciiStrToLower(cache.substr(std::string("CACHE_STATUS_").size())));
 }
 
-QueryServiceImpl::QueryServiceImpl(QueryCore* core, Authenticator* auth, ThreadPool* pool,
-                                   const Clock* clock, int64_t default_deadline_ns)
-    : core_(core),
-      auth_(auth),
-      pool_(pool),
-      clock_(clock),
-      default_deadline_ns_(default_deadline_ns) {}
+QueryServiceImpl::QueryServiceImpl(QueryCore* core, const HandlerKit* kit)
+    : core_(core), kit_(kit) {}
 
-int64_t QueryServiceImpl::DeadlineOf(grpc::CallbackServerContext* ctx) const {
-  int64_t wait = default_deadline_ns_;
-  auto deadline = ctx->deadline();
-  if (deadline != std::chrono::system_clock::time_point::max()) {
-    wait = std::min<int64_t>(wait, std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                       deadline - std::chrono::system_clock::now())
-                                       .count());
-  }
-  return clock_->MonotonicNs() + std::max<int64_t>(wait, 0);
-}
-
-std::chrono::steady_clock::time_point QueryServiceImpl::SteadyDeadline(int64_t deadline) const {
-  return std::chrono::steady_clock::now() +
-         std::chrono::nanoseconds(deadline - clock_->MonotonicNs());
+HandlerOptions QueryServiceImpl::KitOptions(int64_t default_deadline_ns) {
+  HandlerOptions options;
+  options.service = "query";
+  options.max_call_ns = default_deadline_ns;
+  return options;
 }
 
 template <typename Req, typename Resp>
 grpc::ServerUnaryReactor* QueryServiceImpl::Unary(
     grpc::CallbackServerContext* ctx, const Req* request, Resp* response,
     absl::StatusOr<Resp> (QueryCore::*call)(int64_t, const Req&, int64_t)) {
-  auto* reactor = ctx->DefaultReactor();
-  int64_t deadline = DeadlineOf(ctx);
-  std::string authorization = AuthorizationOf(ctx);
-  bool queued = pool_->Submit([=] {
-    ScopedCallDeadline scope(SteadyDeadline(deadline));
-    auto tenant = auth_->Authenticate(authorization);
-    if (!tenant.ok()) {
-      reactor->Finish(ToGrpcStatus(tenant.status()));
-      return;
+  return kit_->Unary(ctx, [this, ctx, request, response, call](const HandlerKit::Tenant& tenant,
+                                                               int64_t deadline, auto finish) {
+    auto result = (core_->*call)(tenant->id, *request, deadline);
+    if (result.ok()) {
+      *response = std::move(*result);
+      AddReadMetadata(ctx, response->metadata());
     }
-    auto result = (core_->*call)((*tenant)->id, *request, deadline);
-    if (!result.ok()) {
-      reactor->Finish(ToGrpcStatus(result.status()));
-      return;
-    }
-    *response = std::move(*result);
-    AddReadMetadata(ctx, response->metadata());
-    reactor->Finish(grpc::Status::OK);
+    finish(result.status());
   });
-  if (!queued) {
-    reactor->Finish(
-        grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "query is saturated; retry"));
-  }
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* QueryServiceImpl::Latest(grpc::CallbackServerContext* ctx,
@@ -118,13 +77,11 @@ class RangeReactor final : public grpc::ServerWriteReactor<RangeResponse> {
   RangeReactor(QueryServiceImpl* service, grpc::CallbackServerContext* ctx,
                const RangeRequest* request)
       : service_(service), ctx_(ctx), request_(request) {
-    int64_t deadline = service->DeadlineOf(ctx);
-    std::string authorization = AuthorizationOf(ctx);
-    bool queued = service->pool()->Submit(
-        [this, deadline, authorization] { Produce(authorization, deadline); });
-    if (!queued) {
-      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "query is saturated; retry"));
-    }
+    const CallInfo call = service->kit()->Begin(ctx);
+    bool queued = service->kit()->Submit(
+        call, [this, deadline = call.deadline_ns](
+                  const absl::StatusOr<HandlerKit::Tenant>& tenant) { Produce(tenant, deadline); });
+    if (!queued) Finish(service->kit()->Saturated(ctx));
   }
 
   void OnWriteDone(bool ok) override {
@@ -144,11 +101,9 @@ class RangeReactor final : public grpc::ServerWriteReactor<RangeResponse> {
   }
 
  private:
-  void Produce(const std::string& authorization, int64_t deadline) {
-    ScopedCallDeadline scope(service_->SteadyDeadline(deadline));
-    auto tenant = service_->auth()->Authenticate(authorization);
+  void Produce(const absl::StatusOr<HandlerKit::Tenant>& tenant, int64_t deadline) {
     if (!tenant.ok()) {
-      Finish(ToGrpcStatus(tenant.status()));
+      Finish(HandlerKit::Answer(ctx_, tenant.status()));
       return;
     }
     bool metadata_sent = false;
@@ -185,7 +140,7 @@ class RangeReactor final : public grpc::ServerWriteReactor<RangeResponse> {
       // round trip before Finish).
       StartWriteAndFinish(&last_, grpc::WriteOptions(), grpc::Status::OK);
     } else {
-      Finish(ToGrpcStatus(st));
+      Finish(HandlerKit::Answer(ctx_, st));
     }
   }
 

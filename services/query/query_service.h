@@ -1,12 +1,10 @@
-// gRPC front of the read path (callback API): authenticate, hand the work to
-// QueryCore on a bounded pool, report where the data came from as trailing
-// metadata too.
+// gRPC front of the read path (callback API): hand the work to QueryCore
+// through the handler kit (authentication, deadline, bounded pool, status
+// mapping: common/grpc/handler.h), report where the data came from as
+// trailing metadata too.
 #pragma once
 
-#include <chrono>
-
-#include "common/auth.h"
-#include "common/thread_pool.h"
+#include "common/grpc/handler.h"
 #include "services/query/query_core.h"
 #include "telemetry/v1/query.grpc.pb.h"
 
@@ -14,8 +12,11 @@ namespace telemetry::query {
 
 class QueryServiceImpl final : public telemetry::v1::QueryService::CallbackService {
  public:
-  QueryServiceImpl(QueryCore* core, Authenticator* auth, ThreadPool* pool, const Clock* clock,
-                   int64_t default_deadline_ns);
+  QueryServiceImpl(QueryCore* core, const HandlerKit* kit);
+
+  // The handler kit's options for queries: a call without a deadline of its
+  // own runs at most `default_deadline_ns`.
+  static HandlerOptions KitOptions(int64_t default_deadline_ns);
 
   grpc::ServerUnaryReactor* Latest(grpc::CallbackServerContext* ctx,
                                    const telemetry::v1::LatestRequest* request,
@@ -29,27 +30,20 @@ class QueryServiceImpl final : public telemetry::v1::QueryService::CallbackServi
                                      const telemetry::v1::PlaybackRequest* request,
                                      telemetry::v1::PlaybackResponse* response) override;
 
-  int64_t DeadlineOf(grpc::CallbackServerContext* ctx) const;
-  // `deadline` (Clock::MonotonicNs) as a steady-clock time point, for
-  // ScopedCallDeadline.
-  std::chrono::steady_clock::time_point SteadyDeadline(int64_t deadline) const;
-  // A unary read: authenticate and run `call` on the pool, then answer with
-  // its response and the read metadata as trailers.
+  QueryCore* core() const { return core_; }
+  const HandlerKit* kit() const { return kit_; }
+
+ private:
+  // A unary read: QueryCore's `call` for the tenant, its response with the
+  // read metadata as trailers.
   template <typename Req, typename Resp>
   grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, const Req* request,
                                   Resp* response,
                                   absl::StatusOr<Resp> (QueryCore::*call)(int64_t, const Req&,
                                                                           int64_t));
-  QueryCore* core() { return core_; }
-  Authenticator* auth() { return auth_; }
-  ThreadPool* pool() { return pool_; }
 
- private:
   QueryCore* core_;
-  Authenticator* auth_;
-  ThreadPool* pool_;
-  const Clock* clock_;
-  int64_t default_deadline_ns_;
+  const HandlerKit* kit_;
 };
 
 // Adds x-data-source, x-data-lag-seconds, x-consistency-level, x-cache-status.

@@ -86,7 +86,7 @@ std::vector<size_t> Router::Candidates(double max_staleness_s, bool ignore_stale
   return out;
 }
 
-absl::Status Router::OnReplica(size_t i, const std::function<absl::Status(ReadingStore*)>& read,
+absl::Status Router::OnReplica(size_t i, const std::function<absl::Status(ReadingReader*)>& read,
                                telemetry::v1::ReadMetadata* md) {
   Replica& r = *replicas_[i];
   // Filled before the read, so a streaming read can attach it to its first
@@ -107,7 +107,7 @@ absl::Status Router::OnReplica(size_t i, const std::function<absl::Status(Readin
 }
 
 absl::Status Router::Read(ConsistencyLevel level, double max_staleness_s,
-                          const std::function<absl::Status(ReadingStore*)>& read,
+                          const std::function<absl::Status(ReadingReader*)>& read,
                           telemetry::v1::ReadMetadata* md) {
   if (max_staleness_s <= 0) max_staleness_s = options_.default_max_staleness_s;
   if (level == telemetry::v1::CONSISTENCY_LEVEL_EVENTUAL) {

@@ -13,7 +13,7 @@
 #include "common/circuit_breaker.h"
 #include "common/clock.h"
 #include "common/metrics.h"
-#include "common/reading_store.h"
+#include "common/reading_reader.h"
 #include "telemetry/v1/common.pb.h"
 
 namespace telemetry::query {
@@ -37,7 +37,7 @@ struct RouterMetrics {
 // A database that can answer reads.
 struct Source {
   std::string name;  // "primary" or "replica-<name>"
-  ReadingStore* store = nullptr;
+  ReadingReader* store = nullptr;
   // Seconds behind the primary, measured by the heartbeat (replicas).
   std::function<absl::StatusOr<double>()> probe_lag;
 };
@@ -57,7 +57,7 @@ class Router {
   // freshest reachable replica, reporting its lag. A failing replica read is
   // retried on the primary.
   absl::Status Read(telemetry::v1::ConsistencyLevel level, double max_staleness_s,
-                    const std::function<absl::Status(ReadingStore*)>& read,
+                    const std::function<absl::Status(ReadingReader*)>& read,
                     telemetry::v1::ReadMetadata* md);
 
   size_t replica_count() const { return replicas_.size(); }
@@ -78,7 +78,7 @@ class Router {
   };
   // Indexes of replicas ordered by preference (lag, then round robin).
   std::vector<size_t> Candidates(double max_staleness_s, bool ignore_staleness);
-  absl::Status OnReplica(size_t i, const std::function<absl::Status(ReadingStore*)>& read,
+  absl::Status OnReplica(size_t i, const std::function<absl::Status(ReadingReader*)>& read,
                          telemetry::v1::ReadMetadata* md);
 
   Source primary_;

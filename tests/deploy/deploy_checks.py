@@ -642,7 +642,7 @@ def local_kafka_version(src: str) -> str | None:
     return m.group(1) if m else None
 
 
-LOCAL_BINARIES = ("services/ingest/telemetry-ingest", "services/ingest/telemetry-writer",
+LOCAL_BINARIES = ("services/ingest/telemetry-ingest", "services/writer/telemetry-writer",
                   "services/query/telemetry-query", "tools/admin/telemetry-admin")
 
 

@@ -1,4 +1,4 @@
-// The adapters against the real servers: ReadingStore and MetadataStore on
+// The adapters against the real servers: ReadingWriter, ReadingReader and MetadataStore on
 // PostgreSQL, LatestCache on Redis, the Kafka publisher and topic admin on Apache Kafka.
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
@@ -16,11 +16,12 @@
 #include "absl/strings/str_join.h"
 #include "common/clock.h"
 #include "common/deadline.h"
-#include "common/kafka.h"
-#include "common/kafka_admin.h"
+#include "common/kafka/admin.h"
+#include "common/kafka/kafka.h"
 #include "common/latest_cache.h"
-#include "common/pg_pool.h"
-#include "common/reading_store.h"
+#include "common/pg/pool.h"
+#include "common/pg/stores.h"
+#include "common/redis/latest_cache.h"
 #include "common/rollup.h"
 #include "tests/integration/checks.h"
 #include "tests/integration/harness.h"
@@ -32,10 +33,12 @@ class Adapters : public ::testing::Test {
  protected:
   Adapters()
       : pool_(RequireEnv("TELEMETRY_PG_PRIMARY"), 2, "test"),
-        store_(NewPgReadingStore(&pool_)),
+        store_(NewPgReadingWriter(&pool_)),
+        reader_(NewPgReadingReader(&pool_)),
         metadata_(NewPgMetadataStore(&pool_)) {}
   PgPool pool_;
-  std::unique_ptr<ReadingStore> store_;
+  std::unique_ptr<ReadingWriter> store_;
+  std::unique_ptr<ReadingReader> reader_;
   std::unique_ptr<MetadataStore> metadata_;
 };
 
@@ -91,7 +94,7 @@ TEST_F(Adapters, ApplyDeduplicatesRollsUpNewRowsAndKeepsOffsetsMonotonic) {
       "tab\there \\ newline\n");
 
   // Reads: latest per sensor and ranges in pages.
-  auto latest = store_->Latest(t.id, {"d1"}, {});
+  auto latest = reader_->Latest(t.id, {"d1"}, {});
   ASSERT_TRUE(latest.ok());
   ASSERT_EQ(latest->size(), 2u);
   EXPECT_EQ((*latest)[1].sensor, "temp");
@@ -104,7 +107,7 @@ TEST_F(Adapters, ApplyDeduplicatesRollsUpNewRowsAndKeepsOffsetsMonotonic) {
   q.page_size = 2;
   std::vector<int64_t> ts;
   int pages = 0;
-  ASSERT_TRUE(store_
+  ASSERT_TRUE(reader_
                   ->Range(q,
                           [&](std::vector<ReadingRow>&& rows) {
                             ++pages;
@@ -116,7 +119,7 @@ TEST_F(Adapters, ApplyDeduplicatesRollsUpNewRowsAndKeepsOffsetsMonotonic) {
   EXPECT_EQ(pages, 2);  // 4 rows, pages of 2
   // Another tenant sees none of it.
   Tenant other = CreateTenant("store-other");
-  EXPECT_TRUE(store_->Latest(other.id, {"d1"}, {})->empty());
+  EXPECT_TRUE(reader_->Latest(other.id, {"d1"}, {})->empty());
 }
 
 TEST_F(Adapters, BulkPathSkipsStoredReadingsAndGivesWayToAConcurrentWriter) {
@@ -214,7 +217,7 @@ TEST_F(Adapters, RangePagesAndCursorsReturnEveryRowOnceInOrder) {
     RangeQuery q = base;
     q.page_size = page_size;
     std::vector<std::string> got;
-    ASSERT_TRUE(store_
+    ASSERT_TRUE(reader_
                     ->Range(q,
                             [&](std::vector<ReadingRow>&& page) {
                               EXPECT_LE(page.size(), static_cast<size_t>(page_size));
@@ -230,7 +233,7 @@ TEST_F(Adapters, RangePagesAndCursorsReturnEveryRowOnceInOrder) {
     q.limit = static_cast<int64_t>(cut);
     q.page_size = 3;
     std::vector<ReadingRow> first;
-    ASSERT_TRUE(store_
+    ASSERT_TRUE(reader_
                     ->Range(q,
                             [&](std::vector<ReadingRow>&& page) {
                               for (auto& r : page) first.push_back(std::move(r));
@@ -245,7 +248,7 @@ TEST_F(Adapters, RangePagesAndCursorsReturnEveryRowOnceInOrder) {
     rest.after_ts_ns = first.back().ts_ns;
     std::vector<std::string> got;
     for (const auto& r : first) got.push_back(key(r));
-    ASSERT_TRUE(store_
+    ASSERT_TRUE(reader_
                     ->Range(rest,
                             [&](std::vector<ReadingRow>&& page) {
                               for (const auto& r : page) got.push_back(key(r));
@@ -259,7 +262,7 @@ TEST_F(Adapters, RangePagesAndCursorsReturnEveryRowOnceInOrder) {
   only_b.sensors = {"b"};
   only_b.page_size = 2;
   int pages = 0;
-  ASSERT_TRUE(store_->Range(only_b, [&](std::vector<ReadingRow>&&) { return ++pages < 2; }).ok());
+  ASSERT_TRUE(reader_->Range(only_b, [&](std::vector<ReadingRow>&&) { return ++pages < 2; }).ok());
   EXPECT_EQ(pages, 2);
 }
 
@@ -286,7 +289,7 @@ TEST_F(Adapters, AggregateAtTheRollupWidthMergesUnitsAndSkipsUnaskedValues) {
   q.start_ns = m0;
   q.end_ns = m0 + 2 * minute;
   q.bucket_ns = minute;
-  auto rows = store_->Aggregate(q);
+  auto rows = reader_->Aggregate(q);
   ASSERT_TRUE(rows.ok()) << rows.status();
   ASSERT_EQ(rows->size(), 2u);
   const AggregateRow& a = (*rows)[0];
@@ -302,7 +305,7 @@ TEST_F(Adapters, AggregateAtTheRollupWidthMergesUnitsAndSkipsUnaskedValues) {
   EXPECT_DOUBLE_EQ((*rows)[1].last, -2);
   // Only the count and the max asked for.
   q.need_sum = q.need_min = q.need_last = false;
-  auto only_max = store_->Aggregate(q);
+  auto only_max = reader_->Aggregate(q);
   ASSERT_TRUE(only_max.ok()) << only_max.status();
   ASSERT_EQ(only_max->size(), 2u);
   EXPECT_EQ((*only_max)[0].count, 3);
@@ -316,7 +319,7 @@ TEST_F(Adapters, AggregateAtTheRollupWidthMergesUnitsAndSkipsUnaskedValues) {
   q.start_ns = m0;
   q.end_ns = m0 + 2 * minute;
   q.bucket_ns = 2 * minute;
-  auto wide = store_->Aggregate(q);
+  auto wide = reader_->Aggregate(q);
   ASSERT_TRUE(wide.ok()) << wide.status();
   ASSERT_EQ(wide->size(), 1u);
   EXPECT_EQ((*wide)[0].count, 5);
@@ -329,14 +332,14 @@ TEST_F(Adapters, AggregateAtTheRollupWidthMergesUnitsAndSkipsUnaskedValues) {
   for (int64_t width : {minute, 2 * minute}) {
     q.bucket_ns = width;
     q.need_sum = q.need_min = q.need_max = q.need_last = true;
-    auto full = store_->Aggregate(q);
+    auto full = reader_->Aggregate(q);
     ASSERT_TRUE(full.ok()) << full.status();
     for (int need = 0; need < 16; ++need) {
       q.need_sum = need & 1;
       q.need_min = need & 2;
       q.need_max = need & 4;
       q.need_last = need & 8;
-      auto part = store_->Aggregate(q);
+      auto part = reader_->Aggregate(q);
       ASSERT_TRUE(part.ok()) << part.status();
       ASSERT_EQ(part->size(), full->size()) << "need " << need;
       for (size_t i = 0; i < full->size(); ++i) {
@@ -385,7 +388,7 @@ TEST_F(Adapters, NumbersReadBackExactly) {
 }
 
 // Every answer of a minute Aggregate for `q`, flattened for comparison.
-std::vector<std::string> AggregateText(ReadingStore* store, const AggregateQuery& q) {
+std::vector<std::string> AggregateText(ReadingReader* store, const AggregateQuery& q) {
   auto rows = store->Aggregate(q);
   EXPECT_TRUE(rows.ok()) << rows.status();
   std::vector<std::string> out;
@@ -451,7 +454,7 @@ TEST_F(Adapters, RollupCompactionPacksAnHourIntoSegmentsAndChangesNoAnswer) {
   q.end_ns = hour + 43 * kMinute;
   queries.push_back(q);
   std::vector<std::vector<std::string>> answers;
-  for (const auto& query : queries) answers.push_back(AggregateText(store_.get(), query));
+  for (const auto& query : queries) answers.push_back(AggregateText(reader_.get(), query));
   ASSERT_EQ(answers[0].size(), 60u);
   ASSERT_EQ(answers[4].size(), 43u - 17u);
 
@@ -476,7 +479,7 @@ TEST_F(Adapters, RollupCompactionPacksAnHourIntoSegmentsAndChangesNoAnswer) {
   // Not one value changed: the segments unpacked in SQL, and every read.
   EXPECT_EQ(Sql(values + " FROM agg_1m_merged" + in_hour + " ORDER BY series_id, bucket"), before);
   for (size_t i = 0; i < queries.size(); ++i) {
-    EXPECT_EQ(AggregateText(store_.get(), queries[i]), answers[i]) << "query " << i;
+    EXPECT_EQ(AggregateText(reader_.get(), queries[i]), answers[i]) << "query " << i;
   }
 
   // Done once: a second compactor finds the claim, and the hour is no longer due.
@@ -503,7 +506,7 @@ TEST_F(Adapters, RollupCompactionPacksAnHourIntoSegmentsAndChangesNoAnswer) {
             (std::vector<std::vector<std::string>>{{"3", "1000", "1000"}}));
   q = queries[0];
   q.device = "d0";
-  auto late = store_->Aggregate(q);
+  auto late = reader_->Aggregate(q);
   ASSERT_TRUE(late.ok()) << late.status();
   ASSERT_EQ(late->size(), 60u);
   // d0 is series 0 (°C) and 10 (°F): 4 readings in minute 0, plus the late one.
@@ -543,7 +546,7 @@ TEST_F(Adapters, MinuteAggregatesSpanStatementsOfSeriesAndMergeSegmentsWithRows)
     q.end_ns = hour + kHour;
     q.bucket_ns = kMinute;
     q.group_by_device = false;  // per sensor over all devices
-    auto merged = store_->Aggregate(q);
+    auto merged = reader_->Aggregate(q);
     ASSERT_TRUE(merged.ok()) << merged.status();
     ASSERT_EQ(merged->size(), 2u * kSensors);
     const double sum_devices = kDevices * (kDevices - 1) / 2.0;
@@ -562,7 +565,7 @@ TEST_F(Adapters, MinuteAggregatesSpanStatementsOfSeriesAndMergeSegmentsWithRows)
     }
     q.group_by_device = true;  // per device and sensor, two minutes a bucket
     q.bucket_ns = 2 * kMinute;
-    auto grouped = store_->Aggregate(q);
+    auto grouped = reader_->Aggregate(q);
     ASSERT_TRUE(grouped.ok()) << grouped.status();
     ASSERT_EQ(grouped->size(), static_cast<size_t>(kDevices * kSensors));
     std::vector<std::string> names;
@@ -583,8 +586,10 @@ TEST_F(Adapters, MinuteAggregatesSpanStatementsOfSeriesAndMergeSegmentsWithRows)
 
 TEST_F(Adapters, PostgresDownIsUnavailableNotACrash) {
   PgPool dead("postgresql://telemetry@127.0.0.1:1/telemetry", 1, "dead");
-  auto store = NewPgReadingStore(&dead);
+  auto store = NewPgReadingWriter(&dead);
   EXPECT_EQ(store->AppliedOffsets("t").status().code(), absl::StatusCode::kUnavailable);
+  auto reader = NewPgReadingReader(&dead);
+  EXPECT_EQ(reader->Latest(1, {"d"}, {}).status().code(), absl::StatusCode::kUnavailable);
 }
 
 TEST(PgPoolDeadline, BoundsWaitsAndCancelsStatementsAtTheCallDeadline) {

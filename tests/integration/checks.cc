@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "common/latest_cache.h"
+#include "common/redis/latest_cache.h"
 #include "common/token.h"
 #include "tests/integration/harness.h"
 

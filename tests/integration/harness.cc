@@ -20,7 +20,7 @@
 #include <thread>
 
 #include "common/auth.h"
-#include "common/kafka_admin.h"
+#include "common/kafka/admin.h"
 
 namespace telemetry::testing {
 
@@ -147,35 +147,6 @@ bool WaitForServing(int port, int timeout_ms) {
   return channel->WaitForConnected(until);
 }
 
-int GrpcHealth(int port, const std::string& service) {
-  // Called without generated health stubs: the request is field 1 (the
-  // service name, omitted when empty); the answer is field 1 (status) as a
-  // varint.
-  auto channel =
-      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
-  grpc::GenericStub stub(channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  std::string encoded;
-  if (!service.empty()) {
-    encoded.push_back(0x0a);
-    encoded.push_back(static_cast<char>(service.size()));  // names here are < 128 bytes
-    encoded += service;
-  }
-  grpc::Slice body(encoded);
-  grpc::ByteBuffer request(&body, 1), response;
-  std::promise<grpc::Status> done;
-  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
-                 [&done](grpc::Status st) { done.set_value(std::move(st)); });
-  if (!done.get_future().get().ok()) return -1;
-  std::vector<grpc::Slice> slices;
-  if (!response.Dump(&slices).ok()) return -1;
-  std::string bytes;
-  for (const auto& sl : slices) bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
-  if (bytes.empty()) return 0;  // UNKNOWN (the default value is not sent)
-  return bytes.size() >= 2 && bytes[0] == 0x08 ? bytes[1] : -1;
-}
-
 bool WaitForHealth(int port, const std::string& service, int want, int timeout_ms) {
   auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (GrpcHealth(port, service) != want) {
@@ -263,7 +234,7 @@ void Services::StartWriter(const std::vector<std::string>& extra) {
                                    "--max_poll_interval_ms=10000"};
   args.insert(args.end(), extra.begin(), extra.end());
   writer_ =
-      std::make_unique<Process>(BuildDir() + "/services/ingest/telemetry-writer", args,
+      std::make_unique<Process>(BuildDir() + "/services/writer/telemetry-writer", args,
                                 log_dir_ + "/writer." + std::to_string(writer_runs_++) + ".log");
   // Ready once the group assigned it partitions (and it checked them).
   bool ready = false;

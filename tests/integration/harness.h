@@ -11,8 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "common/metadata_store.h"
-#include "common/pg_pool.h"
+#include "common/pg/pool.h"
+#include "common/pg/stores.h"
+#include "common/testing/grpc_health.h"
 #include "telemetry/v1/ingest.grpc.pb.h"
 #include "telemetry/v1/query.grpc.pb.h"
 
@@ -89,10 +90,8 @@ double MetricValue(int http_port, const std::string& name);
 // Waits until a gRPC server answers on `port` (health check).
 bool WaitForServing(int port, int timeout_ms);
 
-// A service's status from grpc.health.v1.Health/Check (empty name: the
-// server as a whole): 1 SERVING, 2 NOT_SERVING, -1 no answer or unknown name.
-int GrpcHealth(int port, const std::string& service = "");
-// Polls GrpcHealth until it returns `want` (true) or `timeout_ms` passes.
+// Polls GrpcHealth (common/testing/grpc_health.h) until it returns `want` (true) or `timeout_ms`
+// passes.
 bool WaitForHealth(int port, const std::string& service, int want, int timeout_ms);
 
 // One-shot SQL on the primary (as the telemetry role): first column of each

@@ -17,7 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
-#include "common/kafka.h"
+#include "common/kafka/kafka.h"
 #include "common/token.h"
 #include "tests/integration/checks.h"
 #include "tests/integration/harness.h"

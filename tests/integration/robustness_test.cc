@@ -184,7 +184,7 @@ TEST(Robustness, KafkaConfigFlagIsValidatedAtStart) {
 TEST(Robustness, HelpListsEachBinarysFlags) {
   const std::vector<std::pair<std::string, std::string>> binaries = {
       {"/services/ingest/telemetry-ingest", "--max_writer_lag_messages"},
-      {"/services/ingest/telemetry-writer", "--batch_readings"},
+      {"/services/writer/telemetry-writer", "--batch_readings"},
       {"/services/query/telemetry-query", "--pg_replicas"},
       {"/tools/admin/telemetry-admin", "--readings_partitions"},
       {"/tools/loadgen/telemetry-loadgen", "--api_keys"}};
@@ -225,7 +225,7 @@ TEST(Robustness, WriterStopsOnSigtermWhilePostgresIsDown) {
   const std::string log =
       ::testing::TempDir() + "/writer-pg-down-" + std::to_string(::getpid()) + ".log";
   std::remove(log.c_str());  // only this run's lines count
-  Process writer(BuildDir() + "/services/ingest/telemetry-writer",
+  Process writer(BuildDir() + "/services/writer/telemetry-writer",
                  {"--http_port=0", "--pg_primary=postgresql://telemetry@127.0.0.1:1/telemetry",
                   "--redis=", "--kafka_brokers=" + RequireEnv("TELEMETRY_KAFKA_BROKERS"),
                   "--group=stop-while-pg-down-" + std::to_string(::getpid()),

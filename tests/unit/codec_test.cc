@@ -1,10 +1,10 @@
-#include "services/ingest/codec.h"
+#include "common/kafka/codec.h"
 
 #include <gtest/gtest.h>
 
 #include "common/token.h"
 
-namespace telemetry::ingest {
+namespace telemetry {
 namespace {
 
 using telemetry::v1::Reading;
@@ -187,4 +187,4 @@ TEST(Token, RoundTripAndSatisfaction) {
 }
 
 }  // namespace
-}  // namespace telemetry::ingest
+}  // namespace telemetry

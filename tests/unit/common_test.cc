@@ -2,10 +2,10 @@
 
 #include "common/auth.h"
 #include "common/config.h"
-#include "common/latest_cache.h"
+#include "common/grpc/status.h"
 #include "common/metrics.h"
-#include "common/pg_pool.h"
-#include "common/status.h"
+#include "common/pg/pool.h"
+#include "common/redis/latest_cache.h"
 #include "common/testing/fakes.h"
 
 namespace telemetry {

@@ -4,8 +4,9 @@
 
 #include <future>
 
-#include "common/kafka_fake.h"
+#include "common/status_payload.h"
 #include "common/testing/fakes.h"
+#include "common/testing/kafka_fake.h"
 #include "common/token.h"
 #include "telemetry/v1/events.pb.h"
 

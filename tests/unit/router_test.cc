@@ -14,7 +14,7 @@ using telemetry::v1::CONSISTENCY_LEVEL_STRONG;
 
 // Which store a read landed on, and whether it should fail.
 struct Target {
-  testing::FakeReadingStore store;
+  testing::FakeReadingReader store;
   absl::Status next = absl::OkStatus();
   double lag = 0.5;
   bool probe_fails = false;
@@ -46,7 +46,7 @@ class RouterTest : public ::testing::Test {
     telemetry::v1::ReadMetadata md;
     absl::Status s = r.Read(
         level, staleness,
-        [&](ReadingStore* store) {
+        [&](ReadingReader* store) {
           Target* t = store == &primary_.store       ? &primary_
                       : store == &replicas_[0].store ? &replicas_[0]
                                                      : &replicas_[1];
@@ -70,7 +70,7 @@ TEST_F(RouterTest, StrongAndAnalyticsReadThePrimary) {
   telemetry::v1::ReadMetadata md;
   ASSERT_TRUE(
       r->Read(
-           CONSISTENCY_LEVEL_ANALYTICS, 0, [](ReadingStore*) { return absl::OkStatus(); }, &md)
+           CONSISTENCY_LEVEL_ANALYTICS, 0, [](ReadingReader*) { return absl::OkStatus(); }, &md)
           .ok());
   EXPECT_EQ(md.data_source(), "primary");
   EXPECT_EQ(md.consistency_level(), CONSISTENCY_LEVEL_ANALYTICS);
@@ -81,7 +81,7 @@ TEST_F(RouterTest, EventualReadsAFreshReplicaAndReportsItsLag) {
   telemetry::v1::ReadMetadata md;
   ASSERT_TRUE(
       r->Read(
-           CONSISTENCY_LEVEL_EVENTUAL, 0, [](ReadingStore*) { return absl::OkStatus(); }, &md)
+           CONSISTENCY_LEVEL_EVENTUAL, 0, [](ReadingReader*) { return absl::OkStatus(); }, &md)
           .ok());
   EXPECT_EQ(md.data_source(), "replica-1");
   EXPECT_DOUBLE_EQ(md.lag_seconds(), 0.5);
@@ -122,12 +122,13 @@ TEST_F(RouterTest, PrimaryDownEventualServesTheFreshestReplicaStrongFails) {
   EXPECT_EQ(Read(*r, CONSISTENCY_LEVEL_STRONG, &st), "");
   EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable);
   telemetry::v1::ReadMetadata md;
-  ASSERT_TRUE(
-      r->Read(
-           CONSISTENCY_LEVEL_EVENTUAL, 0,
-           [&](ReadingStore* s) { return s == &primary_.store ? primary_.next : absl::OkStatus(); },
-           &md)
-          .ok());
+  ASSERT_TRUE(r->Read(
+                   CONSISTENCY_LEVEL_EVENTUAL, 0,
+                   [&](ReadingReader* s) {
+                     return s == &primary_.store ? primary_.next : absl::OkStatus();
+                   },
+                   &md)
+                  .ok());
   EXPECT_EQ(md.data_source(), "replica-2");
   EXPECT_DOUBLE_EQ(md.lag_seconds(), 12);
   EXPECT_EQ(metrics_.stale_fallbacks->Value(), 1);

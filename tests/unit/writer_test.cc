@@ -1,4 +1,4 @@
-#include "services/ingest/writer.h"
+#include "services/writer/writer.h"
 
 #include <gtest/gtest.h>
 
@@ -6,11 +6,11 @@
 #include <set>
 #include <thread>
 
-#include "common/kafka_fake.h"
+#include "common/kafka/codec.h"
 #include "common/testing/fakes.h"
-#include "services/ingest/codec.h"
+#include "common/testing/kafka_fake.h"
 
-namespace telemetry::ingest {
+namespace telemetry::writer {
 namespace {
 
 using telemetry::v1::Reading;
@@ -65,7 +65,7 @@ class WriterTest : public ::testing::Test {
   FakeKafka kafka_;
   FakePublisher publisher_;
   testing::FakeMetadataStore metadata_;
-  testing::FakeReadingStore store_;
+  testing::FakeReadingWriter store_;
   testing::FakeLatestCache cache_;
   MetricsRegistry registry_;
   WriterMetrics metrics_;
@@ -359,4 +359,4 @@ TEST_F(WriterStopTest, StopsWhileTheDeadLetterTopicIsDown) {
 }
 
 }  // namespace
-}  // namespace telemetry::ingest
+}  // namespace telemetry::writer

@@ -21,19 +21,16 @@
 // from --kafka_brokers / TELEMETRY_KAFKA_BROKERS.
 #include <algorithm>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
 #include "common/auth.h"
 #include "common/config.h"
-#include "common/kafka_admin.h"
-#include "common/metadata_store.h"
-#include "common/pg_pool.h"
-#include "common/reading_store.h"
-#include "services/ingest/compactor.h"
+#include "common/kafka/admin.h"
+#include "common/pg/migrate.h"
+#include "common/pg/pool.h"
+#include "common/pg/stores.h"
+#include "services/writer/compactor.h"
 
 ABSL_FLAG(std::string, pg_primary, "postgresql://telemetry@127.0.0.1:5432/telemetry",
           "Postgres primary");
@@ -69,45 +66,14 @@ ABSL_FLAG(bool, print, false, "create-topics: print the topics as name:partition
 namespace {
 
 int Migrate(telemetry::PgPool& pool) {
-  namespace fs = std::filesystem;
-  std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(absl::GetFlag(FLAGS_dir))) {
-    if (e.path().extension() == ".sql") files.push_back(e.path());
-  }
-  std::sort(files.begin(), files.end());
-  int applied = 0;
-  absl::Status st = pool.Run([&](pqxx::connection& c) {
-    {
-      pqxx::work tx(c);
-      tx.exec(
-          "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY,"
-          " applied_at timestamptz NOT NULL DEFAULT now())");
-      tx.commit();
-    }
-    for (const auto& f : files) {
-      std::string version = f.stem().string();
-      pqxx::work tx(c);
-      // One migration at a time across concurrent migrators.
-      tx.exec("LOCK TABLE schema_migrations IN EXCLUSIVE MODE");
-      if (!tx.exec_params("SELECT 1 FROM schema_migrations WHERE version = $1", version).empty()) {
-        continue;
-      }
-      std::ifstream in(f);
-      std::stringstream sql;
-      sql << in.rdbuf();
-      tx.exec(sql.str());
-      tx.exec_params("INSERT INTO schema_migrations (version) VALUES ($1)", version);
-      tx.commit();
-      std::printf("applied %s\n", version.c_str());
-      ++applied;
-    }
-    return absl::OkStatus();
-  });
-  if (!st.ok()) {
-    std::fprintf(stderr, "migrate: %s\n", st.ToString().c_str());
+  size_t total = 0;
+  auto applied = telemetry::ApplyMigrations(&pool, absl::GetFlag(FLAGS_dir), &total);
+  if (!applied.ok()) {
+    std::fprintf(stderr, "migrate: %s\n", applied.status().ToString().c_str());
     return 1;
   }
-  std::printf("schema up to date (%d applied now, %zu in all)\n", applied, files.size());
+  for (const std::string& version : *applied) std::printf("applied %s\n", version.c_str());
+  std::printf("schema up to date (%zu applied now, %zu in all)\n", applied->size(), total);
   return 0;
 }
 
@@ -171,13 +137,13 @@ int RegisterDevice(telemetry::MetadataStore& store) {
 }  // namespace
 
 int CompactRollups(telemetry::PgPool& pool) {
-  auto store = telemetry::NewPgReadingStore(&pool);
+  auto store = telemetry::NewPgReadingWriter(&pool);
   telemetry::MetricsRegistry registry;
-  telemetry::ingest::CompactorMetrics metrics(&registry);
-  telemetry::ingest::CompactorOptions options;
+  telemetry::writer::CompactorMetrics metrics(&registry);
+  telemetry::writer::CompactorOptions options;
   options.grace_ns = absl::GetFlag(FLAGS_older_than_s) * telemetry::kNsPerSec;
   const telemetry::Clock* clock = telemetry::SystemClock::Get();
-  telemetry::ingest::Compactor compactor(options, store.get(), clock, &metrics);
+  telemetry::writer::Compactor compactor(options, store.get(), clock, &metrics);
   const int64_t start = clock->MonotonicNs();
   while (true) {
     auto n = compactor.RunOnce();

@@ -35,7 +35,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/config.h"
-#include "common/pg_pool.h"
+#include "common/pg/pool.h"
 #include "telemetry/v1/query.grpc.pb.h"
 #include "tools/loadgen/fleet.h"
 

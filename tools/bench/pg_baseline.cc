@@ -15,7 +15,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "common/config.h"
-#include "common/pg_pool.h"
+#include "common/pg/pool.h"
 
 ABSL_FLAG(std::string, pg, "", "Postgres connection string");
 ABSL_FLAG(int, series, 8000, "Distinct series");

@@ -27,10 +27,9 @@
 #include "absl/strings/str_split.h"
 #include "common/clock.h"
 #include "common/config.h"
-#include "common/latest_cache.h"
-#include "common/metadata_store.h"
-#include "common/pg_pool.h"
-#include "common/reading_store.h"
+#include "common/pg/pool.h"
+#include "common/pg/stores.h"
+#include "common/redis/latest_cache.h"
 #include "telemetry/v1/query.grpc.pb.h"
 
 ABSL_FLAG(std::string, pg, "", "Postgres primary");
@@ -121,7 +120,7 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_load)) {
     telemetry::PgPool pool(absl::GetFlag(FLAGS_pg), 1, "bench");
     auto meta = telemetry::NewPgMetadataStore(&pool);
-    auto store = telemetry::NewPgReadingStore(&pool);
+    auto store = telemetry::NewPgReadingWriter(&pool);
     if (!store->EnsurePartitions(start, end).ok()) return 1;
     std::vector<int32_t> all_ids;
     for (int64_t t : tenants) {
@@ -287,8 +286,10 @@ int main(int argc, char** argv) {
     static std::atomic<bool> told{false};
     if (!ok && !told.exchange(true))
       std::fprintf(stderr, "Aggregate failed: %s\n", gs.error_message().c_str());
-    if (ok && resp.series_size() > 0 && resp.series(0).buckets_size() != (tenant_wide ? 24 : 1440) && !told.exchange(true))
-      std::fprintf(stderr, "Aggregate: %d series, %d buckets\n", resp.series_size(), resp.series(0).buckets_size());
+    if (ok && resp.series_size() > 0 &&
+        resp.series(0).buckets_size() != (tenant_wide ? 24 : 1440) && !told.exchange(true))
+      std::fprintf(stderr, "Aggregate: %d series, %d buckets\n", resp.series_size(),
+                   resp.series(0).buckets_size());
     return ok && resp.series_size() == (tenant_wide ? sensors : 1) &&
            resp.series(0).buckets_size() == (tenant_wide ? 24 : 1440);
   };

@@ -1,0 +1,474 @@
+// ReadingWriter on Postgres: narrow raw rows in day partitions, minute and
+// hour rollups merged in the same transaction (agg_1m, agg_1h,
+// agg_1h_sensor), the writer's offsets in writer_offsets, and the compaction
+// of closed hours of agg_1m into agg_1m_seg.
+#include "common/reading_writer.h"
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <set>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/pg/pool.h"
+#include "common/pg/stores.h"
+#include "common/rollup.h"
+#include "common/status_macros.h"
+
+namespace telemetry {
+namespace {
+
+constexpr int64_t kNsPerDay = 86'400'000'000'000;
+constexpr int64_t kNsPerHour = 3'600'000'000'000;
+
+template <typename T>
+void AppendNumber(std::string* out, T v) {
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof(buf), v);
+  out->append(buf, res.ptr);
+}
+
+// The rollup merge: only rows this statement inserted reach the rollups, so
+// a replayed or duplicated reading never counts twice.
+// How a rollup row absorbs the new rows' partial aggregate (the same rule for
+// every rollup table): counts and sums add up, the last value is the newer.
+constexpr char kMergeRollup[] = R"sql(DO UPDATE SET
+    cnt = a.cnt + EXCLUDED.cnt, sum = a.sum + EXCLUDED.sum,
+    min = LEAST(a.min, EXCLUDED.min), max = GREATEST(a.max, EXCLUDED.max),
+    last_value = CASE WHEN EXCLUDED.last_ts > a.last_ts THEN EXCLUDED.last_value ELSE a.last_value END,
+    last_ts = GREATEST(a.last_ts, EXCLUDED.last_ts))sql";
+
+// The rollup merge, from the batch's per-minute partial aggregates in
+// stage_agg (new rows only, one row per series and minute); {M} stands for
+// kMergeRollup. Data-modifying CTEs run to completion without RETURNING.
+constexpr char kMergeRollupsTemplate[] = R"sql(
+WITH m AS (
+  INSERT INTO agg_1m AS a (series_id, bucket, cnt, sum, min, max, last_ts, last_value)
+  SELECT * FROM stage_agg
+  ON CONFLICT (series_id, bucket) {M}
+), h AS (
+  -- Hours from the new minutes: fewer rows than from the raw ones.
+  INSERT INTO agg_1h AS a (series_id, bucket, cnt, sum, min, max, last_ts, last_value)
+  SELECT series_id, bucket - bucket % 3600000000000, sum(cnt), sum(sum), min(min), max(max),
+         max(last_ts), (array_agg(last_value ORDER BY last_ts DESC))[1]
+  FROM stage_agg GROUP BY 1, 2
+  ON CONFLICT (series_id, bucket) {M}
+)
+-- Tenant/project-wide hours per sensor; key order fixed so that two
+-- writers lock shared rows in the same order.
+INSERT INTO agg_1h_sensor AS a (tenant_id, project_id, sensor, bucket, cnt, sum, min, max,
+                                last_ts, last_value)
+SELECT s.tenant_id, s.project_id, s.sensor, mi.bucket - mi.bucket % 3600000000000, sum(mi.cnt),
+       sum(mi.sum), min(mi.min), max(mi.max), max(mi.last_ts),
+       (array_agg(mi.last_value ORDER BY mi.last_ts DESC))[1]
+FROM stage_agg mi JOIN series s ON s.id = mi.series_id
+GROUP BY 1, 2, 3, 4 ORDER BY 1, 3, 4, 2
+ON CONFLICT (tenant_id, sensor, bucket, project_id) {M}
+)sql";
+
+const std::string& MergeRollupsSql() {
+  static const std::string sql =
+      absl::StrReplaceAll(kMergeRollupsTemplate, {{"{M}", kMergeRollup}});
+  return sql;
+}
+
+// The upsert path: the batch (in stage_raw) may hold readings already
+// stored. Inserts the new ones and puts their per-minute aggregates into
+// stage_agg: only rows this statement inserted reach the rollups, so a
+// replayed or duplicated reading never counts twice.
+constexpr char kUpsertRawSql[] = R"sql(
+WITH ins AS (
+  INSERT INTO raw_readings (series_id, ts, value_double, value_text, value_bool, status_code)
+  SELECT series_id, ts, value_double, value_text, value_bool, status_code FROM stage_raw
+  ON CONFLICT (series_id, ts) DO NOTHING
+  RETURNING series_id, ts, coalesce(value_double, value_bool::int::double precision) AS v
+), mi AS (
+  INSERT INTO stage_agg (series_id, bucket, cnt, sum, min, max, last_ts, last_value)
+  SELECT series_id, ts - ts % 60000000000, count(*), sum(v), min(v), max(v), max(ts),
+         (array_agg(v ORDER BY ts DESC))[1]
+  FROM ins WHERE v IS NOT NULL GROUP BY 1, 2
+)
+SELECT count(*) FROM ins
+)sql";
+
+// The stored readings among a batch's, found by runs: each run is a span
+// [lo, hi] of one series' readings in the batch. OFFSET 0 keeps the probe a
+// nested loop of index range scans (one per run, pruned to the partitions
+// the span touches); a run of new, in-order readings finds nothing after
+// one index descent.
+constexpr char kStoredKeysSql[] = R"sql(
+SELECT r.series_id, r.ts
+FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS b(series_id, lo, hi)
+CROSS JOIN LATERAL (
+  SELECT series_id, ts FROM raw_readings r
+  WHERE r.series_id = b.series_id AND r.ts >= b.lo AND r.ts <= b.hi OFFSET 0) r
+)sql";
+
+// Runs of a sorted batch as Postgres array texts. A run ends at a new series
+// or at a gap of more than a minute, so that a late reading is probed on its
+// own instead of spanning (and returning) the hour of rows before it.
+struct ProbeRuns {
+  std::string series = "{", lo = "{", hi = "{";
+};
+
+ProbeRuns RunsOf(const std::vector<RawRow>& rows) {
+  ProbeRuns runs;
+  auto close = [&](int32_t series, int64_t lo, int64_t hi) {
+    if (runs.series.size() > 1) {
+      runs.series.push_back(',');
+      runs.lo.push_back(',');
+      runs.hi.push_back(',');
+    }
+    AppendNumber(&runs.series, series);
+    AppendNumber(&runs.lo, lo);
+    AppendNumber(&runs.hi, hi);
+  };
+  for (size_t i = 0; i < rows.size();) {
+    size_t j = i + 1;
+    while (j < rows.size() && rows[j].series_id == rows[i].series_id &&
+           rows[j].ts_ns - rows[j - 1].ts_ns <= kNsPerMinute)
+      ++j;
+    close(rows[i].series_id, rows[i].ts_ns, rows[j - 1].ts_ns);
+    i = j;
+  }
+  runs.series.push_back('}');
+  runs.lo.push_back('}');
+  runs.hi.push_back('}');
+  return runs;
+}
+
+// Both staging tables live for the connection and empty at every commit.
+constexpr char kPrepareApplySql[] =
+    "SET LOCAL synchronous_commit = off;"
+    "SET LOCAL client_min_messages = warning;"
+    "CREATE TEMP TABLE IF NOT EXISTS stage_raw (series_id integer, ts bigint,"
+    " value_double double precision, value_text text, value_bool boolean,"
+    " status_code integer) ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS stage_agg (series_id integer, bucket bigint, cnt bigint,"
+    " sum double precision, min double precision, max double precision, last_ts bigint,"
+    " last_value double precision) ON COMMIT DELETE ROWS";
+
+// COPY text of raw rows, in raw_readings' column order.
+std::string RawCopyText(const std::vector<RawRow>& rows) {
+  std::string buf;
+  buf.reserve(rows.size() * 48);
+  for (const RawRow& r : rows) {
+    AppendNumber(&buf, r.series_id);
+    buf.push_back('\t');
+    AppendNumber(&buf, r.ts_ns);
+    buf.push_back('\t');
+    if (r.kind == ValueKind::kDouble) {
+      AppendNumber(&buf, r.d);
+      buf.append("\t\\N\t\\N\t");
+    } else if (r.kind == ValueKind::kString) {
+      buf.append("\\N\t");
+      AppendCopyText(&buf, r.s);
+      buf.append("\t\\N\t");
+    } else {
+      buf.append(r.b ? "\\N\t\\N\tt\t" : "\\N\t\\N\tf\t");
+    }
+    if (r.status != 0) {
+      AppendNumber(&buf, r.status);
+    } else {
+      buf.append("\\N");
+    }
+    buf.push_back('\n');
+  }
+  if (!buf.empty()) buf.pop_back();  // write_raw_line adds the last newline
+  return buf;
+}
+
+// COPY text of minute aggregates, in stage_agg's column order.
+std::string RollupCopyText(const std::vector<MinuteRollup>& rollups) {
+  std::string buf;
+  buf.reserve(rollups.size() * 100);
+  for (const MinuteRollup& m : rollups) {
+    AppendNumber(&buf, m.series_id);
+    buf.push_back('\t');
+    AppendNumber(&buf, m.bucket_ns);
+    buf.push_back('\t');
+    AppendNumber(&buf, m.cnt);
+    for (double v : {m.sum, m.min, m.max}) {
+      buf.push_back('\t');
+      AppendNumber(&buf, v);
+    }
+    buf.push_back('\t');
+    AppendNumber(&buf, m.last_ts);
+    buf.push_back('\t');
+    AppendNumber(&buf, m.last_value);
+    buf.push_back('\n');
+  }
+  if (!buf.empty()) buf.pop_back();
+  return buf;
+}
+
+class PgReadingWriter final : public ReadingWriter {
+ public:
+  explicit PgReadingWriter(PgPool* pool) : pool_(pool) {}
+
+  absl::StatusOr<ApplyResult> Apply(const std::vector<RawRow>& rows, const std::string& topic,
+                                    const std::vector<PartitionOffset>& next_offsets) override {
+    // The writer hands over batches in (series, time) order without repeated
+    // keys; anything else is brought into that form first.
+    std::vector<RawRow> sorted;
+    const std::vector<RawRow>* batch = &rows;
+    if (!SortedWithoutRepeatedKeys(rows)) {
+      sorted = rows;
+      SortAndDropRepeatedKeys(&sorted);
+      batch = &sorted;
+    }
+    const ProbeRuns runs = RunsOf(*batch);
+    std::vector<std::string> parts, offs;
+    for (const auto& po : next_offsets) {
+      parts.push_back(std::to_string(po.partition));
+      offs.push_back(std::to_string(po.offset));
+    }
+    ApplyResult result;
+    absl::Status st = pool_->Run([&](pqxx::connection& c) {
+      result = ApplyResult();
+      pqxx::work tx(c);
+      // Asynchronous commit is safe here: the applied offsets commit in the
+      // same transaction, so a crash that loses the last commits loses their
+      // offsets too, and the writer re-applies those messages from Kafka.
+      tx.exec(kPrepareApplySql);
+      if (!batch->empty()) {
+        // The bulk path. Readings already stored (a replay, a device sending
+        // again) are found first, one index probe per run of a series'
+        // readings rather than per reading; the others are COPYed straight
+        // into the raw table (multi-row inserts, no speculative insertion),
+        // and their minute aggregates, computed here, into stage_agg.
+        std::vector<RawRow> fresh_rows;
+        const std::vector<RawRow>* fresh = batch;
+        pqxx::result stored = tx.exec_params(kStoredKeysSql, runs.series, runs.lo, runs.hi);
+        if (!stored.empty()) {
+          std::set<std::pair<int32_t, int64_t>> keys;
+          for (const auto& row : stored)
+            keys.emplace(static_cast<int32_t>(PgInt64(row[0])), PgInt64(row[1]));
+          for (const RawRow& r : *batch)
+            if (!keys.count({r.series_id, r.ts_ns})) fresh_rows.push_back(r);
+          fresh = &fresh_rows;
+        }
+        try {
+          pqxx::subtransaction sub(tx, "bulk");
+          if (!fresh->empty()) {
+            CopyRawText(sub, "raw_readings", RawCopyText(*fresh));
+            const std::string agg = RollupCopyText(MinuteRollups(*fresh));
+            if (!agg.empty()) CopyRawText(sub, "stage_agg", agg);
+          }
+          sub.commit();
+          result.bulk = true;
+          result.inserted = static_cast<int64_t>(fresh->size());
+        } catch (const pqxx::sql_error& e) {
+          // Another writer (a rebalance) stored one of them since the probe:
+          // undo the COPYs and take the upsert path.
+          if (e.sqlstate() != "23505") throw;
+        }
+        if (!result.bulk) {
+          CopyRawText(tx, "stage_raw", RawCopyText(*batch));
+          result.inserted = PgInt64(tx.exec(kUpsertRawSql)[0][0]);
+        }
+        tx.exec(MergeRollupsSql());
+      }
+      if (!parts.empty()) {
+        tx.exec_params(
+            "INSERT INTO writer_offsets (topic, partition, next_offset)"
+            " SELECT $1, p, o FROM unnest($2::int[], $3::bigint[]) AS x(p, o)"
+            " ON CONFLICT (topic, partition) DO UPDATE SET"
+            " next_offset = GREATEST(writer_offsets.next_offset, EXCLUDED.next_offset),"
+            " updated_at = now()",
+            topic, "{" + absl::StrJoin(parts, ",") + "}", "{" + absl::StrJoin(offs, ",") + "}");
+      }
+      tx.commit();
+      return absl::OkStatus();
+    });
+    if (!st.ok()) return st;
+    result.duplicates = static_cast<int64_t>(rows.size()) - result.inserted;
+    return result;
+  }
+
+  absl::StatusOr<std::map<int32_t, int64_t>> AppliedOffsets(const std::string& topic) override {
+    std::map<int32_t, int64_t> out;
+    RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
+      pqxx::read_transaction tx(c);
+      pqxx::result r = tx.exec_params(
+          "SELECT partition, next_offset FROM writer_offsets WHERE topic = $1", topic);
+      for (const auto& row : r) out[row[0].as<int32_t>()] = row[1].as<int64_t>();
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::Status RecordLogGap(const std::string& topic, int32_t partition, int64_t from_offset,
+                            int64_t to_offset) override {
+    return pool_->Run([&](pqxx::connection& c) {
+      pqxx::work tx(c);
+      tx.exec_params(
+          "INSERT INTO writer_log_gaps (topic, partition, from_offset, to_offset)"
+          " VALUES ($1, $2, $3, $4)",
+          topic, partition, from_offset, to_offset);
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<std::map<int32_t, std::vector<std::pair<int64_t, int64_t>>>> DroppedOffsets(
+      const std::string& topic) override {
+    std::map<int32_t, std::vector<std::pair<int64_t, int64_t>>> out;
+    RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
+      pqxx::read_transaction tx(c);
+      pqxx::result r = tx.exec_params(
+          "SELECT partition, from_offset, to_offset FROM writer_log_gaps"
+          " WHERE topic = $1 AND kind = 'dropped'",
+          topic);
+      for (const auto& row : r) {
+        out[row[0].as<int32_t>()].emplace_back(row[1].as<int64_t>(), row[2].as<int64_t>());
+      }
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::Status ResetOffset(const std::string& topic, int32_t partition, int64_t applied,
+                           int64_t restart_at) override {
+    return pool_->Run([&](pqxx::connection& c) {
+      pqxx::work tx(c);
+      tx.exec_params(
+          "UPDATE writer_offsets SET next_offset = $3, updated_at = now()"
+          " WHERE topic = $1 AND partition = $2",
+          topic, partition, restart_at);
+      tx.exec_params(
+          "INSERT INTO writer_log_gaps (topic, partition, from_offset, to_offset, kind)"
+          " VALUES ($1, $2, $3, $4, 'reset')",
+          topic, partition, applied, restart_at);
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<std::vector<int64_t>> UncompactedRollupHours(int64_t before_ns,
+                                                              int limit) override {
+    std::vector<int64_t> hours;
+    RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
+      // agg_1h_sensor has one row per (tenant, sensor, hour): a small table
+      // that lists every hour holding rollups.
+      pqxx::result r = PgReadPrepared(
+          c, "uncompacted_rollup_hours",
+          "SELECT DISTINCT a.bucket FROM agg_1h_sensor a WHERE a.bucket < $1"
+          " AND NOT EXISTS (SELECT 1 FROM rollup_compactions c WHERE c.hour = a.bucket)"
+          " ORDER BY 1 LIMIT $2",
+          before_ns, limit);
+      for (const auto& row : r) hours.push_back(PgInt64(row[0]));
+      return absl::OkStatus();
+    }));
+    return hours;
+  }
+
+  absl::StatusOr<int64_t> CompactRollupHour(int64_t hour_ns) override {
+    int64_t moved = 0;
+    RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
+      pqxx::work tx(c);
+      // The claim: a second compactor of the same hour waits here for the
+      // first to commit, then finds the row and leaves.
+      if (tx.exec_params("INSERT INTO rollup_compactions (hour, rows) VALUES ($1, 0)"
+                         " ON CONFLICT (hour) DO NOTHING RETURNING 1",
+                         hour_ns)
+              .empty()) {
+        tx.commit();
+        return absl::OkStatus();
+      }
+      // Moved into one segment per series in one statement (format 1,
+      // db/migrations/0006_rollup_segments.sql): readers see either the rows
+      // or the segments. A concurrent late upsert of one of these rows waits
+      // for the commit, then inserts a new row, which reads merge with the
+      // segment. A second segment for a series and hour is an error, never a
+      // silent overwrite.
+      moved = PgInt64(tx.exec_params(
+          "WITH moved AS (DELETE FROM agg_1m WHERE bucket >= $1 AND bucket < $2 RETURNING *),"
+          " packed AS (INSERT INTO agg_1m_seg (series_id, hour, data)"
+          "   SELECT series_id, $1, translate(encode('\\x01'::bytea || string_agg("
+          "     substring(int2send(((bucket - $1) / 60000000000)::int2) FROM 2)"
+          "     || int8send(cnt) || float8send(sum) || float8send(min) || float8send(max)"
+          "     || int8send(last_ts) || float8send(last_value), ''::bytea ORDER BY bucket),"
+          "     'base64'), E'\\n', '')"
+          "   FROM moved GROUP BY series_id ORDER BY series_id RETURNING 1)"
+          " SELECT count(*) FROM moved",
+          hour_ns, hour_ns + kNsPerHour)[0][0]);
+      tx.exec_params("UPDATE rollup_compactions SET rows = $2 WHERE hour = $1", hour_ns, moved);
+      tx.commit();
+      return absl::OkStatus();
+    }));
+    return moved;
+  }
+
+  absl::StatusOr<int64_t> VacuumRollups() override {
+    int64_t dead = 0;
+    RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
+      pqxx::nontransaction tx(c);  // VACUUM cannot run in a transaction block
+      tx.exec("VACUUM agg_1m");
+      dead =
+          PgInt64(tx.exec("SELECT coalesce(n_dead_tup, 0) FROM pg_stat_user_tables"
+                          " WHERE relid = 'agg_1m'::regclass")[0][0]);
+      return absl::OkStatus();
+    }));
+    return dead;
+  }
+
+  absl::Status EnsurePartitions(int64_t from_ns, int64_t to_ns) override {
+    std::vector<int64_t> missing;
+    {
+      absl::MutexLock lock(&mu_);
+      for (int64_t day = DayOf(from_ns); day <= DayOf(to_ns); ++day) {
+        if (!known_days_.count(day)) missing.push_back(day);
+      }
+    }
+    if (missing.empty()) return absl::OkStatus();
+    for (int64_t day : missing) {
+      std::string name = absl::StrCat(
+          "raw_readings_d",
+          absl::FormatTime("%Y%m%d", absl::FromUnixSeconds(day * 86400), absl::UTCTimeZone()));
+      absl::Status st = pool_->Run([&](pqxx::connection& c) {
+        pqxx::work tx(c);
+        pqxx::result exists = tx.exec_params("SELECT to_regclass($1) IS NOT NULL", name);
+        if (!exists[0][0].as<bool>()) {
+          tx.exec(absl::StrCat("CREATE TABLE IF NOT EXISTS ", name,
+                               " PARTITION OF raw_readings FOR VALUES FROM (", day * kNsPerDay,
+                               ") TO (", (day + 1) * kNsPerDay, ")"));
+        }
+        tx.commit();
+        return absl::OkStatus();
+      });
+      if (!st.ok() && st.code() != absl::StatusCode::kAlreadyExists) {
+        // Another writer may have created it concurrently: check again.
+        bool now_exists = false;
+        absl::Status again = pool_->Run([&](pqxx::connection& c) {
+          pqxx::read_transaction tx(c);
+          now_exists = tx.exec_params("SELECT to_regclass($1) IS NOT NULL", name)[0][0].as<bool>();
+          return absl::OkStatus();
+        });
+        if (!again.ok() || !now_exists) return st;
+      }
+      absl::MutexLock lock(&mu_);
+      known_days_.insert(day);
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  PgPool* pool_;
+  absl::Mutex mu_;
+  std::set<int64_t> known_days_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+std::unique_ptr<ReadingWriter> NewPgReadingWriter(PgPool* pool) {
+  return std::make_unique<PgReadingWriter>(pool);
+}
+
+}  // namespace telemetry

@@ -1,0 +1,46 @@
+#include "common/service/admin_http.h"
+
+#include <httplib.h>
+
+namespace telemetry {
+
+AdminHttpServer::AdminHttpServer(MetricsRegistry* registry, const HealthState* health)
+    : registry_(registry), health_(health), server_(std::make_unique<httplib::Server>()) {}
+
+AdminHttpServer::~AdminHttpServer() { Stop(); }
+
+absl::Status AdminHttpServer::Start(const std::string& host, int port) {
+  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(registry_->Render(), "text/plain; version=0.0.4");
+  });
+  server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain");
+  });
+  server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+    std::string reason;
+    if (!health_->Ready(&reason)) {
+      res.status = 503;
+      res.set_content("not ready: " + reason + "\n", "text/plain");
+      return;
+    }
+    res.set_content("ready\n", "text/plain");
+  });
+  if (port == 0) {
+    port_ = server_->bind_to_any_port(host);
+  } else {
+    port_ = server_->bind_to_port(host, port) ? port : -1;
+  }
+  if (port_ < 0)
+    return absl::UnavailableError("cannot listen for HTTP on port " + std::to_string(port));
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return absl::OkStatus();
+}
+
+void AdminHttpServer::Stop() {
+  if (thread_.joinable()) {
+    server_->stop();
+    thread_.join();
+  }
+}
+
+}  // namespace telemetry

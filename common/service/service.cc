@@ -1,0 +1,150 @@
+#include "common/service/service.h"
+
+#include <signal.h>
+
+#include <cstdlib>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "common/config.h"
+#include "common/grpc/server.h"
+
+// The flags every service has (each main() adds its own).
+ABSL_FLAG(std::string, log_level, "info", "Log level (trace, debug, info, warn, error)");
+ABSL_FLAG(std::string, http_host, "127.0.0.1",
+          "Host the HTTP admin port (/metrics, /healthz, /readyz) listens on (0.0.0.0: all)");
+ABSL_FLAG(int, http_port, -1,
+          "HTTP admin port (/metrics, /healthz, /readyz); 0 picks a free one; -1: the "
+          "service's own default (ingest 9101, writer 9102, query 9103)");
+ABSL_FLAG(int, drain_s, 10, "On shutdown, how long in-flight gRPC calls get to finish");
+
+namespace telemetry {
+namespace {
+
+sigset_t ShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
+
+// Blocks SIGTERM, SIGINT and SIGPIPE in the calling thread, so every thread
+// started later (gRPC, librdkafka) inherits the mask.
+void BlockShutdownSignals() {
+  sigset_t set = ShutdownSignals();
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int WaitForShutdownSignal() {
+  sigset_t set = ShutdownSignals();
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig;
+}
+
+}  // namespace
+
+Service::Service(int argc, char** argv, ServiceInfo info)
+    : info_(std::move(info)), health_(info_.health_names, info_.starting_reason) {
+  BlockShutdownSignals();
+  InitFlags(argc, argv, (info_.name + ": " + info_.usage).c_str());
+  SetLogLevel(absl::GetFlag(FLAGS_log_level));
+  std::string logger = info_.name;
+  if (logger.rfind("telemetry-", 0) == 0) logger = logger.substr(10);
+  log_ = GetLogger(logger);
+}
+
+Service::~Service() {
+  // A main() that returns early (Fail) still stops what it started.
+  for (auto it = tasks_.rbegin(); it != tasks_.rend(); ++it) (*it)->Stop();
+}
+
+void Service::Every(const std::string& name, absl::Duration interval, std::function<void()> fn,
+                    bool run_at_start) {
+  tasks_.push_back(std::make_unique<PeriodicTask>(name, interval, std::move(fn), run_at_start));
+}
+
+absl::Status Service::ServeGrpc(const std::string& address,
+                                const std::vector<grpc::Service*>& services,
+                                int max_message_bytes) {
+  auto server = StartGrpcServer(address, services, &grpc_port_, max_message_bytes);
+  if (!server.ok()) return server.status();
+  grpc_server_ = std::move(*server);
+  health_.Attach(grpc_server_.get());
+  return absl::OkStatus();
+}
+
+void Service::OnShutdown(const std::string& name, std::function<void()> step) {
+  shutdown_steps_.emplace_back(name, std::move(step));
+}
+
+int Service::Fail(const std::string& what, const absl::Status& status, int code) {
+  log_->critical("{}: {}", what, std::string(status.message()));
+  return code;
+}
+
+int Service::Run(std::function<void(const std::atomic<bool>& stop)> main_loop) {
+  int http_port = absl::GetFlag(FLAGS_http_port);
+  if (http_port < 0) http_port = info_.default_http_port;
+  http_ = std::make_unique<AdminHttpServer>(metrics(), &health_);
+  absl::Status hs = http_->Start(absl::GetFlag(FLAGS_http_host), http_port);
+  if (!hs.ok()) return Fail("HTTP admin port", hs);
+  if (grpc_server_) {
+    log_->info("{} listening on gRPC port {} and HTTP port {}", info_.name, grpc_port_,
+               http_->port());
+  } else {
+    log_->info("{} running; HTTP port {}", info_.name, http_->port());
+  }
+  std::atomic<bool> stop{false};
+  if (main_loop) {
+    std::thread signals([&] {
+      const int sig = WaitForShutdownSignal();
+      log_->info("signal {}: shutting down", sig);
+      health_.ShutDown();
+      stop = true;
+    });
+    main_loop(stop);
+    if (!stop) {  // the loop ended on its own: wake the signal thread
+      log_->warn("main loop ended without a signal: shutting down");
+      kill(getpid(), SIGTERM);
+    }
+    signals.join();
+  } else {
+    const int sig = WaitForShutdownSignal();
+    log_->info("signal {}: shutting down", sig);
+  }
+  ShutDown();
+  return 0;
+}
+
+void Service::ShutDown() {
+  health_.ShutDown();
+  if (grpc_server_) {
+    grpc_server_->Shutdown(std::chrono::system_clock::now() +
+                           std::chrono::seconds(absl::GetFlag(FLAGS_drain_s)));
+  }
+  for (auto& [name, step] : shutdown_steps_) {
+    log_->info("shutdown: {}", name);
+    step();
+  }
+  bool clean = true;
+  for (auto it = tasks_.rbegin(); it != tasks_.rend(); ++it) {
+    if (!(*it)->Stop(absl::Seconds(5))) {
+      log_->warn("{} is still waiting on a dependency; exiting without it", (*it)->name());
+      clean = false;
+    }
+  }
+  if (http_) http_->Stop();
+  if (!clean) {
+    // A task left running still uses this object: leave now, without
+    // destructors.
+    spdlog::shutdown();
+    std::_Exit(0);
+  }
+  tasks_.clear();
+  log_->info("stopped");
+}
+
+}  // namespace telemetry
