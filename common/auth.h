@@ -20,14 +20,27 @@ std::string Sha256Hex(absl::string_view data);
 // A new random API key ("tk_" + 64 hex digits).
 std::string GenerateApiKey();
 
+// The SHA-256 fingerprint (64 lowercase hex digits) of a PEM X.509
+// certificate's DER encoding: what `openssl x509 -noout -fingerprint -sha256`
+// prints, without the colons.
+absl::StatusOr<std::string> CertificateFingerprint(absl::string_view pem);
+// The key a client certificate stands for (its hash is stored like an API
+// key's): "x509-sha256:<fingerprint>".
+std::string CertificateKey(absl::string_view fingerprint);
+
 class Authenticator {
  public:
   Authenticator(MetadataStore* store, const Clock* clock, int64_t cache_ttl_ns = 30 * kNsPerSec);
-  // `authorization` is the metadata value ("Bearer <key>"). UNAUTHENTICATED
-  // when missing or unknown; UNAVAILABLE when the store cannot be reached.
-  absl::StatusOr<std::shared_ptr<const TenantInfo>> Authenticate(absl::string_view authorization);
+  // `authorization` is the metadata value ("Bearer <key>"). Without one, a
+  // verified client certificate (mutual TLS; its fingerprint) stands for the
+  // tenant it was registered to. UNAUTHENTICATED when missing or unknown;
+  // UNAVAILABLE when the store cannot be reached.
+  absl::StatusOr<std::shared_ptr<const TenantInfo>> Authenticate(
+      absl::string_view authorization, absl::string_view peer_certificate_fingerprint = "");
 
  private:
+  absl::StatusOr<std::shared_ptr<const TenantInfo>> Lookup(const std::string& key_hash,
+                                                           const char* unknown);
   struct Entry {
     std::shared_ptr<const TenantInfo> tenant;  // null: known-bad key
     int64_t expires_ns;

@@ -3,15 +3,22 @@
 # against real servers started on loopback by deploy/local/. Works on a fresh
 # Debian 12 machine (installs what it needs) and leaves nothing running.
 #
+# Then, unless ctest arguments were given or SANITIZE=0, a second build with
+# AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/) runs the unit and
+# integration tests (e2e included, robustness-only tests not) again, its
+# services started by the tests under the sanitizers too; any report fails.
+#
 #   bash scripts/test.sh [ctest args...]     e.g. bash scripts/test.sh -L unit
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR="${BUILD_DIR:-build}"
+ASAN_BUILD_DIR="${ASAN_BUILD_DIR:-build-asan}"
+SANITIZE="${SANITIZE:-1}"
+[[ $# -gt 0 ]] && SANITIZE=0
 
 deploy/local/install-deps.sh
-werror=OFF
-[[ "${CI:-}" == "true" ]] && werror=ON
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTELEMETRY_WERROR="$werror"
+# Warnings are errors everywhere (CMake's default), the same here as in CI.
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build "$BUILD_DIR" -j2
 
 env_file="$(deploy/local/up.sh --build-dir "$BUILD_DIR")"
@@ -25,3 +32,14 @@ TELEMETRY_BUILD_DIR="$(realpath "$BUILD_DIR")"
 TELEMETRY_SOURCE_DIR="$(pwd)"
 export TELEMETRY_BUILD_DIR TELEMETRY_SOURCE_DIR
 ctest --test-dir "$BUILD_DIR" --output-on-failure --timeout 900 "$@"
+
+if [[ "$SANITIZE" == 1 ]]; then
+  cmake -S . -B "$ASAN_BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTELEMETRY_SANITIZE=ON
+  cmake --build "$ASAN_BUILD_DIR" -j2
+  TELEMETRY_BUILD_DIR="$(realpath "$ASAN_BUILD_DIR")"
+  # A report stops the process (nonzero exit), which fails the test that ran it.
+  export ASAN_OPTIONS="abort_on_error=0:halt_on_error=1:detect_leaks=1:suppressions=$TELEMETRY_SOURCE_DIR/tests/sanitizers/lsan.supp"
+  export LSAN_OPTIONS="suppressions=$TELEMETRY_SOURCE_DIR/tests/sanitizers/lsan.supp"
+  export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+  ctest --test-dir "$ASAN_BUILD_DIR" --output-on-failure --timeout 900 -L 'unit|integration'
+fi

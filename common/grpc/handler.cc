@@ -4,6 +4,7 @@
 
 #include "common/deadline.h"
 #include "common/grpc/status.h"
+#include "common/grpc/tls.h"
 #include "common/status_payload.h"
 
 namespace telemetry {
@@ -30,6 +31,7 @@ CallInfo HandlerKit::Begin(const grpc::ServerContextBase* ctx) const {
   const auto& md = ctx->client_metadata();
   auto it = md.find("authorization");
   if (it != md.end()) call.authorization.assign(it->second.data(), it->second.size());
+  if (call.authorization.empty()) call.peer_certificate = PeerCertificateFingerprint(ctx);
   call.deadline_ns = DeadlineOf(ctx);
   return call;
 }
@@ -43,7 +45,7 @@ bool HandlerKit::Submit(const CallInfo& call,
                         std::function<void(const absl::StatusOr<Tenant>& tenant)> work) const {
   return pool_->Submit([this, call, work = std::move(work)] {
     ScopedCallDeadline scope(SteadyDeadline(call.deadline_ns));
-    work(auth_->Authenticate(call.authorization));
+    work(auth_->Authenticate(call.authorization, call.peer_certificate));
   });
 }
 

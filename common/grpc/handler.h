@@ -36,7 +36,10 @@ struct HandlerOptions {
 // What a handler takes from a call on the gRPC thread, before any work.
 struct CallInfo {
   std::string authorization;  // the `authorization` metadata ("" when absent)
-  int64_t deadline_ns = 0;    // Clock::MonotonicNs
+  // The verified client certificate's fingerprint (mutual TLS), read only
+  // when the call carries no authorization: it then stands for the tenant.
+  std::string peer_certificate;
+  int64_t deadline_ns = 0;  // Clock::MonotonicNs
 };
 
 class HandlerKit {

@@ -13,9 +13,11 @@
 
 namespace telemetry {
 
-// Listens on `address` ("127.0.0.1:0" picks a port; `*bound_port` gets it).
+// Listens on `address` ("127.0.0.1:0" picks a port; `*bound_port` gets it)
+// with `credentials` (null: plaintext; see common/grpc/tls.h).
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(
     const std::string& address, const std::vector<grpc::Service*>& services, int* bound_port,
-    int max_message_bytes = 64 << 20);
+    int max_message_bytes = 64 << 20,
+    std::shared_ptr<grpc::ServerCredentials> credentials = nullptr);
 
 }  // namespace telemetry

@@ -4,12 +4,26 @@
 
 namespace telemetry {
 
-AdminHttpServer::AdminHttpServer(MetricsRegistry* registry, const HealthState* health)
-    : registry_(registry), health_(health), server_(std::make_unique<httplib::Server>()) {}
+AdminHttpServer::AdminHttpServer(MetricsRegistry* registry, const HealthState* health,
+                                 TlsServerFiles tls)
+    : registry_(registry), health_(health), tls_(std::move(tls)) {
+  if (tls_.enabled()) {
+    server_ = std::make_unique<httplib::SSLServer>(
+        tls_.cert.c_str(), tls_.key.c_str(),
+        tls_.client_ca.empty() ? nullptr : tls_.client_ca.c_str());
+  } else {
+    server_ = std::make_unique<httplib::Server>();
+  }
+}
 
 AdminHttpServer::~AdminHttpServer() { Stop(); }
 
 absl::Status AdminHttpServer::Start(const std::string& host, int port) {
+  if (!server_->is_valid()) {
+    return absl::InvalidArgumentError(
+        "HTTP admin port: cannot load --tls_cert " + tls_.cert + " / --tls_key " + tls_.key +
+        (tls_.client_ca.empty() ? "" : " / --tls_client_ca " + tls_.client_ca));
+  }
   server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(registry_->Render(), "text/plain; version=0.0.4");
   });

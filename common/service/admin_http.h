@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/status/status.h"
+#include "common/grpc/tls.h"
 #include "common/metrics.h"
 #include "common/service/health.h"
 
@@ -19,7 +20,9 @@ namespace telemetry {
 
 class AdminHttpServer {
  public:
-  AdminHttpServer(MetricsRegistry* registry, const HealthState* health);
+  // With `tls` files, HTTPS only (and a verified client certificate when
+  // `tls.client_ca` is set).
+  AdminHttpServer(MetricsRegistry* registry, const HealthState* health, TlsServerFiles tls = {});
   ~AdminHttpServer();
   // Listens on `host` ("127.0.0.1", "0.0.0.0") and `port` (0 picks one).
   absl::Status Start(const std::string& host, int port);
@@ -29,6 +32,7 @@ class AdminHttpServer {
  private:
   MetricsRegistry* registry_;
   const HealthState* health_;
+  TlsServerFiles tls_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   int port_ = 0;

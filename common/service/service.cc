@@ -8,6 +8,7 @@
 #include "absl/flags/flag.h"
 #include "common/config.h"
 #include "common/grpc/server.h"
+#include "common/grpc/tls.h"
 
 // The flags every service has (each main() adds its own).
 ABSL_FLAG(std::string, log_level, "info", "Log level (trace, debug, info, warn, error)");
@@ -17,6 +18,13 @@ ABSL_FLAG(int, http_port, -1,
           "HTTP admin port (/metrics, /healthz, /readyz); 0 picks a free one; -1: the "
           "service's own default (ingest 9101, writer 9102, query 9103)");
 ABSL_FLAG(int, drain_s, 10, "On shutdown, how long in-flight gRPC calls get to finish");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain: with --tls_key, the gRPC and HTTP ports serve TLS only");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle: the gRPC and HTTP ports require a client certificate it signed "
+          "(mutual TLS; a certificate registered with telemetry-admin add-client-cert stands "
+          "for its tenant when a call has no API key)");
 
 namespace telemetry {
 namespace {
@@ -57,7 +65,8 @@ Service::Service(int argc, char** argv, ServiceInfo info)
 }
 
 Service::~Service() {
-  // A main() that returns early (Fail) still stops what it started.
+  // Run() and Fail() stopped them already; a main() that returned another
+  // way gets them stopped here, after its own objects are gone.
   for (auto it = tasks_.rbegin(); it != tasks_.rend(); ++it) (*it)->Stop();
 }
 
@@ -69,11 +78,21 @@ void Service::Every(const std::string& name, absl::Duration interval, std::funct
 absl::Status Service::ServeGrpc(const std::string& address,
                                 const std::vector<grpc::Service*>& services,
                                 int max_message_bytes) {
-  auto server = StartGrpcServer(address, services, &grpc_port_, max_message_bytes);
+  auto credentials = ServerCredentialsFor(TlsFiles());
+  if (!credentials.ok()) return credentials.status();
+  auto server = StartGrpcServer(address, services, &grpc_port_, max_message_bytes, *credentials);
   if (!server.ok()) return server.status();
   grpc_server_ = std::move(*server);
   health_.Attach(grpc_server_.get());
   return absl::OkStatus();
+}
+
+TlsServerFiles Service::TlsFiles() {
+  TlsServerFiles files;
+  files.cert = absl::GetFlag(FLAGS_tls_cert);
+  files.key = absl::GetFlag(FLAGS_tls_key);
+  files.client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  return files;
 }
 
 void Service::OnShutdown(const std::string& name, std::function<void()> step) {
@@ -82,20 +101,42 @@ void Service::OnShutdown(const std::string& name, std::function<void()> step) {
 
 int Service::Fail(const std::string& what, const absl::Status& status, int code) {
   log_->critical("{}: {}", what, std::string(status.message()));
+  // The server's handlers and the tasks use what main() built after them,
+  // which main() destroys as it returns: stop them first.
+  health_.ShutDown();
+  if (grpc_server_) grpc_server_->Shutdown(std::chrono::system_clock::now());
+  if (!StopTasks()) {
+    spdlog::shutdown();
+    std::_Exit(code);
+  }
   return code;
+}
+
+bool Service::StopTasks() {
+  bool clean = true;
+  for (auto it = tasks_.rbegin(); it != tasks_.rend(); ++it) {
+    if (!(*it)->Stop(absl::Seconds(5))) {
+      log_->warn("{} is still waiting on a dependency; exiting without it", (*it)->name());
+      clean = false;
+    }
+  }
+  if (clean) tasks_.clear();
+  return clean;
 }
 
 int Service::Run(std::function<void(const std::atomic<bool>& stop)> main_loop) {
   int http_port = absl::GetFlag(FLAGS_http_port);
   if (http_port < 0) http_port = info_.default_http_port;
-  http_ = std::make_unique<AdminHttpServer>(metrics(), &health_);
+  http_ = std::make_unique<AdminHttpServer>(metrics(), &health_, TlsFiles());
   absl::Status hs = http_->Start(absl::GetFlag(FLAGS_http_host), http_port);
   if (!hs.ok()) return Fail("HTTP admin port", hs);
+  const char* tls =
+      TlsFiles().enabled() ? (TlsFiles().client_ca.empty() ? " (TLS)" : " (mutual TLS)") : "";
   if (grpc_server_) {
-    log_->info("{} listening on gRPC port {} and HTTP port {}", info_.name, grpc_port_,
-               http_->port());
+    log_->info("{} listening on gRPC port {} and HTTP port {}{}", info_.name, grpc_port_,
+               http_->port(), tls);
   } else {
-    log_->info("{} running; HTTP port {}", info_.name, http_->port());
+    log_->info("{} running; HTTP port {}{}", info_.name, http_->port(), tls);
   }
   std::atomic<bool> stop{false};
   if (main_loop) {
@@ -129,21 +170,14 @@ void Service::ShutDown() {
     log_->info("shutdown: {}", name);
     step();
   }
-  bool clean = true;
-  for (auto it = tasks_.rbegin(); it != tasks_.rend(); ++it) {
-    if (!(*it)->Stop(absl::Seconds(5))) {
-      log_->warn("{} is still waiting on a dependency; exiting without it", (*it)->name());
-      clean = false;
-    }
-  }
+  const bool clean = StopTasks();
   if (http_) http_->Stop();
   if (!clean) {
-    // A task left running still uses this object: leave now, without
+    // A task left running still uses what main() built: leave now, without
     // destructors.
     spdlog::shutdown();
     std::_Exit(0);
   }
-  tasks_.clear();
   log_->info("stopped");
 }
 

@@ -11,6 +11,8 @@
 // The constructor blocks the shutdown signals (before gRPC or librdkafka
 // start threads, which inherit the mask), applies the environment fallbacks
 // of the flags and parses them (common/config.h), and sets the log level.
+// With --tls_cert and --tls_key, the gRPC and HTTP ports serve TLS only; with
+// --tls_client_ca too, both require a client certificate (common/grpc/tls.h).
 // Run() serves the HTTP admin port (/metrics, /healthz, /readyz), waits for
 // SIGTERM or SIGINT on the calling thread (or runs `main_loop` there while a
 // signal thread waits), then shuts down in one order for every service:
@@ -35,6 +37,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/grpc/tls.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/service/admin_http.h"
@@ -78,8 +81,9 @@ class Service {
   // A shutdown step, run after the service stopped accepting and drained.
   void OnShutdown(const std::string& name, std::function<void()> step);
 
-  // Logs `status` as the reason the service cannot start; returns `code`
-  // for main() to return.
+  // Logs `status` as the reason the service cannot start, stops the periodic
+  // tasks; returns `code` for main() to return. Every early return of a
+  // main() goes through here (the tasks use what main() built).
   int Fail(const std::string& what, const absl::Status& status, int code = 1);
 
   // Serves the HTTP admin port, waits for a shutdown signal (running
@@ -89,6 +93,11 @@ class Service {
 
  private:
   void ShutDown();
+  // Stops every periodic task, newest first, each given 5 s; false when one
+  // is still running (left behind).
+  bool StopTasks();
+  // The kit's --tls_* flags.
+  static TlsServerFiles TlsFiles();
 
   ServiceInfo info_;
   std::shared_ptr<spdlog::logger> log_;

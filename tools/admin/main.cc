@@ -4,6 +4,10 @@
 //   telemetry-admin create-tenant --name acme [--require_registered] [--sensors a,b]
 //                                 [--rate 100000] [--burst 200000] [--retention_days 30]
 //   telemetry-admin add-key --tenant_id 1
+//   telemetry-admin add-client-cert --tenant_id 1 --cert client.pem
+//       registers a client certificate: over mutual TLS (--tls_client_ca on
+//       the services), a call with this certificate and no API key is the
+//       tenant's.
 //   telemetry-admin register-device --tenant_id 1 --device d1 [--project p] [--model m]
 //                                   [--location l] [--time_zone Europe/Berlin]
 //   telemetry-admin compact-rollups [--older_than_s 3600]
@@ -26,6 +30,7 @@
 #include "absl/strings/str_split.h"
 #include "common/auth.h"
 #include "common/config.h"
+#include "common/grpc/tls.h"
 #include "common/kafka/admin.h"
 #include "common/pg/migrate.h"
 #include "common/pg/pool.h"
@@ -36,6 +41,7 @@ ABSL_FLAG(std::string, pg_primary, "postgresql://telemetry@127.0.0.1:5432/teleme
           "Postgres primary");
 ABSL_FLAG(std::string, dir, "db/migrations", "Directory of NNNN_name.sql migrations");
 ABSL_FLAG(std::string, name, "", "Tenant name");
+ABSL_FLAG(std::string, cert, "", "add-client-cert: the client's PEM certificate");
 ABSL_FLAG(bool, require_registered, false, "Reject readings from unregistered devices");
 ABSL_FLAG(std::string, sensors, "", "Comma-separated sensor whitelist (empty: any)");
 ABSL_FLAG(double, rate, 1000000, "Readings per second quota");
@@ -104,6 +110,28 @@ int CreateTenant(telemetry::MetadataStore& store) {
   }
   // Machine-readable: the last two lines are `tenant_id=` and `api_key=`.
   std::printf("tenant_id=%lld\napi_key=%s\n", static_cast<long long>(*id), key.c_str());
+  return 0;
+}
+
+int AddClientCert(telemetry::MetadataStore& store) {
+  auto pem = telemetry::ReadPemFile(absl::GetFlag(FLAGS_cert));
+  if (!pem.ok()) {
+    std::fprintf(stderr, "add-client-cert: --cert: %s\n", pem.status().ToString().c_str());
+    return 2;
+  }
+  auto fingerprint = telemetry::CertificateFingerprint(*pem);
+  if (!fingerprint.ok()) {
+    std::fprintf(stderr, "add-client-cert: --cert: %s\n",
+                 std::string(fingerprint.status().message()).c_str());
+    return 2;
+  }
+  absl::Status st = store.AddApiKey(absl::GetFlag(FLAGS_tenant_id),
+                                    telemetry::Sha256Hex(telemetry::CertificateKey(*fingerprint)));
+  if (!st.ok()) {
+    std::fprintf(stderr, "add-client-cert: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  std::printf("certificate_sha256=%s\n", fingerprint->c_str());
   return 0;
 }
 
@@ -236,14 +264,16 @@ int CreateTopics() {
 }
 
 int main(int argc, char** argv) {
-  std::vector<char*> args = telemetry::InitFlags(
-      argc, argv,
-      "telemetry-admin "
-      "migrate|create-tenant|add-key|register-device|compact-rollups|create-topics [flags]");
+  std::vector<char*> args =
+      telemetry::InitFlags(argc, argv,
+                           "telemetry-admin "
+                           "migrate|create-tenant|add-key|add-client-cert|register-device|compact-"
+                           "rollups|create-topics [flags]");
   if (args.size() < 2) {
     std::fprintf(stderr,
                  "usage: telemetry-admin "
-                 "migrate|create-tenant|add-key|register-device|compact-rollups|create-topics\n");
+                 "migrate|create-tenant|add-key|add-client-cert|register-device|compact-rollups|"
+                 "create-topics\n");
     return 2;
   }
   if (std::string(args[1]) == "create-topics") return CreateTopics();
@@ -253,6 +283,7 @@ int main(int argc, char** argv) {
   if (cmd == "migrate") return Migrate(pool);
   if (cmd == "create-tenant") return CreateTenant(*store);
   if (cmd == "add-key") return AddKey(*store);
+  if (cmd == "add-client-cert") return AddClientCert(*store);
   if (cmd == "register-device") return RegisterDevice(*store);
   if (cmd == "compact-rollups") return CompactRollups(pool);
   std::fprintf(stderr, "unknown command %s\n", cmd.c_str());

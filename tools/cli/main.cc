@@ -14,12 +14,17 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/grpc/tls.h"
 #include "telemetry/v1/ingest.grpc.pb.h"
 #include "telemetry/v1/query.grpc.pb.h"
 
 ABSL_FLAG(std::string, ingest, "127.0.0.1:50051", "IngestService address");
 ABSL_FLAG(std::string, query, "127.0.0.1:50052", "QueryService address");
 ABSL_FLAG(std::string, api_key, "", "API key");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA bundle that signed the services' certificates (set: connect with TLS)");
+ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate, for services that require one");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
 ABSL_FLAG(std::string, device, "", "Device name(s), comma-separated for latest");
 ABSL_FLAG(std::string, sensor, "", "Sensor (write)");
 ABSL_FLAG(std::string, sensors, "", "Sensors, comma-separated (empty: all)");
@@ -31,6 +36,25 @@ ABSL_FLAG(int64_t, to_s, 0, "Range end, seconds before now");
 ABSL_FLAG(int64_t, limit, 0, "Range limit (0: none)");
 ABSL_FLAG(bool, raw_time, false,
           "Print timestamps as nanoseconds since the epoch (default: RFC 3339, UTC)");
+
+namespace {
+
+// Plaintext, or TLS (and a client certificate) from the --tls_* flags; exits
+// with the reason on a bad combination or an unreadable file.
+std::shared_ptr<grpc::ChannelCredentials> Credentials() {
+  telemetry::TlsClientFiles files;
+  files.ca = absl::GetFlag(FLAGS_tls_ca);
+  files.cert = absl::GetFlag(FLAGS_tls_cert);
+  files.key = absl::GetFlag(FLAGS_tls_key);
+  auto credentials = telemetry::ChannelCredentialsFor(files);
+  if (!credentials.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(credentials.status().message()).c_str());
+    std::exit(2);
+  }
+  return *credentials;
+}
+
+}  // namespace
 
 namespace {
 
@@ -75,7 +99,7 @@ int main(int argc, char** argv) {
   const int64_t now = telemetry::SystemClock::Get()->NowNs();
   if (cmd == "write") {
     auto stub = telemetry::v1::IngestService::NewStub(
-        grpc::CreateChannel(absl::GetFlag(FLAGS_ingest), grpc::InsecureChannelCredentials()));
+        grpc::CreateChannel(absl::GetFlag(FLAGS_ingest), Credentials()));
     grpc::ClientContext ctx;
     ctx.AddMetadata("authorization", auth);
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
@@ -97,7 +121,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   auto stub = telemetry::v1::QueryService::NewStub(
-      grpc::CreateChannel(absl::GetFlag(FLAGS_query), grpc::InsecureChannelCredentials()));
+      grpc::CreateChannel(absl::GetFlag(FLAGS_query), Credentials()));
   grpc::ClientContext ctx;
   ctx.AddMetadata("authorization", auth);
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));

@@ -21,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/grpc/tls.h"
 #include "common/token.h"
 #include "telemetry/v1/ingest.grpc.pb.h"
 #include "telemetry/v1/query.grpc.pb.h"
@@ -29,6 +30,10 @@
 ABSL_FLAG(std::string, ingest, "127.0.0.1:50051", "IngestService address");
 ABSL_FLAG(std::string, query, "127.0.0.1:50052", "QueryService address ('' = skip)");
 ABSL_FLAG(std::string, api_keys, "", "Comma-separated API keys, one per tenant");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA bundle that signed the services' certificates (set: connect with TLS)");
+ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate, for services that require one");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
 ABSL_FLAG(int, devices, 100, "Devices per tenant");
 ABSL_FLAG(int, sensors, 8, "Sensors per device");
 ABSL_FLAG(int, string_sensors, 0, "Of the sensors, how many send strings");
@@ -45,6 +50,25 @@ ABSL_FLAG(int64_t, start_ago_s, 3600, "Event time of the first reading, seconds 
 ABSL_FLAG(int64_t, start_ns, 0, "Event time of the first reading (ns; overrides --start_ago_s)");
 ABSL_FLAG(int64_t, seed, 1, "Random seed");
 ABSL_FLAG(int64_t, deadline_ms, 10000, "Per-call deadline");
+
+namespace {
+
+// Plaintext, or TLS (and a client certificate) from the --tls_* flags; exits
+// with the reason on a bad combination or an unreadable file.
+std::shared_ptr<grpc::ChannelCredentials> Credentials() {
+  telemetry::TlsClientFiles files;
+  files.ca = absl::GetFlag(FLAGS_tls_ca);
+  files.cert = absl::GetFlag(FLAGS_tls_cert);
+  files.key = absl::GetFlag(FLAGS_tls_key);
+  auto credentials = telemetry::ChannelCredentialsFor(files);
+  if (!credentials.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(credentials.status().message()).c_str());
+    std::exit(2);
+  }
+  return *credentials;
+}
+
+}  // namespace
 
 namespace {
 
@@ -110,8 +134,7 @@ int main(int argc, char** argv) {
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   for (int i = 0; i < std::min(4, workers_total); ++i) {
     args.SetInt("grpc.channel_id", i);  // distinct channels
-    channels.push_back(grpc::CreateCustomChannel(absl::GetFlag(FLAGS_ingest),
-                                                 grpc::InsecureChannelCredentials(), args));
+    channels.push_back(grpc::CreateCustomChannel(absl::GetFlag(FLAGS_ingest), Credentials(), args));
   }
 
   Stats stats;
@@ -269,7 +292,7 @@ int main(int argc, char** argv) {
   // returns once the writer applied everything written.
   double queryable_ms = -1;
   if (!absl::GetFlag(FLAGS_query).empty() && stats.failed_calls == 0) {
-    auto qch = grpc::CreateChannel(absl::GetFlag(FLAGS_query), grpc::InsecureChannelCredentials());
+    auto qch = grpc::CreateChannel(absl::GetFlag(FLAGS_query), Credentials());
     auto qstub = telemetry::v1::QueryService::NewStub(qch);
     bool all_ok = true;
     for (const auto& [tenant, positions] : stats.tokens) {
