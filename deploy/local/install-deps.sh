@@ -16,7 +16,7 @@ PACKAGES=(
   libpqxx-dev libhiredis-dev librdkafka-dev libabsl-dev libspdlog-dev
   libcpp-httplib-dev libssl-dev
   # tests
-  libgtest-dev libgmock-dev python3-grpcio
+  libgtest-dev libgmock-dev python3-grpcio openssl  # openssl: tls_e2e_test makes certificates
   # local stack (deploy/local/)
   postgresql-15 postgresql-client-15 redis-server mosquitto
   openjdk-17-jre-headless maven  # Apache Kafka (deploy/local/install-kafka.sh)
