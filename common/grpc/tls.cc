@@ -1,9 +1,12 @@
 #include "common/grpc/tls.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
 #include "common/auth.h"
+#include "common/status_macros.h"
 
 namespace telemetry {
 
@@ -15,6 +18,25 @@ absl::StatusOr<std::string> ReadPemFile(const std::string& path) {
   return text.str();
 }
 
+namespace {
+
+// The certificate and key files of one side, read together.
+absl::Status ReadPair(const std::string& cert_path, const std::string& key_path, std::string* cert,
+                      std::string* key) {
+  if (cert_path.empty() || key_path.empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
+  }
+  auto c = ReadPemFile(cert_path);
+  if (!c.ok()) return absl::InvalidArgumentError("--tls_cert: " + c.status().ToString());
+  auto k = ReadPemFile(key_path);
+  if (!k.ok()) return absl::InvalidArgumentError("--tls_key: " + k.status().ToString());
+  *cert = std::move(*c);
+  *key = std::move(*k);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(
     const TlsServerFiles& files) {
   if (!files.enabled()) {
@@ -23,15 +45,10 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(
     }
     return grpc::InsecureServerCredentials();
   }
-  if (files.cert.empty() || files.key.empty()) {
-    return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
-  }
-  auto cert = ReadPemFile(files.cert);
-  if (!cert.ok()) return absl::InvalidArgumentError("--tls_cert: " + cert.status().ToString());
-  auto key = ReadPemFile(files.key);
-  if (!key.ok()) return absl::InvalidArgumentError("--tls_key: " + key.status().ToString());
+  std::string cert, key;
+  RETURN_IF_ERROR(ReadPair(files.cert, files.key, &cert, &key));
   grpc::SslServerCredentialsOptions options(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
-  options.pem_key_cert_pairs.push_back({*key, *cert});
+  options.pem_key_cert_pairs.push_back({key, cert});
   if (!files.client_ca.empty()) {
     auto ca = ReadPemFile(files.client_ca);
     if (!ca.ok()) {
@@ -56,17 +73,19 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
   if (!ca.ok()) return absl::InvalidArgumentError("--tls_ca: " + ca.status().ToString());
   options.pem_root_certs = *ca;
   if (!files.cert.empty() || !files.key.empty()) {
-    if (files.cert.empty() || files.key.empty()) {
-      return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
-    }
-    auto cert = ReadPemFile(files.cert);
-    if (!cert.ok()) return absl::InvalidArgumentError("--tls_cert: " + cert.status().ToString());
-    auto key = ReadPemFile(files.key);
-    if (!key.ok()) return absl::InvalidArgumentError("--tls_key: " + key.status().ToString());
-    options.pem_cert_chain = *cert;
-    options.pem_private_key = *key;
+    RETURN_IF_ERROR(
+        ReadPair(files.cert, files.key, &options.pem_cert_chain, &options.pem_private_key));
   }
   return grpc::SslCredentials(options);
+}
+
+std::shared_ptr<grpc::ChannelCredentials> ChannelCredentialsOrExit(const TlsClientFiles& files) {
+  auto credentials = ChannelCredentialsFor(files);
+  if (!credentials.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(credentials.status().message()).c_str());
+    std::exit(2);
+  }
+  return *credentials;
 }
 
 std::string PeerCertificateFingerprint(const grpc::ServerContextBase* ctx) {

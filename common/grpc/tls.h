@@ -37,6 +37,9 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
     const TlsClientFiles& files);
 
+// For command-line clients: the credentials, or exit(2) with the reason.
+std::shared_ptr<grpc::ChannelCredentials> ChannelCredentialsOrExit(const TlsClientFiles& files);
+
 // The SHA-256 fingerprint of the verified client certificate of a call, ""
 // when there is none (plaintext, or TLS without a client certificate).
 std::string PeerCertificateFingerprint(const grpc::ServerContextBase* ctx);

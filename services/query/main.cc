@@ -3,7 +3,6 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
-#include "absl/strings/str_split.h"
 #include "common/auth.h"
 #include "common/config.h"
 #include "common/grpc/handler.h"
@@ -96,16 +95,7 @@ int main(int argc, char** argv) {
   // Read replicas, each with its own bounded pool and lag probe.
   std::vector<Replica> replica_parts;
   std::vector<telemetry::query::Source> replicas;
-  int n = 0;
-  for (absl::string_view item :
-       absl::StrSplit(absl::GetFlag(FLAGS_pg_replicas), ',', absl::SkipEmpty())) {
-    std::string name = "replica-" + std::to_string(++n);
-    std::string url(item);
-    size_t eq = url.find('=');
-    if (eq != std::string::npos && url.find("://") > eq) {
-      name = "replica-" + url.substr(0, eq);
-      url = url.substr(eq + 1);
-    }
+  for (const auto& [name, url] : telemetry::ParseReplicaList(absl::GetFlag(FLAGS_pg_replicas))) {
     Replica r;
     r.pool = std::make_unique<telemetry::PgPool>(
         url, PoolSize(absl::GetFlag(FLAGS_replica_connections)), name, session);

@@ -157,18 +157,19 @@ TEST(Robustness, KafkaConfigFlagIsValidatedAtStart) {
   const std::vector<std::string> common = {
       "--http_port=0", "--pg_primary=" + RequireEnv("TELEMETRY_PG_PRIMARY"),
       "--kafka_brokers=" + RequireEnv("TELEMETRY_KAFKA_BROKERS")};
-  for (const char* binary : {"telemetry-ingest", "telemetry-writer"}) {
+  for (const char* binary :
+       {"/services/ingest/telemetry-ingest", "/services/writer/telemetry-writer"}) {
     SCOPED_TRACE(binary);
     auto args = common;
-    if (std::string(binary) == "telemetry-ingest") {
+    if (std::string(binary) == "/services/ingest/telemetry-ingest") {
       args.push_back("--listen=127.0.0.1:" + std::to_string(FreePort()));
     }
     args.push_back("--kafka_config=linger.ms");
-    Process bad_list(BuildDir() + "/services/ingest/" + binary, args, log);
+    Process bad_list(BuildDir() + binary, args, log);
     EXPECT_EQ(bad_list.Wait(15000), 2);
     EXPECT_NE(text().find("'linger.ms': want name=value"), std::string::npos) << text();
     args.back() = "--kafka_config=no.such.property=1";
-    Process unknown(BuildDir() + "/services/ingest/" + binary, args, log);
+    Process unknown(BuildDir() + binary, args, log);
     EXPECT_EQ(unknown.Wait(15000), 1);
     EXPECT_NE(text().find("no.such.property"), std::string::npos) << text();
   }

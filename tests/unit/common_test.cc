@@ -3,8 +3,10 @@
 #include "common/auth.h"
 #include "common/config.h"
 #include "common/grpc/status.h"
+#include "common/grpc/tls.h"
 #include "common/metrics.h"
 #include "common/pg/pool.h"
+#include "common/pg/replication.h"
 #include "common/redis/latest_cache.h"
 #include "common/testing/fakes.h"
 
@@ -55,6 +57,69 @@ TEST(Auth, BearerKeysAreCheckedAgainstTheirHash) {
   EXPECT_TRUE(auth.Authenticate("Bearer " + key).ok());
   // ...but an unknown key cannot be checked: UNAVAILABLE, not UNAUTHENTICATED.
   EXPECT_EQ(auth.Authenticate("Bearer tk_other").status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(Auth, ARegisteredCertificateStandsForItsTenantWhenNoKeyIsSent) {
+  testing::FakeMetadataStore store;
+  NewTenant t;
+  t.name = "a";
+  const int64_t a = *store.CreateTenant(t);
+  t.name = "b";
+  const int64_t b = *store.CreateTenant(t);
+  const std::string fingerprint(64, 'a');
+  ASSERT_TRUE(store.AddApiKey(a, Sha256Hex(CertificateKey(fingerprint))).ok());
+  const std::string key = GenerateApiKey();
+  ASSERT_TRUE(store.AddApiKey(b, Sha256Hex(key)).ok());
+  FakeClock clock(0);
+  Authenticator auth(&store, &clock);
+  auto by_cert = auth.Authenticate("", fingerprint);
+  ASSERT_TRUE(by_cert.ok()) << by_cert.status();
+  EXPECT_EQ((*by_cert)->id, a);
+  // Upper-case hex is the same certificate.
+  EXPECT_TRUE(auth.Authenticate("", std::string(64, 'A')).ok());
+  // A key, when sent, decides.
+  EXPECT_EQ((*auth.Authenticate("Bearer " + key, fingerprint))->id, b);
+  auto unknown = auth.Authenticate("", std::string(64, 'b'));
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(unknown.status().message(), "client certificate not registered to a tenant");
+  // Not a certificate: no fingerprint.
+  EXPECT_EQ(CertificateFingerprint("not a certificate").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(Tls, FlagCombinationsThatCannotWorkAreRefusedNamingTheFlag) {
+  TlsServerFiles server;
+  EXPECT_TRUE(ServerCredentialsFor(server).ok());  // plaintext
+  server.cert = "/nonexistent/cert.pem";
+  auto half = ServerCredentialsFor(server);
+  EXPECT_EQ(half.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(half.status().message().find("--tls_cert and --tls_key go together"),
+            std::string::npos);
+  server.key = "/nonexistent/key.pem";
+  auto unreadable = ServerCredentialsFor(server);
+  EXPECT_EQ(unreadable.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(unreadable.status().message().find("--tls_cert: "), std::string::npos);
+  TlsServerFiles ca_only;
+  ca_only.client_ca = "/nonexistent/ca.pem";
+  EXPECT_EQ(ServerCredentialsFor(ca_only).status().code(), absl::StatusCode::kInvalidArgument);
+  TlsClientFiles client;
+  EXPECT_TRUE(ChannelCredentialsFor(client).ok());  // plaintext
+  client.cert = "/nonexistent/client.pem";
+  EXPECT_EQ(ChannelCredentialsFor(client).status().code(), absl::StatusCode::kInvalidArgument);
+  client.ca = "/nonexistent/ca.pem";
+  auto no_ca = ChannelCredentialsFor(client);
+  EXPECT_NE(no_ca.status().message().find("--tls_ca: "), std::string::npos);
+}
+
+TEST(Replicas, ListNamesEachReplicaByItsPrefixOrPosition) {
+  auto r = ParseReplicaList("postgresql://a:1/t, ,east=postgresql://b:2/t?x=y,postgresql://c/t");
+  ASSERT_EQ(r.size(), 3u);
+  EXPECT_EQ(r[0].name, "replica-1");
+  EXPECT_EQ(r[0].url, "postgresql://a:1/t");
+  EXPECT_EQ(r[1].name, "replica-east");
+  EXPECT_EQ(r[1].url, "postgresql://b:2/t?x=y");  // '=' inside the URL stays
+  EXPECT_EQ(r[2].name, "replica-3");
+  EXPECT_TRUE(ParseReplicaList("").empty());
 }
 
 TEST(Auth, Sha256IsTheStandardDigest) {

@@ -53,19 +53,10 @@ ABSL_FLAG(int64_t, deadline_ms, 10000, "Per-call deadline");
 
 namespace {
 
-// Plaintext, or TLS (and a client certificate) from the --tls_* flags; exits
-// with the reason on a bad combination or an unreadable file.
+// Plaintext, or TLS (and a client certificate) from the --tls_* flags.
 std::shared_ptr<grpc::ChannelCredentials> Credentials() {
-  telemetry::TlsClientFiles files;
-  files.ca = absl::GetFlag(FLAGS_tls_ca);
-  files.cert = absl::GetFlag(FLAGS_tls_cert);
-  files.key = absl::GetFlag(FLAGS_tls_key);
-  auto credentials = telemetry::ChannelCredentialsFor(files);
-  if (!credentials.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(credentials.status().message()).c_str());
-    std::exit(2);
-  }
-  return *credentials;
+  return telemetry::ChannelCredentialsOrExit(
+      {absl::GetFlag(FLAGS_tls_ca), absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key)});
 }
 
 }  // namespace
