@@ -1,6 +1,7 @@
 #include "common/service/service.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <thread>
