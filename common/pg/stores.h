@@ -4,6 +4,9 @@
 
 #include <memory>
 
+#include "common/alert_rules.h"
+#include "common/alert_state.h"
+#include "common/clock.h"
 #include "common/metadata_store.h"
 #include "common/reading_reader.h"
 #include "common/reading_writer.h"
@@ -15,5 +18,8 @@ class PgPool;
 std::unique_ptr<MetadataStore> NewPgMetadataStore(PgPool* pool);
 std::unique_ptr<ReadingReader> NewPgReadingReader(PgPool* pool);
 std::unique_ptr<ReadingWriter> NewPgReadingWriter(PgPool* pool);
+// `clock` (default: the system clock) stamps created_at_ns / updated_at_ns.
+std::unique_ptr<AlertRuleStore> NewPgAlertRuleStore(PgPool* pool, const Clock* clock = nullptr);
+std::unique_ptr<AlertStateStore> NewPgAlertStateStore(PgPool* pool);
 
 }  // namespace telemetry

@@ -1,5 +1,5 @@
-// In-memory fakes of the stores and the cache, for unit tests (the Kafka
-// fakes are in kafka_fake.h). They follow
+// In-memory fakes of the stores, the alert rules and the cache, for unit
+// tests (the Kafka fakes are in kafka_fake.h). They follow
 // the interfaces' contracts (dedup on (series, ts), rollups of new rows only,
 // offsets never moving backwards, cache newer-only) without Postgres/Redis.
 #pragma once
@@ -11,6 +11,8 @@
 #include <tuple>
 
 #include "absl/synchronization/mutex.h"
+#include "common/alert_rules.h"
+#include "common/clock.h"
 #include "common/latest_cache.h"
 #include "common/metadata_store.h"
 #include "common/reading_reader.h"
@@ -471,6 +473,106 @@ class FakeLatestCache final : public LatestCache {
   absl::Mutex mu_;
   bool up_ ABSL_GUARDED_BY(mu_) = true;
   std::map<std::tuple<int64_t, std::string, std::string>, ReadingRow> entries_ ABSL_GUARDED_BY(mu_);
+};
+
+// Alert rules per (tenant, rule_id), with AlertRuleStore's contract: server
+// ids and versions, ABORTED on a stale version, NOT_FOUND across tenants,
+// keyset pages by rule_id, a generation bumped by every change.
+class FakeAlertRuleStore final : public AlertRuleStore {
+ public:
+  explicit FakeAlertRuleStore(const Clock* clock = SystemClock::Get()) : clock_(clock) {}
+
+  absl::StatusOr<telemetry::v1::Rule> Create(int64_t tenant_id,
+                                             const telemetry::v1::Rule& rule) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake rule store down");
+    telemetry::v1::Rule stored = rule;
+    stored.set_rule_id(alert_rules::NewRuleId());
+    stored.set_version(1);
+    stored.set_created_at_ns(clock_->NowNs());
+    stored.set_updated_at_ns(stored.created_at_ns());
+    rules_[{tenant_id, stored.rule_id()}] = stored;
+    ++generation_;
+    return stored;
+  }
+  absl::StatusOr<telemetry::v1::Rule> Get(int64_t tenant_id, const std::string& rule_id) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake rule store down");
+    auto it = rules_.find({tenant_id, rule_id});
+    if (it == rules_.end()) return alert_rules::RuleNotFound(rule_id);
+    return it->second;
+  }
+  absl::StatusOr<telemetry::v1::Rule> Update(int64_t tenant_id,
+                                             const telemetry::v1::Rule& rule) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake rule store down");
+    auto it = rules_.find({tenant_id, rule.rule_id()});
+    if (it == rules_.end()) return alert_rules::RuleNotFound(rule.rule_id());
+    const int64_t current = it->second.version();
+    if (rule.version() != 0 && rule.version() != current) {
+      return alert_rules::VersionMismatch(rule.rule_id(), current, rule.version());
+    }
+    telemetry::v1::Rule stored = rule;
+    stored.set_version(current + 1);
+    stored.set_created_at_ns(it->second.created_at_ns());
+    stored.set_updated_at_ns(std::max(clock_->NowNs(), it->second.updated_at_ns()));
+    it->second = stored;
+    ++generation_;
+    return stored;
+  }
+  absl::Status Delete(int64_t tenant_id, const std::string& rule_id) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake rule store down");
+    if (rules_.erase({tenant_id, rule_id}) == 0) return alert_rules::RuleNotFound(rule_id);
+    ++generation_;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<RulePage> List(int64_t tenant_id, int page_size,
+                                const std::string& page_token) override {
+    absl::Status st = alert_rules::CheckPageSize(page_size);
+    if (!st.ok()) return st;
+    std::string after;
+    if (!page_token.empty()) {
+      auto decoded = alert_rules::DecodePageToken(page_token);
+      if (!decoded.ok()) return decoded.status();
+      after = *decoded;
+    }
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake rule store down");
+    RulePage page;
+    for (auto it = rules_.upper_bound({tenant_id, after});
+         it != rules_.end() && it->first.first == tenant_id; ++it) {
+      if (page.rules.size() == static_cast<size_t>(page_size)) {
+        page.next_page_token = alert_rules::EncodePageToken(page.rules.back().rule_id());
+        break;
+      }
+      page.rules.push_back(it->second);
+    }
+    return page;
+  }
+  absl::StatusOr<int64_t> Generation() override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake rule store down");
+    return generation_;
+  }
+  absl::StatusOr<std::vector<std::pair<int64_t, telemetry::v1::Rule>>> LoadAll() override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake rule store down");
+    std::vector<std::pair<int64_t, telemetry::v1::Rule>> out;
+    for (const auto& [key, rule] : rules_) out.emplace_back(key.first, rule);
+    return out;
+  }
+  void SetUp(bool up) {
+    absl::MutexLock l(&mu_);
+    up_ = up;
+  }
+
+ private:
+  const Clock* clock_;
+  absl::Mutex mu_;
+  bool up_ ABSL_GUARDED_BY(mu_) = true;
+  int64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::pair<int64_t, std::string>, telemetry::v1::Rule> rules_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace telemetry::testing

@@ -163,6 +163,7 @@ Services::Services() {
 }
 
 Services::~Services() {
+  alert_.reset();
   query_.reset();
   ingest_.reset();
   writer_.reset();
@@ -301,6 +302,38 @@ std::unique_ptr<telemetry::v1::IngestService::Stub> Services::IngestStub() {
   args.SetMaxSendMessageSize(64 << 20);
   return telemetry::v1::IngestService::NewStub(grpc::CreateCustomChannel(
       "127.0.0.1:" + std::to_string(ingest_port_), grpc::InsecureChannelCredentials(), args));
+}
+
+void Services::StartAlert(const std::vector<std::string>& extra) {
+  if (alert_port_ == 0) alert_port_ = FreePort();  // the same port across restarts
+  const int http_port = FreePort();
+  alert_http_port_ = http_port;
+  std::vector<std::string> args = {"--listen=127.0.0.1:" + std::to_string(alert_port_),
+                                   "--http_port=" + std::to_string(http_port),
+                                   "--pg_primary=" + RequireEnv("TELEMETRY_PG_PRIMARY"),
+                                   "--kafka_brokers=" + RequireEnv("TELEMETRY_KAFKA_BROKERS"),
+                                   "--session_timeout_ms=3000",
+                                   "--max_poll_interval_ms=10000"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  alert_ = std::make_unique<Process>(BuildDir() + "/services/alert/telemetry-alert", args,
+                                     log_dir_ + "/alert." + std::to_string(alert_runs_++) + ".log");
+  bool ready = false;
+  for (int i = 0; i < 300 && !ready; ++i) {
+    ready = HttpGet(http_port, "/readyz") == 200;
+    if (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(ready) << "alert not ready within 30 s; see " << log_dir_;
+}
+
+void Services::StopAlert(int sig) {
+  alert_->Signal(sig);
+  alert_->Wait(20000);
+  alert_.reset();
+}
+
+std::unique_ptr<telemetry::v1::AlertService::Stub> Services::AlertStub() {
+  return telemetry::v1::AlertService::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(alert_port_), grpc::InsecureChannelCredentials()));
 }
 
 std::unique_ptr<telemetry::v1::QueryService::Stub> Services::QueryStub() {

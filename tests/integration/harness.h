@@ -14,6 +14,7 @@
 #include "common/pg/pool.h"
 #include "common/pg/stores.h"
 #include "common/testing/grpc_health.h"
+#include "telemetry/v1/alert.grpc.pb.h"
 #include "telemetry/v1/ingest.grpc.pb.h"
 #include "telemetry/v1/query.grpc.pb.h"
 
@@ -57,10 +58,17 @@ class Services {
   void StartIngest(const std::vector<std::string>& extra = {});
   void StartWriter(const std::vector<std::string>& extra = {});
   void StartQuery(const std::vector<std::string>& extra = {});
+  // The alert service; returns once its rules are loaded and it has
+  // partitions (readiness). Each start logs to alert.<n>.log.
+  void StartAlert(const std::vector<std::string>& extra = {});
+  void StopAlert(int sig);
   Process* writer() { return writer_.get(); }
+  Process* alert() { return alert_.get(); }
   void StopWriter(int sig);
   std::unique_ptr<telemetry::v1::IngestService::Stub> IngestStub();
   std::unique_ptr<telemetry::v1::QueryService::Stub> QueryStub();
+  std::unique_ptr<telemetry::v1::AlertService::Stub> AlertStub();
+  int alert_http_port() const { return alert_http_port_; }
   std::string log_dir() const { return log_dir_; }
   int ingest_port() const { return ingest_port_; }
   int writer_http_port() const { return writer_http_port_; }
@@ -69,8 +77,9 @@ class Services {
  private:
   std::string log_dir_;
   int ingest_port_ = 0, query_port_ = 0, writer_http_port_ = 0;
-  std::unique_ptr<Process> ingest_, writer_, query_;
-  int writer_runs_ = 0;
+  int alert_port_ = 0, alert_http_port_ = 0;
+  std::unique_ptr<Process> ingest_, writer_, query_, alert_;
+  int writer_runs_ = 0, alert_runs_ = 0;
 };
 
 // A topic of its own for a test (unique name from `prefix`), created on the

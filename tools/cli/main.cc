@@ -4,7 +4,17 @@
 //   telemetry-cli latest --device d1[,d2] [--sensors temp,hum] [--token T]
 //   telemetry-cli range  --device d1 --from_s 3600 [--to_s 0] [--sensors temp] [--limit 100]
 //
+// Alert rules (AlertService at --alert), given and printed as telemetry.v1.Rule JSON:
+//   telemetry-cli rules-create --rule_json '{"name":"hot","sensor":"temp","windowSeconds":60,
+//                                            "function":"WINDOW_FUNCTION_AVG",
+//                                            "comparison":"COMPARISON_GT","threshold":30}'
+//   telemetry-cli rules-get    --rule_id ID
+//   telemetry-cli rules-list   [--page_size N] [--page_token T]   (default: every page)
+//   telemetry-cli rules-update --rule_json '{"ruleId":"ID","version":1,...}'
+//   telemetry-cli rules-delete --rule_id ID
+//
 // The API key comes from --api_key / TELEMETRY_API_KEY.
+#include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
 #include <cstdio>
@@ -15,11 +25,13 @@
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/grpc/tls.h"
+#include "telemetry/v1/alert.grpc.pb.h"
 #include "telemetry/v1/ingest.grpc.pb.h"
 #include "telemetry/v1/query.grpc.pb.h"
 
 ABSL_FLAG(std::string, ingest, "127.0.0.1:50051", "IngestService address");
 ABSL_FLAG(std::string, query, "127.0.0.1:50052", "QueryService address");
+ABSL_FLAG(std::string, alert, "127.0.0.1:50054", "AlertService address");
 ABSL_FLAG(std::string, api_key, "", "API key");
 ABSL_FLAG(std::string, tls_ca, "",
           "PEM CA bundle that signed the services' certificates (set: connect with TLS)");
@@ -34,6 +46,13 @@ ABSL_FLAG(std::string, token, "", "Consistency token from a write (STRONG read-y
 ABSL_FLAG(int64_t, from_s, 3600, "Range start, seconds before now");
 ABSL_FLAG(int64_t, to_s, 0, "Range end, seconds before now");
 ABSL_FLAG(int64_t, limit, 0, "Range limit (0: none)");
+ABSL_FLAG(std::string, rule_json, "",
+          "rules-create, rules-update: the telemetry.v1.Rule as proto JSON");
+ABSL_FLAG(std::string, rule_id, "", "rules-get, rules-delete: the rule's id");
+ABSL_FLAG(int32_t, page_size, 0,
+          "rules-list: rules per page (0: the server's default); with it or --page_token, "
+          "only that one page is printed");
+ABSL_FLAG(std::string, page_token, "", "rules-list: next_page_token of a previous page");
 ABSL_FLAG(bool, raw_time, false,
           "Print timestamps as nanoseconds since the epoch (default: RFC 3339, UTC)");
 
@@ -75,16 +94,127 @@ int Fail(const grpc::Status& st) {
   return 1;
 }
 
+// Prints a message as indented proto JSON on stdout.
+int PrintJson(const google::protobuf::Message& m) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = false;
+  std::string json;
+  auto st = google::protobuf::util::MessageToJsonString(m, &json, options);
+  if (!st.ok()) {
+    std::fprintf(stderr, "error: cannot print the response as JSON: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  std::fputs(json.c_str(), stdout);
+  if (json.empty() || json.back() != '\n') std::fputc('\n', stdout);
+  return 0;
+}
+
+bool IsRulesCommand(const std::string& cmd) { return cmd.rfind("rules-", 0) == 0; }
+
+// rules-create|get|list|update|delete against the AlertService.
+int Rules(const std::string& cmd, const std::string& auth) {
+  auto stub = telemetry::v1::AlertService::NewStub(
+      grpc::CreateChannel(absl::GetFlag(FLAGS_alert), Credentials()));
+  auto context = [&auth](grpc::ClientContext* ctx) {
+    ctx->AddMetadata("authorization", auth);
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  };
+  auto rule_from_flag = [&cmd](telemetry::v1::Rule* rule) {
+    const std::string json = absl::GetFlag(FLAGS_rule_json);
+    if (json.empty()) {
+      std::fprintf(stderr, "%s needs --rule_json\n", cmd.c_str());
+      return false;
+    }
+    auto st = google::protobuf::util::JsonStringToMessage(json, rule);
+    if (!st.ok()) {
+      std::fprintf(stderr, "--rule_json is not a telemetry.v1.Rule: %s\n", st.ToString().c_str());
+      return false;
+    }
+    return true;
+  };
+  const std::string rule_id = absl::GetFlag(FLAGS_rule_id);
+  if (cmd == "rules-create" || cmd == "rules-update") {
+    telemetry::v1::Rule rule;
+    if (!rule_from_flag(&rule)) return 2;
+    grpc::ClientContext ctx;
+    context(&ctx);
+    telemetry::v1::Rule resp;
+    grpc::Status st;
+    if (cmd == "rules-create") {
+      telemetry::v1::CreateRuleRequest req;
+      *req.mutable_rule() = rule;
+      st = stub->CreateRule(&ctx, req, &resp);
+    } else {
+      if (rule.rule_id().empty() && !rule_id.empty()) rule.set_rule_id(rule_id);
+      telemetry::v1::UpdateRuleRequest req;
+      *req.mutable_rule() = rule;
+      st = stub->UpdateRule(&ctx, req, &resp);
+    }
+    if (!st.ok()) return Fail(st);
+    return PrintJson(resp);
+  }
+  if (cmd == "rules-get" || cmd == "rules-delete") {
+    if (rule_id.empty()) {
+      std::fprintf(stderr, "%s needs --rule_id\n", cmd.c_str());
+      return 2;
+    }
+    grpc::ClientContext ctx;
+    context(&ctx);
+    if (cmd == "rules-get") {
+      telemetry::v1::GetRuleRequest req;
+      req.set_rule_id(rule_id);
+      telemetry::v1::Rule resp;
+      grpc::Status st = stub->GetRule(&ctx, req, &resp);
+      if (!st.ok()) return Fail(st);
+      return PrintJson(resp);
+    }
+    telemetry::v1::DeleteRuleRequest req;
+    req.set_rule_id(rule_id);
+    telemetry::v1::DeleteRuleResponse resp;
+    grpc::Status st = stub->DeleteRule(&ctx, req, &resp);
+    if (!st.ok()) return Fail(st);
+    return PrintJson(resp);
+  }
+  if (cmd == "rules-list") {
+    // One page when asked for one, else every page in one response.
+    const bool one_page =
+        absl::GetFlag(FLAGS_page_size) != 0 || !absl::GetFlag(FLAGS_page_token).empty();
+    telemetry::v1::ListRulesResponse all;
+    std::string token = absl::GetFlag(FLAGS_page_token);
+    do {
+      grpc::ClientContext ctx;
+      context(&ctx);
+      telemetry::v1::ListRulesRequest req;
+      req.set_page_size(absl::GetFlag(FLAGS_page_size));
+      req.set_page_token(token);
+      telemetry::v1::ListRulesResponse page;
+      grpc::Status st = stub->ListRules(&ctx, req, &page);
+      if (!st.ok()) return Fail(st);
+      if (one_page) return PrintJson(page);
+      for (auto& r : *page.mutable_rules()) *all.add_rules() = std::move(r);
+      token = page.next_page_token();
+    } while (!token.empty());
+    return PrintJson(all);
+  }
+  std::fprintf(stderr, "unknown command %s\n", cmd.c_str());
+  return 2;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto args = telemetry::InitFlags(argc, argv, "telemetry-cli write|latest|range [flags]");
+  constexpr const char* kCommands =
+      "write|latest|range|rules-create|rules-get|rules-list|rules-update|rules-delete";
+  const std::string usage = std::string("telemetry-cli ") + kCommands + " [flags]";
+  auto args = telemetry::InitFlags(argc, argv, usage.c_str());
   if (args.size() < 2) {
-    std::fprintf(stderr, "usage: telemetry-cli write|latest|range [flags] (see --help)\n");
+    std::fprintf(stderr, "usage: telemetry-cli %s [flags] (see --help)\n", kCommands);
     return 2;
   }
   std::string cmd = args[1];
   std::string auth = "Bearer " + absl::GetFlag(FLAGS_api_key);
+  if (IsRulesCommand(cmd)) return Rules(cmd, auth);
   std::vector<std::string> sensors =
       absl::StrSplit(absl::GetFlag(FLAGS_sensors), ',', absl::SkipEmpty());
   const int64_t now = telemetry::SystemClock::Get()->NowNs();
