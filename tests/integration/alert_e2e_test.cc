@@ -205,7 +205,8 @@ TEST_F(AlertE2E, FiresWithinWindowEndPlusLatenessAndNotifiesOncePerTransition) {
                    " tenant_id = ",
                    tenant_.id, " AND sequence = 1"));
   EXPECT_LE(detected_firing, fired_by)
-      << "fired " << static_cast<double>(detected_firing - fired_by) / 1e6 << " ms after window end + lateness + 1 s";
+      << "fired " << static_cast<double>(detected_firing - fired_by) / 1e6
+      << " ms after window end + lateness + 1 s";
   // The webhook got each transition exactly once, keyed fingerprint-sequence.
   for (int i = 0; i < 50 && hook.keys().size() < 2; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -217,7 +218,8 @@ TEST_F(AlertE2E, FiresWithinWindowEndPlusLatenessAndNotifiesOncePerTransition) {
   EXPECT_EQ(keys[0].substr(keys[0].size() - 2), "-1");
   EXPECT_NE(hook.bodies()[0].find("\"state\":\"ALERT_STATE_FIRING\""), std::string::npos)
       << hook.bodies()[0];
-  EXPECT_NE(hook.bodies()[0].find("dev-1 temp at 80 \\u003e 50"), std::string::npos) << hook.bodies()[0];
+  EXPECT_NE(hook.bodies()[0].find("dev-1 temp at 80 \\u003e 50"), std::string::npos)
+      << hook.bodies()[0];
   // And the delivery record says so.
   EXPECT_EQ(SqlInt(absl::StrCat("SELECT count(*) FROM alert_deliveries d JOIN alert_history h"
                                 " USING (event_id) WHERE h.tenant_id = ",
