@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "common/alert_rules.h"
+#include "common/alert_silences.h"
 #include "common/alert_state.h"
 #include "common/clock.h"
 #include "common/metadata_store.h"
@@ -21,5 +22,6 @@ std::unique_ptr<ReadingWriter> NewPgReadingWriter(PgPool* pool);
 // `clock` (default: the system clock) stamps created_at_ns / updated_at_ns.
 std::unique_ptr<AlertRuleStore> NewPgAlertRuleStore(PgPool* pool, const Clock* clock = nullptr);
 std::unique_ptr<AlertStateStore> NewPgAlertStateStore(PgPool* pool);
+std::unique_ptr<AlertSilenceStore> NewPgAlertSilenceStore(PgPool* pool);
 
 }  // namespace telemetry

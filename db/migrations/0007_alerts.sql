@@ -95,3 +95,15 @@ CREATE TABLE alert_checkpoints (
   updated_at      timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (consumer_group, partition)
 );
+
+-- Silences: mute notifications of matching alerts for a time. `spec` is the
+-- telemetry.v1.Silence.
+CREATE TABLE alert_silences (
+  tenant_id   bigint NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+  silence_id  text NOT NULL,
+  starts_at   bigint NOT NULL,
+  ends_at     bigint NOT NULL,
+  spec        bytea NOT NULL,
+  PRIMARY KEY (tenant_id, silence_id)
+);
+CREATE INDEX alert_silences_active ON alert_silences (tenant_id, ends_at);

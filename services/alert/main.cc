@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   auto metadata = telemetry::NewPgMetadataStore(&pool);
   auto rules = telemetry::NewPgAlertRuleStore(&pool);
   auto state = telemetry::NewPgAlertStateStore(&pool);
+  auto silences = telemetry::NewPgAlertSilenceStore(&pool);
 
   telemetry::KafkaOptions ko;
   ko.brokers = absl::GetFlag(FLAGS_kafka_brokers);
@@ -87,7 +88,7 @@ int main(int argc, char** argv) {
   }
   telemetry::alert::ProcessorMetrics processor_metrics(service.metrics());
   telemetry::alert::Processor processor(po, consumer->get(), rules.get(), state.get(),
-                                        service.clock(), &processor_metrics);
+                                        silences.get(), service.clock(), &processor_metrics);
 
   telemetry::alert::NotifierOptions no;
   no.alerts_topic = absl::GetFlag(FLAGS_alerts_topic);

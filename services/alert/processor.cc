@@ -7,6 +7,7 @@
 #include "absl/strings/str_replace.h"
 #include "common/logging.h"
 #include "services/alert/rule_codec.h"
+#include "services/alert/silence.h"
 #include "telemetry/v1/events.pb.h"
 
 namespace telemetry::alert {
@@ -48,6 +49,8 @@ ProcessorMetrics::ProcessorMetrics(MetricsRegistry* r)
                                 "dead-letters them)")),
       store_failures(r->AddCounter("alert_store_failures_total", "Failed Postgres calls")),
       rule_reloads(r->AddCounter("alert_rule_reloads_total", "Rule set reloads")),
+      muted(r->AddCounter("alert_transitions_muted_total",
+                          "Transitions whose notifications a silence muted")),
       rules(r->AddGauge("alert_rules", "Rules evaluated")),
       series(r->AddGauge("alert_series", "(rule, series) states held")),
       commit_seconds(r->AddHistogram("alert_commit_seconds",
@@ -107,11 +110,13 @@ std::vector<std::string> TargetsOf(const telemetry::v1::Rule& rule,
 }
 
 Processor::Processor(ProcessorOptions options, EventConsumer* consumer, AlertRuleStore* rules,
-                     AlertStateStore* store, const Clock* clock, ProcessorMetrics* metrics)
+                     AlertStateStore* store, AlertSilenceStore* silences, const Clock* clock,
+                     ProcessorMetrics* metrics)
     : options_(std::move(options)),
       consumer_(consumer),
       rules_(rules),
       store_(store),
+      silences_(silences),
       clock_(clock),
       metrics_(metrics),
       engine_(options_.engine,
@@ -158,6 +163,22 @@ absl::Status Processor::ReloadRules(bool force) {
   metrics_->rules->Set(static_cast<double>(engine_.rule_count()));
   rules_loaded_ = true;
   return absl::OkStatus();
+}
+
+void Processor::ReloadSilences() {
+  if (silences_ == nullptr) return;
+  const int64_t mono = clock_->MonotonicNs();
+  if (mono < next_silences_check_ns_) return;
+  next_silences_check_ns_ = mono + options_.rules_poll_ns;
+  auto active = silences_->Active(clock_->NowNs());
+  if (!active.ok()) {
+    metrics_->store_failures->Inc();
+    GetLogger("alert")->warn("cannot load silences (keeping the last list): {}",
+                             active.status().ToString());
+    return;
+  }
+  active_silences_.clear();
+  for (auto& [tenant, silence] : *active) active_silences_[tenant].push_back(std::move(silence));
 }
 
 std::map<int32_t, int64_t> Processor::OnAssign(const std::vector<int32_t>& partitions) {
@@ -239,6 +260,18 @@ void Processor::Record(const std::vector<Transition>& transitions) {
       if (cached != projects_.end()) project = cached->second;
     }
     AlertEvent e = BuildEvent(t, rule->second, project, now);
+    // A silence mutes the notifications, not the record: history, the
+    // Kafka topic and Subscribe still get the transition, marked muted.
+    auto silences = active_silences_.find(t.tenant_id);
+    if (silences != active_silences_.end()) {
+      for (const auto& silence : silences->second) {
+        if (SilenceMatches(silence, e, now)) {
+          e.set_muted(true);
+          metrics_->muted->Inc();
+          break;
+        }
+      }
+    }
     AlertRecord r;
     r.tenant_id = t.tenant_id;
     r.fingerprint = t.fingerprint;
@@ -254,8 +287,9 @@ void Processor::Record(const std::vector<Transition>& transitions) {
     r.window_end_ns = t.window_end_ns;
     r.event_time_ns = t.event_time_ns;
     r.severity = e.severity();
+    r.muted = e.muted();
     e.SerializeToString(&r.event);
-    r.targets = TargetsOf(rule->second, e.state());
+    r.targets = e.muted() ? std::vector<std::string>{"kafka"} : TargetsOf(rule->second, e.state());
     pending_.push_back(std::move(r));
   }
 }
@@ -323,6 +357,7 @@ absl::Status Processor::RunOnce() {
     }
   }
   absl::Status rules = ReloadRules(!rules_loaded_);
+  ReloadSilences();
   if (!rules.ok()) {
     log->warn("cannot load rules: {}", rules.ToString());
     if (!rules_loaded_) {

@@ -13,6 +13,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "common/alert_rules.h"
+#include "common/alert_silences.h"
 #include "common/alert_state.h"
 #include "common/clock.h"
 #include "common/kafka/kafka.h"
@@ -49,6 +50,7 @@ struct ProcessorMetrics {
   Counter* undecodable;
   Counter* store_failures;
   Counter* rule_reloads;
+  Counter* muted;
   Gauge* rules;
   Gauge* series;
   Histogram* commit_seconds;
@@ -63,8 +65,10 @@ std::vector<std::string> TargetsOf(const telemetry::v1::Rule& rule,
 
 class Processor {
  public:
+  // `silences` may be null (nothing is muted).
   Processor(ProcessorOptions options, EventConsumer* consumer, AlertRuleStore* rules,
-            AlertStateStore* store, const Clock* clock, ProcessorMetrics* metrics);
+            AlertStateStore* store, AlertSilenceStore* silences, const Clock* clock,
+            ProcessorMetrics* metrics);
 
   // One round: reload rules if they changed, poll, evaluate, record.
   absl::Status RunOnce();
@@ -78,6 +82,9 @@ class Processor {
 
  private:
   absl::Status ReloadRules(bool force);
+  // Re-reads the silences in force (with the rules' cadence); on failure the
+  // last list stays.
+  void ReloadSilences();
   std::map<int32_t, int64_t> OnAssign(const std::vector<int32_t>& partitions);
   void OnRevoke(const std::vector<int32_t>& partitions);
   void Record(const std::vector<Transition>& transitions);
@@ -90,6 +97,7 @@ class Processor {
   EventConsumer* consumer_;
   AlertRuleStore* rules_;
   AlertStateStore* store_;
+  AlertSilenceStore* silences_;
   const Clock* clock_;
   ProcessorMetrics* metrics_;
   Engine engine_;
@@ -98,6 +106,9 @@ class Processor {
   int64_t next_rules_check_ns_ = 0;
   absl::flat_hash_map<std::string, telemetry::v1::Rule> rule_protos_;  // rule_id
   absl::flat_hash_map<std::string, std::string> projects_;             // tenant/device
+  // Silences in force, per tenant.
+  absl::flat_hash_map<int64_t, std::vector<telemetry::v1::Silence>> active_silences_;
+  int64_t next_silences_check_ns_ = 0;
   std::vector<AlertRecord> pending_;
   // Per assigned partition: the next offset to read and when it last got a
   // message (monotonic).
