@@ -267,12 +267,22 @@ absl::Status Engine::Apply(int32_t partition, const telemetry::v1::ReadingBatch&
   }
   Partition* p = GetPartition(partition);
   const int64_t wm = p->watermark;  // lateness is judged against the message's start
+  // Per block, the states of its matching rules are looked up once (at its
+  // first reading in time) and its readings added in order.
+  struct Target {
+    SeriesState* state = nullptr;
+    int64_t window_start = kNever;
+    Window* window = nullptr;
+  };
+  std::vector<Target> targets;
   for (int i = 0; i < batch.series_size(); ++i) {
     const telemetry::v1::SeriesBlock& b = batch.series(i);
     const int n = b.timestamp_delta_ns_size();
     const bool doubles = b.double_values_size() == n && n > 0;
     const bool bools = !doubles && b.bool_values_size() == n && n > 0;
     if (!doubles && !bools) continue;  // text readings are not evaluated
+    const std::vector<CompiledRule*>& rules = *matched[i];
+    targets.assign(rules.size(), Target());
     int64_t ts = 0;
     for (int j = 0; j < n; ++j) {
       ts += b.timestamp_delta_ns(j);
@@ -283,22 +293,26 @@ absl::Status Engine::Apply(int32_t partition, const telemetry::v1::ReadingBatch&
         continue;
       }
       p->max_event = std::max(p->max_event, ts);
-      for (CompiledRule* r : *matched[i]) {
-        const std::string key =
-            SeriesKey(r->spec.rule_id, batch.tenant_id(), b.device_id(), b.sensor());
-        auto& slot = p->series[key];
-        if (!slot) {
-          slot = std::make_unique<SeriesState>();
-          slot->rule = r;
-          slot->tenant_id = batch.tenant_id();
-          slot->rule_id = r->spec.rule_id;
-          slot->rule_version = r->spec.version;
-          slot->device = b.device_id();
-          slot->sensor = b.sensor();
-          slot->fingerprint =
-              Fingerprint(batch.tenant_id(), r->spec.rule_id, b.device_id(), b.sensor());
+      for (size_t k = 0; k < rules.size(); ++k) {
+        CompiledRule* r = rules[k];
+        Target& target = targets[k];
+        if (target.state == nullptr) {
+          auto& slot =
+              p->series[SeriesKey(r->spec.rule_id, batch.tenant_id(), b.device_id(), b.sensor())];
+          if (!slot) {
+            slot = std::make_unique<SeriesState>();
+            slot->rule = r;
+            slot->tenant_id = batch.tenant_id();
+            slot->rule_id = r->spec.rule_id;
+            slot->rule_version = r->spec.version;
+            slot->device = b.device_id();
+            slot->sensor = b.sensor();
+            slot->fingerprint =
+                Fingerprint(batch.tenant_id(), r->spec.rule_id, b.device_id(), b.sensor());
+          }
+          target.state = slot.get();
         }
-        SeriesState* s = slot.get();
+        SeriesState* s = target.state;
         ++stats_.evaluated;
         if (r->spec.no_data_ns > 0) {
           if (s->state == AlertState::kFiring) {
@@ -309,10 +323,17 @@ absl::Status Engine::Apply(int32_t partition, const telemetry::v1::ReadingBatch&
           }
           s->last_seen = std::max(s->last_seen, ts);
         } else {
-          s->windows[WindowStart(ts, r->spec.window_ns)].Add(ts, v);
+          const int64_t start = WindowStart(ts, r->spec.window_ns);
+          if (start != target.window_start) {
+            target.window_start = start;
+            target.window = &s->windows[start];  // std::map: stable while the block lasts
+          }
+          target.window->Add(ts, v);
         }
-        Schedule(p, s);
       }
+    }
+    for (const Target& target : targets) {
+      if (target.state != nullptr) Schedule(p, target.state);
     }
   }
   if (p->max_event != kNever) {
