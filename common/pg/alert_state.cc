@@ -15,6 +15,19 @@ std::string BytesOf(const pqxx::field& f) {
   return std::string(reinterpret_cast<const char*>(b.data()), b.size());
 }
 
+// A history row (event_id, event, detected_at in ns) as the AlertEvent readers
+// see: event_id from the row, detected_at_ns too when the event has none.
+telemetry::v1::AlertEvent EventOf(const pqxx::row& row) {
+  telemetry::v1::AlertEvent e;
+  const std::string bytes = BytesOf(row[1]);
+  if (!e.ParseFromString(bytes)) {
+    throw pqxx::conversion_error("alert_history.event: not an AlertEvent");
+  }
+  e.set_event_id(row[0].as<int64_t>());
+  if (e.detected_at_ns() == 0) e.set_detected_at_ns(row[2].as<int64_t>());
+  return e;
+}
+
 class PgAlertStateStore final : public AlertStateStore {
  public:
   explicit PgAlertStateStore(PgPool* pool) : pool_(pool) {}
@@ -47,6 +60,10 @@ class PgAlertStateStore final : public AlertStateStore {
                 " SET next_offset = EXCLUDED.next_offset, state = EXCLUDED.state,"
                 " updated_at = now()");
       pqxx::work tx(c);
+      // One recorder at a time (across processes): event_ids then become
+      // visible in their order, so a Subscribe reader that resumes after the
+      // last event_id it saw skips none (HistoryAfter).
+      if (!records.empty()) tx.exec("SELECT pg_advisory_xact_lock(7007001)");
       for (const AlertRecord& r : records) {
         const bool has_window = r.window_start_ns.has_value() && r.window_end_ns.has_value();
         pqxx::result ins =
@@ -175,6 +192,99 @@ class PgAlertStateStore final : public AlertStateStore {
     return n;
   }
 
+  absl::StatusOr<AlertPage> ListAlerts(int64_t tenant_id, const AlertListFilter& filter, int limit,
+                                       const std::string& page_token) override {
+    RETURN_IF_ERROR(alert_state::CheckLimit(limit));
+    int64_t before = 0;  // 0: the first page
+    if (!page_token.empty()) {
+      absl::StatusOr<int64_t> last = alert_state::DecodePageToken(filter.history, page_token);
+      if (!last.ok()) return last.status();
+      before = *last;
+    }
+    std::vector<std::string> severities;
+    for (int s : filter.severities) severities.push_back(std::to_string(s));
+    AlertPage page;
+    RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
+      page = AlertPage();
+      // States: 1 FIRING (telemetry.v1.AlertState). One row more than the
+      // page tells whether another page follows.
+      pqxx::result r =
+          filter.history
+              ? PgReadPrepared(
+                    c, "alert_list_history",
+                    "SELECT h.event_id, h.event,"
+                    "  (extract(epoch FROM h.detected_at) * 1e6)::bigint * 1000"
+                    " FROM alert_history h WHERE h.tenant_id = $1"
+                    " AND ($2 = '' OR h.rule_id = $2) AND ($3 = '' OR h.device = $3)"
+                    " AND (cardinality($4::smallint[]) = 0 OR h.severity = ANY($4::smallint[]))"
+                    " AND (NOT $5 OR h.fingerprint IN (SELECT fingerprint FROM alert_current"
+                    "  WHERE tenant_id = $1 AND state = 1))"
+                    " AND ($6::bigint = 0 OR h.event_id < $6::bigint)"
+                    " ORDER BY h.event_id DESC LIMIT $7",
+                    tenant_id, filter.rule_id, filter.device_id, PgTextArray(severities),
+                    filter.firing_only, before, limit + 1)
+              : PgReadPrepared(
+                    c, "alert_list_current",
+                    "SELECT h.event_id, h.event,"
+                    "  (extract(epoch FROM h.detected_at) * 1e6)::bigint * 1000"
+                    " FROM alert_current a JOIN alert_history h ON h.event_id = a.event_id"
+                    " WHERE a.tenant_id = $1 AND h.tenant_id = $1"
+                    " AND ($2 = '' OR a.rule_id = $2) AND ($3 = '' OR a.device = $3)"
+                    " AND (cardinality($4::smallint[]) = 0 OR h.severity = ANY($4::smallint[]))"
+                    " AND (NOT $5 OR a.state = 1)"
+                    " AND ($6::bigint = 0 OR a.event_id < $6::bigint)"
+                    " ORDER BY a.event_id DESC LIMIT $7",
+                    tenant_id, filter.rule_id, filter.device_id, PgTextArray(severities),
+                    filter.firing_only, before, limit + 1);
+      for (const auto& row : r) {
+        if (page.alerts.size() == static_cast<size_t>(limit)) {
+          page.next_page_token =
+              alert_state::EncodePageToken(filter.history, page.alerts.back().event_id());
+          break;
+        }
+        page.alerts.push_back(EventOf(row));
+      }
+      return absl::OkStatus();
+    }));
+    return page;
+  }
+
+  absl::StatusOr<std::vector<telemetry::v1::AlertEvent>> HistoryAfter(int64_t tenant_id,
+                                                                      int64_t after_event_id,
+                                                                      int64_t since_ns,
+                                                                      int limit) override {
+    RETURN_IF_ERROR(alert_state::CheckLimit(limit));
+    std::vector<telemetry::v1::AlertEvent> out;
+    RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
+      out.clear();
+      // detected_at has microseconds: "at or after since_ns" is at or after
+      // since_ns rounded up to the microsecond.
+      pqxx::result r = PgReadPrepared(
+          c, "alert_history_after",
+          "SELECT event_id, event, (extract(epoch FROM detected_at) * 1e6)::bigint * 1000"
+          " FROM alert_history WHERE tenant_id = $1 AND event_id > $2"
+          " AND ($3::bigint <= 0 OR detected_at >= 'epoch'::timestamptz"
+          "  + (($3::bigint + 999) / 1000) * interval '1 microsecond')"
+          " ORDER BY event_id LIMIT $4",
+          tenant_id, after_event_id, since_ns, limit);
+      for (const auto& row : r) out.push_back(EventOf(row));
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::StatusOr<int64_t> LastEventId(int64_t tenant_id) override {
+    int64_t last = 0;
+    RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
+      pqxx::result r = PgReadPrepared(
+          c, "alert_last_event_id",
+          "SELECT coalesce(max(event_id), 0) FROM alert_history WHERE tenant_id = $1", tenant_id);
+      last = r[0][0].as<int64_t>();
+      return absl::OkStatus();
+    }));
+    return last;
+  }
+
   absl::StatusOr<std::string> DeviceProject(int64_t tenant_id, const std::string& device) override {
     std::string project;
     RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
@@ -187,6 +297,37 @@ class PgAlertStateStore final : public AlertStateStore {
       return absl::OkStatus();
     }));
     return project;
+  }
+
+  absl::StatusOr<std::vector<ResendAlert>> ListAlertsToResend(const std::string& after_fingerprint,
+                                                              int limit,
+                                                              int64_t resolved_within_ns) override {
+    std::vector<ResendAlert> out;
+    RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
+      out.clear();
+      // States: 1 FIRING, 2 RESOLVED (telemetry.v1.AlertState).
+      pqxx::result r = PgReadPrepared(
+          c, "alert_list_to_resend",
+          "SELECT c.tenant_id, c.fingerprint, c.rule_id, c.state, c.event_id, h.muted, h.event"
+          " FROM alert_current c JOIN alert_history h ON h.event_id = c.event_id"
+          " WHERE c.fingerprint > $1 AND (c.state = 1 OR (c.state = 2 AND h.detected_at >"
+          "  now() - ($3::bigint / 1000) * interval '1 microsecond'))"
+          " ORDER BY c.fingerprint LIMIT $2",
+          after_fingerprint, limit, resolved_within_ns);
+      for (const auto& row : r) {
+        ResendAlert a;
+        a.tenant_id = row[0].as<int64_t>();
+        a.fingerprint = row[1].as<std::string>();
+        a.rule_id = row[2].as<std::string>();
+        a.state = row[3].as<int>();
+        a.event_id = row[4].as<int64_t>();
+        a.muted = row[5].as<bool>();
+        a.event = BytesOf(row[6]);
+        out.push_back(std::move(a));
+      }
+      return absl::OkStatus();
+    }));
+    return out;
   }
 
  private:

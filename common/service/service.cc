@@ -100,6 +100,19 @@ void Service::OnShutdown(const std::string& name, std::function<void()> step) {
   shutdown_steps_.emplace_back(name, std::move(step));
 }
 
+void Service::OnDrainStart(const std::string& name, std::function<void()> step) {
+  drain_start_steps_.emplace_back(name, std::move(step));
+}
+
+void Service::StartDrain() {
+  std::call_once(drain_started_, [this] {
+    for (auto& [name, step] : drain_start_steps_) {
+      log_->info("shutdown: {}", name);
+      step();
+    }
+  });
+}
+
 int Service::Fail(const std::string& what, const absl::Status& status, int code) {
   log_->critical("{}: {}", what, std::string(status.message()));
   // The server's handlers and the tasks use what main() built after them,
@@ -145,6 +158,7 @@ int Service::Run(std::function<void(const std::atomic<bool>& stop)> main_loop) {
       const int sig = WaitForShutdownSignal();
       log_->info("signal {}: shutting down", sig);
       health_.ShutDown();
+      StartDrain();
       stop = true;
     });
     main_loop(stop);
@@ -163,6 +177,7 @@ int Service::Run(std::function<void(const std::atomic<bool>& stop)> main_loop) {
 
 void Service::ShutDown() {
   health_.ShutDown();
+  StartDrain();
   if (grpc_server_) {
     grpc_server_->Shutdown(std::chrono::system_clock::now() +
                            std::chrono::seconds(absl::GetFlag(FLAGS_drain_s)));

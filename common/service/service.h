@@ -17,6 +17,7 @@
 // SIGTERM or SIGINT on the calling thread (or runs `main_loop` there while a
 // signal thread waits), then shuts down in one order for every service:
 //   1. health NOT_SERVING and /readyz 503, for good (load balancers leave);
+//      the OnDrainStart steps (end streams that would hold the drain);
 //   2. stop accepting: gRPC Shutdown, in-flight calls get --drain_s to end;
 //   3. the main loop (if any) is told to stop and returns (drain);
 //   4. the OnShutdown steps in the order added (flush, then commit);
@@ -31,6 +32,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -80,6 +82,10 @@ class Service {
 
   // A shutdown step, run after the service stopped accepting and drained.
   void OnShutdown(const std::string& name, std::function<void()> step);
+  // A step run as shutdown begins (on the signal, before the main loop
+  // stops and gRPC drains): ends calls that never end on their own (server
+  // streams), which would otherwise hold the drain for --drain_s. Runs once.
+  void OnDrainStart(const std::string& name, std::function<void()> step);
 
   // Logs `status` as the reason the service cannot start, stops the periodic
   // tasks; returns `code` for main() to return. Every early return of a
@@ -93,6 +99,8 @@ class Service {
 
  private:
   void ShutDown();
+  // The OnDrainStart steps, the first time only.
+  void StartDrain();
   // Stops every periodic task, newest first, each given 5 s; false when one
   // is still running (left behind).
   bool StopTasks();
@@ -106,6 +114,8 @@ class Service {
   int grpc_port_ = 0;
   std::vector<std::unique_ptr<PeriodicTask>> tasks_;
   std::vector<std::pair<std::string, std::function<void()>>> shutdown_steps_;
+  std::vector<std::pair<std::string, std::function<void()>>> drain_start_steps_;
+  std::once_flag drain_started_;
   std::unique_ptr<AdminHttpServer> http_;
 };
 

@@ -12,6 +12,8 @@
 
 #include "absl/synchronization/mutex.h"
 #include "common/alert_rules.h"
+#include "common/alert_silences.h"
+#include "common/alert_state.h"
 #include "common/clock.h"
 #include "common/latest_cache.h"
 #include "common/metadata_store.h"
@@ -573,6 +575,326 @@ class FakeAlertRuleStore final : public AlertRuleStore {
   bool up_ ABSL_GUARDED_BY(mu_) = true;
   int64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::pair<int64_t, std::string>, telemetry::v1::Rule> rules_ ABSL_GUARDED_BY(mu_);
+};
+
+// AlertStateStore in memory, with its contract: (fingerprint, sequence)
+// recorded once (a replay counts as duplicates), outbox rows only for new
+// rows, alert_current moving only forward in sequence, checkpoints per
+// (group, partition), outbox leases; reads per tenant with event_ids from
+// the history and the same paging tokens as Postgres. `clock` stamps
+// detected_at and outbox times.
+class FakeAlertStateStore final : public AlertStateStore {
+ public:
+  explicit FakeAlertStateStore(const Clock* clock = SystemClock::Get()) : clock_(clock) {}
+
+  absl::StatusOr<CommitResult> Commit(const std::string& group,
+                                      const std::vector<AlertRecord>& records,
+                                      const std::vector<AlertCheckpoint>& checkpoints) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake alert state store down");
+    CommitResult result;
+    for (const AlertRecord& r : records) {
+      if (!recorded_.insert({r.fingerprint, r.sequence}).second) {
+        ++result.duplicates;
+        continue;
+      }
+      ++result.recorded;
+      const int64_t event_id = ++last_event_id_;
+      history_.push_back({event_id, r, clock_->NowNs()});
+      auto cur = current_.find(r.fingerprint);
+      if (cur == current_.end() || cur->second.sequence < r.sequence) {
+        current_[r.fingerprint] = {r.tenant_id, r.sequence, event_id};
+      }
+      for (const std::string& target : r.targets) {
+        Outbox o;
+        o.item.id = ++last_outbox_id_;
+        o.item.event_id = event_id;
+        o.item.target = target;
+        o.item.created_at_ns = clock_->NowNs();
+        o.item.event = r.event;
+        o.next_attempt_ns = o.item.created_at_ns;
+        outbox_[o.item.id] = std::move(o);
+      }
+    }
+    for (const AlertCheckpoint& cp : checkpoints) checkpoints_[{group, cp.partition}] = cp;
+    return result;
+  }
+  absl::StatusOr<std::map<int32_t, AlertCheckpoint>> LoadCheckpoints(
+      const std::string& group, const std::vector<int32_t>& partitions) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake alert state store down");
+    std::map<int32_t, AlertCheckpoint> out;
+    for (int32_t p : partitions) {
+      auto it = checkpoints_.find({group, p});
+      if (it != checkpoints_.end()) out[p] = it->second;
+    }
+    return out;
+  }
+
+  absl::StatusOr<std::vector<OutboxItem>> ClaimOutbox(int limit, int64_t lease_ns) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake alert state store down");
+    std::vector<OutboxItem> out;
+    const int64_t now = clock_->NowNs();
+    for (auto& [id, o] : outbox_) {
+      if (out.size() == static_cast<size_t>(std::max(limit, 0))) break;
+      if (o.next_attempt_ns > now) continue;
+      o.next_attempt_ns = now + lease_ns;
+      out.push_back(o.item);
+    }
+    return out;
+  }
+  absl::Status FinishOutbox(const OutboxItem& item, const std::string& outcome, int attempts,
+                            const std::string& last_error) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake alert state store down");
+    outbox_.erase(item.id);
+    deliveries_.insert({{item.event_id, item.target}, {outcome, attempts, last_error}});
+    return absl::OkStatus();
+  }
+  absl::Status RetryOutbox(const OutboxItem& item, int attempts, int64_t delay_ns,
+                           const std::string& last_error) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake alert state store down");
+    auto it = outbox_.find(item.id);
+    if (it != outbox_.end()) {
+      it->second.item.attempts = attempts;
+      it->second.last_error = last_error;
+      it->second.next_attempt_ns = clock_->NowNs() + delay_ns;
+    }
+    return absl::OkStatus();
+  }
+  absl::StatusOr<int64_t> OutboxBacklog() override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake alert state store down");
+    return static_cast<int64_t>(outbox_.size());
+  }
+
+  absl::StatusOr<AlertPage> ListAlerts(int64_t tenant_id, const AlertListFilter& filter, int limit,
+                                       const std::string& page_token) override {
+    absl::Status st = alert_state::CheckLimit(limit);
+    if (!st.ok()) return st;
+    int64_t before = 0;
+    if (!page_token.empty()) {
+      auto last = alert_state::DecodePageToken(filter.history, page_token);
+      if (!last.ok()) return last.status();
+      before = *last;
+    }
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake alert state store down");
+    // Current mode: the rows alert_current points at.
+    std::set<int64_t> current_ids;
+    for (const auto& [fp, c] : current_) current_ids.insert(c.event_id);
+    AlertPage page;
+    for (auto it = history_.rbegin(); it != history_.rend(); ++it) {
+      const AlertRecord& r = it->record;
+      if (r.tenant_id != tenant_id) continue;
+      if (before != 0 && it->event_id >= before) continue;
+      if (!filter.history && current_ids.count(it->event_id) == 0) continue;
+      if (!filter.rule_id.empty() && r.rule_id != filter.rule_id) continue;
+      if (!filter.device_id.empty() && r.device != filter.device_id) continue;
+      if (!filter.severities.empty() &&
+          std::find(filter.severities.begin(), filter.severities.end(), r.severity) ==
+              filter.severities.end()) {
+        continue;
+      }
+      if (filter.firing_only) {
+        auto cur = current_.find(r.fingerprint);
+        if (cur == current_.end() || StateOf(cur->second.event_id) != 1) continue;  // FIRING
+      }
+      if (page.alerts.size() == static_cast<size_t>(limit)) {
+        page.next_page_token =
+            alert_state::EncodePageToken(filter.history, page.alerts.back().event_id());
+        break;
+      }
+      page.alerts.push_back(EventOf(*it));
+    }
+    return page;
+  }
+  absl::StatusOr<std::vector<telemetry::v1::AlertEvent>> HistoryAfter(int64_t tenant_id,
+                                                                      int64_t after_event_id,
+                                                                      int64_t since_ns,
+                                                                      int limit) override {
+    absl::Status st = alert_state::CheckLimit(limit);
+    if (!st.ok()) return st;
+    absl::MutexLock l(&mu_);
+    ++history_reads_;
+    if (!up_) return absl::UnavailableError("fake alert state store down");
+    std::vector<telemetry::v1::AlertEvent> out;
+    for (const Row& row : history_) {
+      if (out.size() == static_cast<size_t>(limit)) break;
+      if (row.event_id <= after_event_id || row.record.tenant_id != tenant_id) continue;
+      if (since_ns > 0 && row.detected_at_ns < since_ns) continue;
+      out.push_back(EventOf(row));
+    }
+    return out;
+  }
+  absl::StatusOr<int64_t> LastEventId(int64_t tenant_id) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake alert state store down");
+    int64_t last = 0;
+    for (const Row& row : history_) {
+      if (row.record.tenant_id == tenant_id) last = row.event_id;
+    }
+    return last;
+  }
+
+  absl::StatusOr<std::string> DeviceProject(int64_t tenant_id, const std::string& device) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake alert state store down");
+    auto it = projects_.find({tenant_id, device});
+    return it == projects_.end() ? std::string() : it->second;
+  }
+
+  absl::StatusOr<std::vector<ResendAlert>> ListAlertsToResend(const std::string& after_fingerprint,
+                                                              int limit,
+                                                              int64_t resolved_within_ns) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake alert state store down");
+    std::vector<ResendAlert> out;
+    const int64_t now = clock_->NowNs();
+    for (auto it = current_.upper_bound(after_fingerprint); it != current_.end(); ++it) {
+      if (out.size() == static_cast<size_t>(std::max(limit, 0))) break;
+      const Row& row = RowOf(it->second.event_id);
+      const int state = row.record.to_state;
+      // 1 FIRING, 2 RESOLVED (telemetry.v1.AlertState).
+      if (!(state == 1 || (state == 2 && row.detected_at_ns > now - resolved_within_ns))) continue;
+      ResendAlert a;
+      a.tenant_id = row.record.tenant_id;
+      a.fingerprint = it->first;
+      a.rule_id = row.record.rule_id;
+      a.state = state;
+      a.event_id = row.event_id;
+      a.muted = row.record.muted;
+      a.event = row.record.event;
+      out.push_back(std::move(a));
+    }
+    return out;
+  }
+
+  // Test controls and views.
+  void SetUp(bool up) {
+    absl::MutexLock l(&mu_);
+    up_ = up;
+  }
+  void SetDeviceProject(int64_t tenant_id, const std::string& device, const std::string& project) {
+    absl::MutexLock l(&mu_);
+    projects_[{tenant_id, device}] = project;
+  }
+  struct Delivery {
+    std::string outcome;
+    int attempts = 0;
+    std::string last_error;
+  };
+  std::map<std::pair<int64_t, std::string>, Delivery> deliveries() {
+    absl::MutexLock l(&mu_);
+    return deliveries_;
+  }
+  size_t history_size() {
+    absl::MutexLock l(&mu_);
+    return history_.size();
+  }
+  // HistoryAfter calls so far (a subscriber's polls).
+  int64_t history_reads() {
+    absl::MutexLock l(&mu_);
+    return history_reads_;
+  }
+
+ private:
+  struct Row {
+    int64_t event_id = 0;
+    AlertRecord record;
+    int64_t detected_at_ns = 0;
+  };
+  struct Current {
+    int64_t tenant_id = 0;
+    int64_t sequence = 0;
+    int64_t event_id = 0;
+  };
+  struct Outbox {
+    OutboxItem item;
+    int64_t next_attempt_ns = 0;
+    std::string last_error;
+  };
+
+  // history_ is in event_id order, ids from 1 without gaps.
+  const Row& RowOf(int64_t event_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return history_[static_cast<size_t>(event_id - 1)];
+  }
+  int StateOf(int64_t event_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return RowOf(event_id).record.to_state;
+  }
+  static telemetry::v1::AlertEvent EventOf(const Row& row) {
+    telemetry::v1::AlertEvent e;
+    e.ParseFromString(row.record.event);
+    e.set_event_id(row.event_id);
+    if (e.detected_at_ns() == 0) e.set_detected_at_ns(row.detected_at_ns);
+    return e;
+  }
+
+  const Clock* clock_;
+  absl::Mutex mu_;
+  bool up_ ABSL_GUARDED_BY(mu_) = true;
+  int64_t last_event_id_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t last_outbox_id_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t history_reads_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<Row> history_ ABSL_GUARDED_BY(mu_);
+  std::set<std::pair<std::string, int64_t>> recorded_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Current> current_ ABSL_GUARDED_BY(mu_);  // by fingerprint
+  std::map<int64_t, Outbox> outbox_ ABSL_GUARDED_BY(mu_);        // by id
+  std::map<std::pair<int64_t, std::string>, Delivery> deliveries_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, int32_t>, AlertCheckpoint> checkpoints_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<int64_t, std::string>, std::string> projects_ ABSL_GUARDED_BY(mu_);
+};
+
+// In memory, the semantics of common/pg/alert_silences.cc.
+class FakeAlertSilenceStore final : public AlertSilenceStore {
+ public:
+  absl::StatusOr<telemetry::v1::Silence> Create(int64_t tenant_id,
+                                                const telemetry::v1::Silence& silence,
+                                                int64_t now_ns) override {
+    absl::MutexLock lock(&mu_);
+    telemetry::v1::Silence stored = silence;
+    stored.set_silence_id(alert_rules::NewRuleId());
+    stored.set_created_at_ns(now_ns);
+    silences_[{tenant_id, stored.silence_id()}] = stored;
+    return stored;
+  }
+  absl::StatusOr<std::vector<telemetry::v1::Silence>> List(int64_t tenant_id, bool include_expired,
+                                                           int64_t now_ns) override {
+    absl::MutexLock lock(&mu_);
+    std::vector<telemetry::v1::Silence> out;
+    for (const auto& [key, s] : silences_) {
+      if (key.first == tenant_id && (include_expired || s.ends_at_ns() > now_ns)) out.push_back(s);
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+      return std::make_tuple(a.starts_at_ns(), a.silence_id()) <
+             std::make_tuple(b.starts_at_ns(), b.silence_id());
+    });
+    return out;
+  }
+  absl::Status End(int64_t tenant_id, const std::string& silence_id, int64_t now_ns) override {
+    absl::MutexLock lock(&mu_);
+    auto it = silences_.find({tenant_id, silence_id});
+    if (it == silences_.end()) return absl::NotFoundError("silence " + silence_id + " not found");
+    if (it->second.ends_at_ns() > now_ns) {
+      it->second.set_ends_at_ns(std::max(now_ns, it->second.starts_at_ns()));
+    }
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<std::pair<int64_t, telemetry::v1::Silence>>> Active(
+      int64_t now_ns) override {
+    absl::MutexLock lock(&mu_);
+    std::vector<std::pair<int64_t, telemetry::v1::Silence>> out;
+    for (const auto& [key, s] : silences_) {
+      if (s.ends_at_ns() > now_ns) out.emplace_back(key.first, s);
+    }
+    return out;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::pair<int64_t, std::string>, telemetry::v1::Silence> silences_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace telemetry::testing

@@ -17,6 +17,10 @@
 #     server.properties   written by up.sh before every start
 #     data/               the log directory (formatted once, kept across restarts)
 #     kafka.pid kafka.log
+#   alertmanager/         Prometheus Alertmanager (Debian's prometheus-alertmanager):
+#     alertmanager.yml    written by up.sh before every start
+#     data/               its --storage.path (silences, notification log)
+#     alertmanager.pid alertmanager.log
 
 PG_BIN=/usr/lib/postgresql/15/bin
 PG_SUPERUSER=postgres
@@ -49,6 +53,11 @@ init_state_paths() {
   KAFKA_DATA="$KAFKA_DIR/data"
   KAFKA_CONF="$KAFKA_DIR/server.properties"
   KAFKA_LOG="$KAFKA_DIR/kafka.log"
+  AM_DIR="$STATE_DIR/alertmanager"
+  AM_PIDFILE="$AM_DIR/alertmanager.pid"
+  AM_CONF="$AM_DIR/alertmanager.yml"
+  AM_DATA="$AM_DIR/data"
+  AM_LOG="$AM_DIR/alertmanager.log"
 }
 
 # The pinned Kafka version (deploy/local/kafka/pom.xml) and where
@@ -95,6 +104,7 @@ read_ports_file() {
   REDIS_PORT_SAVED=""
   KAFKA_PORT_SAVED=""
   KAFKA_CONTROLLER_PORT_SAVED=""
+  ALERTMANAGER_PORT_SAVED=""
   [[ -f "$PORTS_FILE" ]] || return 0
   local key value
   while IFS='=' read -r key value; do
@@ -105,6 +115,7 @@ read_ports_file() {
       REDIS_PORT) REDIS_PORT_SAVED="$value" ;;
       KAFKA_PORT) KAFKA_PORT_SAVED="$value" ;;
       KAFKA_CONTROLLER_PORT) KAFKA_CONTROLLER_PORT_SAVED="$value" ;;
+      ALERTMANAGER_PORT) ALERTMANAGER_PORT_SAVED="$value" ;;
     esac
   done <"$PORTS_FILE"
 }
@@ -157,6 +168,39 @@ pg_pidfile_line() {
 
 redis_running() {
   pid_alive "$(read_pidfile "$REDIS_PIDFILE")" redis-server
+}
+
+# The Alertmanager binary: Debian's package names it prometheus-alertmanager,
+# an upstream release alertmanager. Prints nothing when neither is installed.
+alertmanager_bin() {
+  command -v prometheus-alertmanager 2>/dev/null || command -v alertmanager 2>/dev/null || true
+}
+
+# alertmanager_pid: the pid of the local Alertmanager, or nothing.
+alertmanager_pid() {
+  local pid
+  pid="$(read_pidfile "$AM_PIDFILE")"
+  if pid_alive "$pid" alertmanager; then printf '%s' "$pid"; fi
+}
+
+# alertmanager_ready PORT: GET /-/ready answers 200 (configuration loaded,
+# serving).
+alertmanager_ready() {
+  curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$1/-/ready" 2>/dev/null
+}
+
+# alertmanager_stop: SIGTERM (it saves its state), SIGKILL after 10 s.
+alertmanager_stop() {
+  local pid
+  pid="$(alertmanager_pid)"
+  [[ -n "$pid" ]] || { rm -f "$AM_PIDFILE"; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  if ! wait_pid_gone "$pid" 10; then
+    log "Alertmanager (pid $pid) did not stop after 10s: SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_pid_gone "$pid" 5 || { log "Alertmanager pid $pid survives SIGKILL"; return 1; }
+  fi
+  rm -f "$AM_PIDFILE"
 }
 
 # kafka_pid: the pid of the local Kafka broker's JVM, or nothing.

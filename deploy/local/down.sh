@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stops everything deploy/local/up.sh started in the state dir
-# (${TELEMETRY_LOCAL_DIR:-/tmp/telemetry-local-<uid>}): Apache Kafka,
-# redis-server, the PostgreSQL hot standby and primary. Idempotent.
+# (${TELEMETRY_LOCAL_DIR:-/tmp/telemetry-local-<uid>}): Alertmanager, Apache
+# Kafka, redis-server, the PostgreSQL hot standby and primary. Idempotent.
 #
 # Usage: deploy/local/down.sh [--purge]
 #   --purge   also delete the state dir (databases, logs, env file)
@@ -30,6 +30,13 @@ fi
 lock_state_dir
 read_ports_file
 failed=0
+
+# Alertmanager (SIGTERM: it saves its silences and notification log).
+AM_PID="$(alertmanager_pid)"
+if [[ -n "$AM_PID" ]]; then
+  log "stopping Alertmanager (pid $AM_PID)"
+  alertmanager_stop || failed=1
+fi
 
 # Kafka: a controlled shutdown (its logs closed cleanly, so the next start
 # needs no recovery).

@@ -20,6 +20,9 @@ PACKAGES=(
   # local stack (deploy/local/)
   postgresql-15 postgresql-client-15 redis-server mosquitto
   openjdk-17-jre-headless maven  # Apache Kafka (deploy/local/install-kafka.sh)
+  # Alert rules' Alertmanager target: up.sh runs its own process on a free port
+  # (the system service the package may start on :9093 is not used).
+  prometheus-alertmanager
   docker-compose curl  # (node + npm for the Dockerfile lint come with the base image)
   iproute2 util-linux
 )

@@ -5,6 +5,8 @@
 #   - Apache Kafka (KRaft, one JVM as broker and controller; the jars come from
 #     Maven Central through deploy/local/install-kafka.sh) and the platform's
 #     topics (telemetry-admin create-topics)
+#   - Prometheus Alertmanager (a notification target of alert rules; one
+#     route to a receiver that sends nothing, no clustering)
 # then writes $STATE/env and prints its path on stdout (progress goes to
 # stderr, so `set -a; . "$(deploy/local/up.sh)"; set +a` works).
 #
@@ -14,7 +16,8 @@
 # Usage: deploy/local/up.sh [--build-dir DIR]
 # Env:   TELEMETRY_LOCAL_DIR (state dir, default /tmp/telemetry-local-<uid>)
 #        TELEMETRY_PG_PORT, TELEMETRY_PG_REPLICA_PORT, TELEMETRY_REDIS_PORT,
-#        TELEMETRY_KAFKA_PORT, TELEMETRY_KAFKA_CONTROLLER_PORT
+#        TELEMETRY_KAFKA_PORT, TELEMETRY_KAFKA_CONTROLLER_PORT,
+#        TELEMETRY_ALERTMANAGER_PORT
 #        (fixed ports; default: free loopback ports, reused across runs)
 #        TELEMETRY_KAFKA_HEAP (JVM heap flags, default "-Xms512m -Xmx1g")
 #        TELEMETRY_CACHE_DIR (where the Kafka jars are kept)
@@ -27,7 +30,7 @@ REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 . "$SCRIPT_DIR/common.sh"
 
 usage() {
-  sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 BUILD_DIR_ARG="${BUILD_DIR:-}"
@@ -53,9 +56,12 @@ init_state_paths
 for tool in "$PG_BIN/initdb" "$PG_BIN/pg_ctl" "$PG_BIN/pg_basebackup" "$PG_BIN/pg_controldata"; do
   [[ -x "$tool" ]] || die "$tool not found: install PostgreSQL 15 (deploy/local/install-deps.sh)"
 done
-for tool in psql pg_isready redis-server redis-cli; do
+for tool in psql pg_isready redis-server redis-cli curl; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool not found: run deploy/local/install-deps.sh"
 done
+AM_BIN="$(alertmanager_bin)"
+[[ -n "$AM_BIN" ]] ||
+  die "prometheus-alertmanager not found: run deploy/local/install-deps.sh (Debian package prometheus-alertmanager)"
 if [[ "$IS_ROOT" -eq 1 ]]; then
   id postgres >/dev/null 2>&1 || die "running as root needs the 'postgres' OS user (package postgresql-15)"
   command -v runuser >/dev/null 2>&1 || die "running as root needs runuser (util-linux)"
@@ -69,7 +75,7 @@ mkdir -p "$STATE_DIR"
 chmod 0755 "$STATE_DIR" 2>/dev/null || true # the postgres user must traverse it
 touch "$STATE_DIR/.telemetry-local"
 lock_state_dir
-mkdir -p "$REDIS_DIR" "$KAFKA_DIR"
+mkdir -p "$REDIS_DIR" "$KAFKA_DIR" "$AM_DIR"
 if [[ ! -d "$PG_DIR" ]]; then
   mkdir -p "$PG_DIR"
   chmod 0700 "$PG_DIR"
@@ -136,6 +142,7 @@ PG_REPLICA_RUNNING_PORT=""
 REDIS_RUNNING_PORT=""
 KAFKA_RUNNING_PORT=""
 KAFKA_CONTROLLER_RUNNING_PORT=""
+ALERTMANAGER_RUNNING_PORT=""
 if [[ -n "$(kafka_pid)" && -n "$KAFKA_PORT_SAVED" ]]; then
   KAFKA_RUNNING_PORT="$KAFKA_PORT_SAVED"
   KAFKA_CONTROLLER_RUNNING_PORT="$KAFKA_CONTROLLER_PORT_SAVED"
@@ -145,6 +152,10 @@ if pg_running "$PG_REPLICA_DATA"; then PG_REPLICA_RUNNING_PORT="$(pg_pidfile_lin
 if redis_running && [[ -n "$REDIS_PORT_SAVED" ]] &&
   [[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT_SAVED" ping 2>/dev/null || true)" == PONG ]]; then
   REDIS_RUNNING_PORT="$REDIS_PORT_SAVED"
+fi
+if [[ -n "$(alertmanager_pid)" && -n "$ALERTMANAGER_PORT_SAVED" ]] &&
+  alertmanager_ready "$ALERTMANAGER_PORT_SAVED"; then
+  ALERTMANAGER_RUNNING_PORT="$ALERTMANAGER_PORT_SAVED"
 fi
 
 resolve_port "PostgreSQL primary" TELEMETRY_PG_PORT "$PG_PORT_SAVED" "$PG_PRIMARY_RUNNING_PORT"
@@ -158,9 +169,13 @@ KAFKA_PORT="$RESOLVED_PORT"
 resolve_port "Kafka controller" TELEMETRY_KAFKA_CONTROLLER_PORT "$KAFKA_CONTROLLER_PORT_SAVED" \
   "$KAFKA_CONTROLLER_RUNNING_PORT"
 KAFKA_CONTROLLER_PORT="$RESOLVED_PORT"
+resolve_port "Alertmanager" TELEMETRY_ALERTMANAGER_PORT "$ALERTMANAGER_PORT_SAVED" \
+  "$ALERTMANAGER_RUNNING_PORT"
+ALERTMANAGER_PORT="$RESOLVED_PORT"
 
-printf 'PG_PORT=%s\nPG_REPLICA_PORT=%s\nREDIS_PORT=%s\nKAFKA_PORT=%s\nKAFKA_CONTROLLER_PORT=%s\n' \
-  "$PG_PORT" "$PG_REPLICA_PORT" "$REDIS_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" >"$PORTS_FILE.tmp"
+printf 'PG_PORT=%s\nPG_REPLICA_PORT=%s\nREDIS_PORT=%s\nKAFKA_PORT=%s\nKAFKA_CONTROLLER_PORT=%s\nALERTMANAGER_PORT=%s\n' \
+  "$PG_PORT" "$PG_REPLICA_PORT" "$REDIS_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" \
+  "$ALERTMANAGER_PORT" >"$PORTS_FILE.tmp"
 mv -f "$PORTS_FILE.tmp" "$PORTS_FILE"
 
 # --------------------------------------------------------------- PostgreSQL
@@ -335,6 +350,49 @@ KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 "$ADMIN_BIN" create-topics --kafka_brokers="$KAFKA_BROKERS" >"$KAFKA_DIR/topics.log" 2>&1 ||
   { cat "$KAFKA_DIR/topics.log" >&2; die "telemetry-admin create-topics failed"; }
 
+# ------------------------------------------------------------- Alertmanager
+# Our own process on our own port: a system-wide prometheus-alertmanager
+# service (the Debian package enables one on :9093 where systemd runs) is
+# neither needed nor touched. No clustering (--cluster.listen-address=), so
+# nothing listens on a gossip port either.
+if [[ -z "$ALERTMANAGER_RUNNING_PORT" ]]; then
+  alertmanager_stop || die "a stale Alertmanager of $STATE_DIR could not be stopped"
+  mkdir -p "$AM_DATA"
+  cat >"$AM_CONF" <<'EOF'
+# Written by deploy/local/up.sh on every start: edits here are overwritten.
+# Every alert goes to a receiver without integrations: it is kept and listed
+# (GET /api/v2/alerts), and nothing is sent anywhere.
+route:
+  receiver: blackhole
+  group_by: ['...']
+receivers:
+  - name: blackhole
+EOF
+  if [[ -f "$AM_LOG" ]]; then mv -f "$AM_LOG" "$AM_LOG.1"; fi
+  log "starting Prometheus Alertmanager ($AM_BIN) on 127.0.0.1:$ALERTMANAGER_PORT"
+  # setsid: own session, so a Ctrl-C in this terminal later does not stop it.
+  setsid "$AM_BIN" --config.file="$AM_CONF" --storage.path="$AM_DATA" \
+    --web.listen-address="127.0.0.1:$ALERTMANAGER_PORT" --cluster.listen-address= \
+    </dev/null >"$AM_LOG" 2>&1 9>&- &
+  am_pid=$!
+  printf '%s\n' "$am_pid" >"$AM_PIDFILE"
+  for ((i = 0; ; i++)); do
+    alertmanager_ready "$ALERTMANAGER_PORT" && break
+    if ! kill -0 "$am_pid" 2>/dev/null; then
+      rm -f "$AM_PIDFILE"
+      tail -n 30 "$AM_LOG" >&2 || true
+      die "Alertmanager exited during start (log: $AM_LOG)"
+    fi
+    if ((i >= 300)); then
+      tail -n 30 "$AM_LOG" >&2 || true
+      alertmanager_stop || true
+      die "Alertmanager on port $ALERTMANAGER_PORT is not ready after 30s (log: $AM_LOG)"
+    fi
+    sleep 0.1
+  done
+fi
+ALERTMANAGER_URL="http://127.0.0.1:$ALERTMANAGER_PORT"
+
 # ----------------------------------------------------------------- env file
 cat >"$ENV_FILE.tmp" <<EOF
 TELEMETRY_PG_PRIMARY=postgresql://telemetry@127.0.0.1:$PG_PORT/telemetry
@@ -343,8 +401,9 @@ TELEMETRY_PG_ADMIN=postgresql://postgres@127.0.0.1:$PG_PORT/telemetry
 TELEMETRY_PG_REPLICA_ADMIN=postgresql://postgres@127.0.0.1:$PG_REPLICA_PORT/telemetry
 TELEMETRY_REDIS=127.0.0.1:$REDIS_PORT
 TELEMETRY_KAFKA_BROKERS=$KAFKA_BROKERS
+TELEMETRY_ALERTMANAGER=$ALERTMANAGER_URL
 TELEMETRY_LOCAL_DIR=$STATE_DIR
 EOF
 mv -f "$ENV_FILE.tmp" "$ENV_FILE"
-log "stack up in $((SECONDS - START_TIME))s: PostgreSQL primary :$PG_PORT, replica :$PG_REPLICA_PORT, Redis :$REDIS_PORT, Kafka $KAFKA_BROKERS"
+log "stack up in $((SECONDS - START_TIME))s: PostgreSQL primary :$PG_PORT, replica :$PG_REPLICA_PORT, Redis :$REDIS_PORT, Kafka $KAFKA_BROKERS, Alertmanager $ALERTMANAGER_URL"
 printf '%s\n' "$ENV_FILE"

@@ -22,8 +22,14 @@ void Reply(absl::StatusOr<T> result, T* response,
 
 }  // namespace
 
-AlertServiceImpl::AlertServiceImpl(AlertRuleStore* rules, const HandlerKit* kit)
-    : rules_(rules), kit_(kit) {}
+AlertServiceImpl::AlertServiceImpl(AlertRuleStore* rules, AlertStateStore* alerts,
+                                   AlertSilenceStore* silences, const HandlerKit* kit,
+                                   SubscriptionOptions subscriptions)
+    : rules_(rules),
+      alerts_(alerts),
+      silences_(silences),
+      kit_(kit),
+      subscriptions_(std::make_unique<Subscriptions>(alerts, kit, subscriptions)) {}
 
 HandlerOptions AlertServiceImpl::KitOptions(int64_t max_call_ns) {
   HandlerOptions options;
@@ -99,6 +105,44 @@ grpc::ServerUnaryReactor* AlertServiceImpl::DeleteRule(
     }
     finish(rules_->Delete(tenant->id, request->rule_id()));
   });
+}
+
+grpc::ServerUnaryReactor* AlertServiceImpl::ListAlerts(
+    grpc::CallbackServerContext* ctx, const telemetry::v1::ListAlertsRequest* request,
+    telemetry::v1::ListAlertsResponse* response) {
+  return kit_->Unary(ctx, [this, request, response](const HandlerKit::Tenant& tenant, int64_t,
+                                                    auto finish) {
+    int limit = request->limit();
+    if (limit == 0) limit = kDefaultPageSize;
+    if (limit < 0 || limit > AlertStateStore::kMaxAlertLimit) {
+      return finish(absl::InvalidArgumentError(
+          absl::StrCat("limit: must be between 0 (", kDefaultPageSize, ") and ",
+                       AlertStateStore::kMaxAlertLimit, ", got ", request->limit())));
+    }
+    AlertListFilter filter;
+    filter.history = request->history();
+    filter.firing_only = request->firing_only();
+    filter.rule_id = request->rule_id();
+    filter.device_id = request->device_id();
+    for (int s : request->severities()) {
+      if (!telemetry::v1::Severity_IsValid(s)) {
+        return finish(absl::InvalidArgumentError(absl::StrCat("severities: unknown value ", s)));
+      }
+      filter.severities.push_back(s);
+    }
+    absl::StatusOr<AlertPage> page =
+        alerts_->ListAlerts(tenant->id, filter, limit, request->page_token());
+    if (page.ok()) {
+      for (auto& a : page->alerts) *response->add_alerts() = std::move(a);
+      response->set_next_page_token(std::move(page->next_page_token));
+    }
+    finish(page.status());
+  });
+}
+
+grpc::ServerWriteReactor<telemetry::v1::AlertEvent>* AlertServiceImpl::Subscribe(
+    grpc::CallbackServerContext* ctx, const telemetry::v1::SubscribeRequest* request) {
+  return subscriptions_->Open(ctx, request);
 }
 
 }  // namespace telemetry::alert

@@ -36,6 +36,9 @@ ABSL_FLAG(double, idle_after_s, 2,
 ABSL_FLAG(int, notify_threads, 8, "Notifications delivered at once");
 ABSL_FLAG(int, notify_give_up_s, 3600, "A failing notification is retried this long");
 ABSL_FLAG(int, notify_timeout_ms, 5000, "HTTP timeout of one webhook / Alertmanager call");
+ABSL_FLAG(int, alertmanager_resend_s, 60,
+          "Every FIRING alert is posted again to its rule's Alertmanagers this often, with endsAt "
+          "4 intervals ahead (Alertmanager resolves an alert by itself past its endsAt)");
 ABSL_FLAG(int64_t, default_deadline_ms, 30000, "Deadline of calls that set none");
 ABSL_FLAG(int, worker_threads, 4, "Threads running AlertService calls");
 
@@ -94,6 +97,12 @@ int main(int argc, char** argv) {
   no.alerts_topic = absl::GetFlag(FLAGS_alerts_topic);
   no.give_up_after_ns = absl::GetFlag(FLAGS_notify_give_up_s) * telemetry::kNsPerSec;
   no.http_timeout_ms = absl::GetFlag(FLAGS_notify_timeout_ms);
+  const int resend_s = absl::GetFlag(FLAGS_alertmanager_resend_s);
+  if (resend_s <= 0) {
+    return service.Fail("flags", absl::InvalidArgumentError("--alertmanager_resend_s must be > 0"),
+                        2);
+  }
+  no.alertmanager_resend_ns = resend_s * telemetry::kNsPerSec;
   auto http = telemetry::NewHttpPoster();
   telemetry::ThreadPool notify_pool(absl::GetFlag(FLAGS_notify_threads), 100000);
   telemetry::alert::NotifierMetrics notifier_metrics(service.metrics());
@@ -110,6 +119,15 @@ int main(int argc, char** argv) {
       if (*n == 0) return;
     }
   });
+  telemetry::alert::ResendOptions ro;
+  ro.interval_ns = no.alertmanager_resend_ns;
+  ro.http_timeout_ms = no.http_timeout_ms;
+  telemetry::alert::AlertmanagerResender resender(ro, state.get(), rules.get(), http.get(),
+                                                  service.clock(), &notifier_metrics);
+  service.Every("alertmanager resend", absl::Seconds(resend_s), [&] {
+    auto n = resender.RunOnce();
+    if (!n.ok()) log->warn("alertmanager re-send: {}", n.status().ToString());
+  });
   service.Every("readiness", absl::Milliseconds(200), [&] {
     service.health()->SetAll(processor.rules_loaded() && processor.assigned(),
                              "rules not loaded / no partitions assigned yet");
@@ -120,9 +138,12 @@ int main(int argc, char** argv) {
   telemetry::HandlerKit kit(telemetry::alert::AlertServiceImpl::KitOptions(
                                 absl::GetFlag(FLAGS_default_deadline_ms) * telemetry::kNsPerMs),
                             &auth, &workers, service.clock());
-  telemetry::alert::AlertServiceImpl impl(rules.get(), &kit);
+  telemetry::alert::AlertServiceImpl impl(rules.get(), state.get(), silences.get(), &kit);
   absl::Status served = service.ServeGrpc(absl::GetFlag(FLAGS_listen), {&impl});
   if (!served.ok()) return service.Fail("gRPC", served);
+  // Subscribe streams never end on their own: end them (UNAVAILABLE, clients
+  // resume with after_event_id) as shutdown begins rather than at the drain's end.
+  service.OnDrainStart("end alert subscriptions", [&] { impl.StopSubscriptions(); });
   service.OnShutdown("flush alerts topic", [&] { publisher->get()->Flush(5000).IgnoreError(); });
   log->info("alert evaluating {} as group {}", ko.topic, ko.group_id);
   // On a signal: evaluation checkpoints every partition and leaves the group.

@@ -3,6 +3,7 @@
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <future>
 #include <mutex>
@@ -51,11 +52,18 @@ NotifierMetrics::NotifierMetrics(MetricsRegistry* r)
       given_up(r->AddCounter("alert_notifications_given_up_total",
                              "Notifications given up after the retry time, or refused for good")),
       store_failures(
-          r->AddCounter("alert_outbox_store_failures_total", "Failed outbox reads or updates")) {}
+          r->AddCounter("alert_outbox_store_failures_total", "Failed outbox reads or updates")),
+      resent(r->AddCounter("alert_alertmanager_resent_total",
+                           "Alerts posted again to an Alertmanager (firing, recently resolved)")),
+      resend_failures(r->AddCounter("alert_alertmanager_resend_failures_total",
+                                    "Alerts whose re-send to an Alertmanager failed")) {}
 
 std::string WebhookJson(const AlertEvent& e) { return Json(e); }
 
-std::string AlertmanagerJson(const AlertEvent& e) {
+namespace {
+
+// One alert of a POST /api/v2/alerts body.
+std::string AlertmanagerAlert(const AlertEvent& e, int64_t firing_ends_at_ns) {
   // Alertmanager's labels identify the alert: the rule's labels plus ours.
   google::protobuf::Struct alert;
   auto& f = *alert.mutable_fields();
@@ -75,14 +83,30 @@ std::string AlertmanagerJson(const AlertEvent& e) {
     (*annotations.mutable_fields())[k].set_string_value(v);
   }
   *f["annotations"].mutable_struct_value() = annotations;
-  f["startsAt"].set_string_value(Rfc3339(
-      e.state() == telemetry::v1::ALERT_STATE_RESOLVED ? e.window_start_ns() : e.event_time_ns()));
+  const int64_t starts_at =
+      e.state() == telemetry::v1::ALERT_STATE_RESOLVED ? e.window_start_ns() : e.event_time_ns();
+  f["startsAt"].set_string_value(Rfc3339(starts_at));
   if (e.state() == telemetry::v1::ALERT_STATE_RESOLVED) {
     f["endsAt"].set_string_value(Rfc3339(e.event_time_ns()));
+  } else if (firing_ends_at_ns > 0) {
+    // Alertmanager refuses an end before the start (an event time ahead of
+    // this clock): such an alert stays active a second past its start.
+    f["endsAt"].set_string_value(Rfc3339(std::max(firing_ends_at_ns, starts_at + kNsPerSec)));
   }
   std::string one;
   (void)google::protobuf::util::MessageToJsonString(alert, &one);
-  return "[" + one + "]";
+  return one;
+}
+
+}  // namespace
+
+std::string AlertmanagerJson(const AlertEvent& e, int64_t firing_ends_at_ns) {
+  return "[" + AlertmanagerAlert(e, firing_ends_at_ns) + "]";
+}
+
+std::string AlertmanagerAlertsUrl(std::string base_url) {
+  while (!base_url.empty() && base_url.back() == '/') base_url.pop_back();
+  return base_url + "/api/v2/alerts";
 }
 
 Notifier::Notifier(NotifierOptions options, AlertStateStore* store, EventPublisher* publisher,
@@ -131,10 +155,9 @@ absl::Status Notifier::Deliver(const OutboxItem& item, const AlertEvent& e) {
     url = item.target.substr(8);
     body = WebhookJson(e);
   } else if (item.target.rfind("alertmanager:", 0) == 0) {
-    url = item.target.substr(13);
-    while (!url.empty() && url.back() == '/') url.pop_back();
-    url += "/api/v2/alerts";
-    body = AlertmanagerJson(e);
+    url = AlertmanagerAlertsUrl(item.target.substr(13));
+    body =
+        AlertmanagerJson(e, clock_->NowNs() + kEndsAtIntervals * options_.alertmanager_resend_ns);
   } else {
     return absl::InvalidArgumentError("unknown notification target " + item.target);
   }
@@ -205,6 +228,107 @@ absl::StatusOr<int> Notifier::RunOnce() {
   std::unique_lock<std::mutex> lock(mu);
   cv.wait(lock, [&] { return left == 0; });
   return static_cast<int>(items->size());
+}
+
+AlertmanagerResender::AlertmanagerResender(ResendOptions options, AlertStateStore* store,
+                                           AlertRuleStore* rules, HttpPoster* http,
+                                           const Clock* clock, NotifierMetrics* metrics)
+    : options_(std::move(options)),
+      store_(store),
+      rules_(rules),
+      http_(http),
+      clock_(clock),
+      metrics_(metrics) {}
+
+absl::Status AlertmanagerResender::LoadRules() {
+  absl::StatusOr<int64_t> gen = rules_->Generation();
+  if (!gen.ok()) return gen.status();
+  if (*gen == generation_) return absl::OkStatus();
+  auto all = rules_->LoadAll();
+  if (!all.ok()) return all.status();
+  targets_.clear();
+  for (const auto& [tenant, rule] : *all) {
+    if (rule.alertmanager_urls().empty()) continue;
+    targets_[rule.rule_id()] = {tenant, std::vector<std::string>(rule.alertmanager_urls().begin(),
+                                                                 rule.alertmanager_urls().end())};
+  }
+  generation_ = *gen;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> AlertmanagerResender::RunOnce() {
+  auto log = GetLogger("alert");
+  if (absl::Status st = LoadRules(); !st.ok()) {
+    metrics_->store_failures->Inc();
+    if (generation_ < 0) return st;  // no rules yet: nothing to send to
+    log->warn("alertmanager re-send: cannot reload rules ({}); using the previous ones",
+              st.ToString());
+  }
+  const int64_t horizon_ns = kEndsAtIntervals * options_.interval_ns;
+  const int64_t ends_at = clock_->NowNs() + horizon_ns;
+  // Per Alertmanager: the alerts of the POST being filled. An Alertmanager
+  // that failed once this round is not tried again before the next.
+  absl::flat_hash_map<std::string, std::vector<std::string>> pending;
+  absl::flat_hash_map<std::string, bool> failed;
+  int posted = 0;
+  auto flush = [&](const std::string& base) {
+    std::vector<std::string>& alerts = pending[base];
+    if (alerts.empty()) return;
+    const int n = static_cast<int>(alerts.size());
+    if (failed[base]) {
+      metrics_->resend_failures->Inc(n);
+      alerts.clear();
+      return;
+    }
+    std::string body = "[";
+    for (size_t i = 0; i < alerts.size(); ++i) {
+      if (i > 0) body += ",";
+      body += alerts[i];
+    }
+    body += "]";
+    alerts.clear();
+    const std::string url = AlertmanagerAlertsUrl(base);
+    absl::StatusOr<int> code = http_->Post(url, body, {}, options_.http_timeout_ms);
+    if (code.ok() && *code >= 200 && *code < 300) {
+      metrics_->resent->Inc(n);
+      posted += n;
+      return;
+    }
+    failed[base] = true;
+    metrics_->resend_failures->Inc(n);
+    log->warn("alertmanager re-send of {} alerts to {} failed: {}", n, url,
+              code.ok() ? absl::StrCat("HTTP ", *code) : code.status().ToString());
+  };
+  std::string after;
+  while (true) {
+    auto page = store_->ListAlertsToResend(after, options_.page, horizon_ns);
+    if (!page.ok()) {
+      metrics_->store_failures->Inc();
+      return page.status();
+    }
+    for (const ResendAlert& a : *page) {
+      if (a.muted) continue;  // never posted: a silence muted it
+      auto t = targets_.find(a.rule_id);
+      if (t == targets_.end() || t->second.first != a.tenant_id) continue;
+      AlertEvent e;
+      if (!e.ParseFromString(a.event)) {
+        log->warn("alertmanager re-send: the stored event {} does not parse", a.event_id);
+        continue;
+      }
+      e.set_event_id(a.event_id);
+      const std::string alert = AlertmanagerAlert(e, ends_at);
+      for (const std::string& base : t->second.second) {
+        pending[base].push_back(alert);
+        if (static_cast<int>(pending[base].size()) >= options_.batch) flush(base);
+      }
+    }
+    if (static_cast<int>(page->size()) < options_.page) break;
+    after = page->back().fingerprint;
+  }
+  std::vector<std::string> bases;
+  for (const auto& [base, alerts] : pending) bases.push_back(base);
+  for (const std::string& base : bases) flush(base);
+  return posted;
 }
 
 }  // namespace telemetry::alert

@@ -4,6 +4,11 @@
 // beside evaluation, never in its way: a slow or dead receiver only delays
 // its own rows, retried with exponential backoff and jitter until
 // `give_up_after_ns`, then recorded as given up (alert_deliveries).
+//
+// Alertmanager resolves an alert by itself once its endsAt passed, so, as
+// Prometheus does, a FIRING alert is posted with endsAt kEndsAtIntervals
+// re-send intervals ahead and posted again every interval while it fires
+// (AlertmanagerResender); a RESOLVED one carries its resolve time.
 #pragma once
 
 #include <atomic>
@@ -15,7 +20,9 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "common/alert_rules.h"
 #include "common/alert_state.h"
 #include "common/clock.h"
 #include "common/kafka/kafka.h"
@@ -25,6 +32,11 @@
 #include "telemetry/v1/alert.pb.h"
 
 namespace telemetry::alert {
+
+// A FIRING alert's endsAt is this many re-send intervals after the post:
+// Alertmanager keeps it active through a few failed re-sends, and resolves it
+// by itself when they stop (the alert service is gone).
+inline constexpr int kEndsAtIntervals = 4;
 
 struct NotifierOptions {
   std::string alerts_topic = "telemetry.alerts.v1";
@@ -36,6 +48,8 @@ struct NotifierOptions {
   // Counted from the transition: past it, a failing delivery is given up.
   int64_t give_up_after_ns = 3600 * kNsPerSec;
   int http_timeout_ms = 5000;
+  // AlertmanagerResender's interval (a FIRING post's endsAt depends on it).
+  int64_t alertmanager_resend_ns = 60 * kNsPerSec;
 };
 
 struct NotifierMetrics {
@@ -44,12 +58,18 @@ struct NotifierMetrics {
   Counter* retried;
   Counter* given_up;
   Counter* store_failures;
+  Counter* resent;           // alerts posted again to an Alertmanager
+  Counter* resend_failures;  // ... in a post that failed (logged, not retried)
 };
 
 // The webhook body: the AlertEvent as JSON (proto field names).
 std::string WebhookJson(const telemetry::v1::AlertEvent& e);
-// The Alertmanager body (a one-alert array for POST /api/v2/alerts).
-std::string AlertmanagerJson(const telemetry::v1::AlertEvent& e);
+// The Alertmanager body (a one-alert array for POST /api/v2/alerts). A
+// FIRING alert's endsAt is `firing_ends_at_ns` (0: none, Alertmanager's
+// resolve_timeout applies); a RESOLVED one's is its event time.
+std::string AlertmanagerJson(const telemetry::v1::AlertEvent& e, int64_t firing_ends_at_ns = 0);
+// Where alerts are posted on the Alertmanager at `base_url`.
+std::string AlertmanagerAlertsUrl(std::string base_url);
 
 class Notifier {
  public:
@@ -75,6 +95,44 @@ class Notifier {
   std::mutex rng_mu_;
   std::mt19937_64 rng_;
   std::atomic<int32_t> partitions_{0};
+};
+
+struct ResendOptions {
+  int64_t interval_ns = 60 * kNsPerSec;
+  int page = 500;   // alerts read per store call
+  int batch = 100;  // alerts per POST
+  int http_timeout_ms = 5000;
+};
+
+// Posts every FIRING alert again, every interval, to the Alertmanagers its
+// rule names now (a rule deleted or without alertmanager_urls: none), with
+// endsAt kEndsAtIntervals intervals ahead. Alerts RESOLVED within that time
+// are posted again too, with their resolve time, as Prometheus does: a
+// re-send racing the resolution (read FIRING, posted after the RESOLVED
+// post) is undone by the next round. Transitions whose notifications a
+// silence muted are not posted. Re-sends are not transitions: nothing is
+// recorded; a failed post is logged and counted, and the next round posts
+// again.
+class AlertmanagerResender {
+ public:
+  AlertmanagerResender(ResendOptions options, AlertStateStore* store, AlertRuleStore* rules,
+                       HttpPoster* http, const Clock* clock, NotifierMetrics* metrics);
+
+  // One round; returns how many alerts were posted (per Alertmanager).
+  absl::StatusOr<int> RunOnce();
+
+ private:
+  absl::Status LoadRules();
+
+  ResendOptions options_;
+  AlertStateStore* store_;
+  AlertRuleStore* rules_;
+  HttpPoster* http_;
+  const Clock* clock_;
+  NotifierMetrics* metrics_;
+  int64_t generation_ = -1;
+  // rule_id -> (tenant, alertmanager_urls), of the rules that have some.
+  absl::flat_hash_map<std::string, std::pair<int64_t, std::vector<std::string>>> targets_;
 };
 
 }  // namespace telemetry::alert

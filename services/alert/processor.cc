@@ -253,11 +253,18 @@ void Processor::Record(const std::vector<Transition>& transitions) {
   for (const Transition& t : transitions) {
     auto rule = rule_protos_.find(t.rule_id);
     if (rule == rule_protos_.end()) continue;  // cannot happen: the engine has the same set
+    // The device's project (for Subscribe's filter): cached per device; a
+    // failed lookup leaves it empty rather than holding the transition.
     std::string project;
-    if (!rule->second.project().empty()) {
-      // Known from the match (the engine asked); not looked up otherwise.
-      auto cached = projects_.find(absl::StrCat(t.tenant_id, "/", t.device));
-      if (cached != projects_.end()) project = cached->second;
+    {
+      const std::string key = absl::StrCat(t.tenant_id, "/", t.device);
+      auto cached = projects_.find(key);
+      if (cached != projects_.end()) {
+        project = cached->second;
+      } else if (absl::StatusOr<std::string> got = store_->DeviceProject(t.tenant_id, t.device);
+                 got.ok()) {
+        project = projects_[key] = *got;
+      }
     }
     AlertEvent e = BuildEvent(t, rule->second, project, now);
     // A silence mutes the notifications, not the record: history, the

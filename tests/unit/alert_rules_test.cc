@@ -420,7 +420,7 @@ class AlertHandlers : public ::testing::Test {
     pool_ = std::make_unique<ThreadPool>(2, 100);
     kit_ = std::make_unique<HandlerKit>(alert::AlertServiceImpl::KitOptions(5 * kNsPerSec), &auth_,
                                         pool_.get(), SystemClock::Get());
-    impl_ = std::make_unique<alert::AlertServiceImpl>(&store_, kit_.get());
+    impl_ = std::make_unique<alert::AlertServiceImpl>(&store_, &alerts_, &silences_, kit_.get());
     auto server = StartGrpcServer("127.0.0.1:0", {impl_.get()}, &port_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
@@ -474,6 +474,8 @@ class AlertHandlers : public ::testing::Test {
   Authenticator auth_;
   HealthState health_;
   testing::FakeAlertRuleStore store_;
+  testing::FakeAlertStateStore alerts_;
+  testing::FakeAlertSilenceStore silences_;
   Tenant a_, b_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<HandlerKit> kit_;
@@ -657,6 +659,61 @@ TEST_F(AlertHandlers, StoreOutageIsUnavailable) {
   Rule out;
   grpc::Status st = Create(a_, ThresholdRule(), &out);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+}
+
+}  // namespace
+}  // namespace telemetry
+
+namespace telemetry {
+namespace {
+
+TEST_F(AlertHandlers, SilencesAreCreatedListedEndedAndKeptPerTenant) {
+  Rule rule;
+  ASSERT_TRUE(Create(a_, ThresholdRule(), &rule).ok());
+  v1::CreateSilenceRequest req;
+  req.mutable_silence()->set_rule_id(rule.rule_id());
+  req.mutable_silence()->set_device_id("dev-*");
+  req.mutable_silence()->set_ends_at_ns(SystemClock::Get()->NowNs() + 3600 * kNsPerSec);
+  req.mutable_silence()->set_comment("maintenance");
+  v1::Silence created;
+  grpc::Status st = stub_->CreateSilence(Context(a_).get(), req, &created);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(created.silence_id().size(), 32u);
+  EXPECT_GT(created.starts_at_ns(), 0);  // 0 became now
+
+  // Tenant B sees none of it, cannot end it, and cannot silence A's rule.
+  v1::ListSilencesResponse listed;
+  ASSERT_TRUE(stub_->ListSilences(Context(b_).get(), {}, &listed).ok());
+  EXPECT_EQ(listed.silences_size(), 0);
+  v1::DeleteSilenceRequest del;
+  del.set_silence_id(created.silence_id());
+  v1::DeleteSilenceResponse del_resp;
+  EXPECT_EQ(stub_->DeleteSilence(Context(b_).get(), del, &del_resp).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  v1::Silence other;
+  st = stub_->CreateSilence(Context(b_).get(), req, &other);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("silence.rule_id"), std::string::npos) << st.error_message();
+
+  // A lists it, ends it, and then finds it only among the expired.
+  ASSERT_TRUE(stub_->ListSilences(Context(a_).get(), {}, &listed).ok());
+  ASSERT_EQ(listed.silences_size(), 1);
+  EXPECT_EQ(listed.silences(0).comment(), "maintenance");
+  ASSERT_TRUE(stub_->DeleteSilence(Context(a_).get(), del, &del_resp).ok());
+  listed.Clear();
+  ASSERT_TRUE(stub_->ListSilences(Context(a_).get(), {}, &listed).ok());
+  EXPECT_EQ(listed.silences_size(), 0);
+  v1::ListSilencesRequest all;
+  all.set_include_expired(true);
+  ASSERT_TRUE(stub_->ListSilences(Context(a_).get(), all, &listed).ok());
+  EXPECT_EQ(listed.silences_size(), 1);
+
+  // A silence of everything is refused, naming what is missing.
+  v1::CreateSilenceRequest everything;
+  everything.mutable_silence()->set_ends_at_ns(SystemClock::Get()->NowNs() + kNsPerSec);
+  st = stub_->CreateSilence(Context(a_).get(), everything, &other);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("at least one of rule_id"), std::string::npos);
 }
 
 }  // namespace

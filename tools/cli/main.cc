@@ -13,6 +13,17 @@
 //   telemetry-cli rules-update --rule_json '{"ruleId":"ID","version":1,...}'
 //   telemetry-cli rules-delete --rule_id ID
 //
+// Alerts, printed as telemetry.v1.AlertEvent JSON:
+//   telemetry-cli alerts-list  [--firing_only] [--history] [--rule_id ID] [--device D]
+//                              [--page_size N] [--page_token T]   (default: every page)
+//   telemetry-cli alerts-watch [--after_event_id N]   (one JSON object a line, until Ctrl-C;
+//                              without it, only transitions from now on)
+//
+// Silences (mute notifications of matching alerts for a time):
+//   telemetry-cli silences-create [--rule_id ID] [--device GLOB] --duration_s 3600 [--comment C]
+//   telemetry-cli silences-list   [--include_expired]
+//   telemetry-cli silences-end    --silence_id ID
+//
 // The API key comes from --api_key / TELEMETRY_API_KEY.
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
@@ -48,11 +59,24 @@ ABSL_FLAG(int64_t, to_s, 0, "Range end, seconds before now");
 ABSL_FLAG(int64_t, limit, 0, "Range limit (0: none)");
 ABSL_FLAG(std::string, rule_json, "",
           "rules-create, rules-update: the telemetry.v1.Rule as proto JSON");
-ABSL_FLAG(std::string, rule_id, "", "rules-get, rules-delete: the rule's id");
+ABSL_FLAG(std::string, rule_id, "",
+          "rules-get, rules-delete: the rule's id; alerts-list: only this rule's alerts");
 ABSL_FLAG(int32_t, page_size, 0,
-          "rules-list: rules per page (0: the server's default); with it or --page_token, "
-          "only that one page is printed");
-ABSL_FLAG(std::string, page_token, "", "rules-list: next_page_token of a previous page");
+          "rules-list, alerts-list: rules / alerts per page (0: the server's default); with it "
+          "or --page_token, only that one page is printed");
+ABSL_FLAG(std::string, page_token, "",
+          "rules-list, alerts-list: next_page_token of a previous page");
+ABSL_FLAG(int64_t, duration_s, 3600, "silences-create: how long the silence lasts from now");
+ABSL_FLAG(std::string, comment, "", "silences-create: why");
+ABSL_FLAG(std::string, silence_id, "", "silences-end: the silence's id");
+ABSL_FLAG(bool, include_expired, false, "silences-list: also silences that ended");
+ABSL_FLAG(bool, firing_only, false, "alerts-list: only the alerts firing now");
+ABSL_FLAG(bool, history, false,
+          "alerts-list: every transition, newest first (default: the current state of each "
+          "alert)");
+ABSL_FLAG(int64_t, after_event_id, 0,
+          "alerts-watch: resume after this event_id (the last one printed); 0: only new "
+          "transitions");
 ABSL_FLAG(bool, raw_time, false,
           "Print timestamps as nanoseconds since the epoch (default: RFC 3339, UTC)");
 
@@ -111,6 +135,48 @@ int PrintJson(const google::protobuf::Message& m) {
 }
 
 bool IsRulesCommand(const std::string& cmd) { return cmd.rfind("rules-", 0) == 0; }
+bool IsAlertsCommand(const std::string& cmd) { return cmd.rfind("alerts-", 0) == 0; }
+bool IsSilencesCommand(const std::string& cmd) { return cmd.rfind("silences-", 0) == 0; }
+
+// silences-create|list|end against the AlertService.
+int Silences(const std::string& cmd, const std::string& auth) {
+  auto stub = telemetry::v1::AlertService::NewStub(
+      grpc::CreateChannel(absl::GetFlag(FLAGS_alert), Credentials()));
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", auth);
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  if (cmd == "silences-create") {
+    telemetry::v1::CreateSilenceRequest req;
+    auto* s = req.mutable_silence();
+    s->set_rule_id(absl::GetFlag(FLAGS_rule_id));
+    s->set_device_id(absl::GetFlag(FLAGS_device));
+    s->set_comment(absl::GetFlag(FLAGS_comment));
+    s->set_ends_at_ns(telemetry::SystemClock::Get()->NowNs() +
+                      absl::GetFlag(FLAGS_duration_s) * telemetry::kNsPerSec);
+    telemetry::v1::Silence resp;
+    grpc::Status st = stub->CreateSilence(&ctx, req, &resp);
+    if (!st.ok()) return Fail(st);
+    return PrintJson(resp);
+  }
+  if (cmd == "silences-list") {
+    telemetry::v1::ListSilencesRequest req;
+    req.set_include_expired(absl::GetFlag(FLAGS_include_expired));
+    telemetry::v1::ListSilencesResponse resp;
+    grpc::Status st = stub->ListSilences(&ctx, req, &resp);
+    if (!st.ok()) return Fail(st);
+    return PrintJson(resp);
+  }
+  if (cmd == "silences-end") {
+    telemetry::v1::DeleteSilenceRequest req;
+    req.set_silence_id(absl::GetFlag(FLAGS_silence_id));
+    telemetry::v1::DeleteSilenceResponse resp;
+    grpc::Status st = stub->DeleteSilence(&ctx, req, &resp);
+    if (!st.ok()) return Fail(st);
+    return PrintJson(resp);
+  }
+  std::fprintf(stderr, "unknown command %s\n", cmd.c_str());
+  return 2;
+}
 
 // rules-create|get|list|update|delete against the AlertService.
 int Rules(const std::string& cmd, const std::string& auth) {
@@ -201,11 +267,69 @@ int Rules(const std::string& cmd, const std::string& auth) {
   return 2;
 }
 
+// alerts-list|watch against the AlertService.
+int Alerts(const std::string& cmd, const std::string& auth) {
+  auto stub = telemetry::v1::AlertService::NewStub(
+      grpc::CreateChannel(absl::GetFlag(FLAGS_alert), Credentials()));
+  if (cmd == "alerts-list") {
+    const bool one_page =
+        absl::GetFlag(FLAGS_page_size) != 0 || !absl::GetFlag(FLAGS_page_token).empty();
+    telemetry::v1::ListAlertsResponse all;
+    std::string token = absl::GetFlag(FLAGS_page_token);
+    do {
+      grpc::ClientContext ctx;
+      ctx.AddMetadata("authorization", auth);
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      telemetry::v1::ListAlertsRequest req;
+      req.set_firing_only(absl::GetFlag(FLAGS_firing_only));
+      req.set_history(absl::GetFlag(FLAGS_history));
+      req.set_rule_id(absl::GetFlag(FLAGS_rule_id));
+      req.set_device_id(absl::GetFlag(FLAGS_device));
+      req.set_limit(absl::GetFlag(FLAGS_page_size));
+      req.set_page_token(token);
+      telemetry::v1::ListAlertsResponse page;
+      grpc::Status st = stub->ListAlerts(&ctx, req, &page);
+      if (!st.ok()) return Fail(st);
+      if (one_page) return PrintJson(page);
+      for (auto& a : *page.mutable_alerts()) *all.add_alerts() = std::move(a);
+      token = page.next_page_token();
+    } while (!token.empty());
+    return PrintJson(all);
+  }
+  if (cmd == "alerts-watch") {
+    grpc::ClientContext ctx;  // no deadline: until the stream ends or Ctrl-C
+    ctx.AddMetadata("authorization", auth);
+    telemetry::v1::SubscribeRequest req;
+    req.set_after_event_id(absl::GetFlag(FLAGS_after_event_id));
+    auto reader = stub->Subscribe(&ctx, req);
+    google::protobuf::util::JsonPrintOptions options;
+    options.add_whitespace = false;
+    telemetry::v1::AlertEvent event;
+    int64_t last = req.after_event_id();
+    while (reader->Read(&event)) {
+      std::string json;
+      if (!google::protobuf::util::MessageToJsonString(event, &json, options).ok()) continue;
+      std::printf("%s\n", json.c_str());
+      std::fflush(stdout);
+      last = event.event_id();
+    }
+    grpc::Status st = reader->Finish();
+    if (last > 0) {
+      std::fprintf(stderr, "stream ended; resume with --after_event_id=%lld\n",
+                   static_cast<long long>(last));
+    }
+    return st.ok() ? 0 : Fail(st);
+  }
+  std::fprintf(stderr, "unknown command %s\n", cmd.c_str());
+  return 2;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   constexpr const char* kCommands =
-      "write|latest|range|rules-create|rules-get|rules-list|rules-update|rules-delete";
+      "write|latest|range|rules-create|rules-get|rules-list|rules-update|rules-delete|"
+      "alerts-list|alerts-watch|silences-create|silences-list|silences-end";
   const std::string usage = std::string("telemetry-cli ") + kCommands + " [flags]";
   auto args = telemetry::InitFlags(argc, argv, usage.c_str());
   if (args.size() < 2) {
@@ -215,6 +339,8 @@ int main(int argc, char** argv) {
   std::string cmd = args[1];
   std::string auth = "Bearer " + absl::GetFlag(FLAGS_api_key);
   if (IsRulesCommand(cmd)) return Rules(cmd, auth);
+  if (IsAlertsCommand(cmd)) return Alerts(cmd, auth);
+  if (IsSilencesCommand(cmd)) return Silences(cmd, auth);
   std::vector<std::string> sensors =
       absl::StrSplit(absl::GetFlag(FLAGS_sensors), ',', absl::SkipEmpty());
   const int64_t now = telemetry::SystemClock::Get()->NowNs();
