@@ -251,12 +251,12 @@ const std::vector<Engine::CompiledRule*>* Engine::Match(int64_t tenant_id,
     }
     matched.push_back(r.get());
   }
-  if (match_cache_.size() > 1'000'000) match_cache_.clear();
   return &(match_cache_[key] = std::move(matched));
 }
 
 absl::Status Engine::Apply(int32_t partition, const telemetry::v1::ReadingBatch& batch,
                            std::vector<Transition>* out) {
+  if (match_cache_.size() > 1'000'000) match_cache_.clear();
   // Match every block first: the one step that can fail (a project lookup),
   // so a failure changes nothing and the message can be retried.
   std::vector<const std::vector<CompiledRule*>*> matched(batch.series_size());

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "services/alert/rule.h"
@@ -141,8 +142,10 @@ class Engine {
   std::vector<std::unique_ptr<CompiledRule>> rules_;
   absl::flat_hash_map<std::string, CompiledRule*> rules_by_id_;  // rule_id
   std::map<int32_t, std::unique_ptr<Partition>> partitions_;
-  // (tenant, device, sensor, labels) → matching rules; cleared by SetRules.
-  absl::flat_hash_map<std::string, std::vector<CompiledRule*>> match_cache_;
+  // (tenant, device, sensor, labels) → matching rules; cleared by SetRules
+  // and, when it grew past a million entries, at the start of an Apply. A
+  // node map: Apply holds pointers to its values while it adds more.
+  absl::node_hash_map<std::string, std::vector<CompiledRule*>> match_cache_;
   EngineStats stats_;
 };
 

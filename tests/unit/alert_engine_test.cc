@@ -451,6 +451,26 @@ TEST_F(EngineTest, SnapshotAndReplayReproduceTheSameTransitions) {
   }
 }
 
+// One message with many series: the match cache grows while the message's
+// earlier matches are in use (a rehash once left them dangling: a crash under
+// load, found by the benchmark).
+TEST_F(EngineTest, AMessageOfManySeriesMatchesEachOfThem) {
+  engine_.SetRules({Threshold("hot", Comparison::kGt, 30, Aggregate::kMax, 10)});
+  telemetry::v1::ReadingBatch b;
+  b.set_tenant_id(1);
+  for (int d = 0; d < 500; ++d) {
+    auto* s = b.add_series();
+    s->set_device_id("d" + std::to_string(d));
+    s->set_sensor("temp");
+    s->add_timestamp_delta_ns(1 * kS);
+    s->add_double_values(d % 2 == 0 ? 40 : 20);
+  }
+  Feed(b);
+  auto t = Feed(Batch("other", "x", {{20, 0}}));
+  EXPECT_EQ(t.size(), 250u);
+  EXPECT_EQ(engine_.stats().evaluated, 501);
+}
+
 TEST_F(EngineTest, ACorruptCheckpointIsDataLoss) {
   EXPECT_EQ(engine_.Restore(3, "\xff\xff\xff").code(), absl::StatusCode::kDataLoss);
 }
