@@ -39,9 +39,13 @@ done
 
 # The fleet in real time: interval = series / rate, event time starting now.
 interval_ms=$((DEVICES * SENSORS * 1000 / RATE))
-echo "== fleet: $DEVICES x $SENSORS series, one reading each per $interval_ms ms ($RATE/s) for $((DURATION + 20)) s" >&2
+# It runs past the measurement (rule creation, the last windows): a fleet that
+# stops leaves its partitions idle, and idle partitions are decided by the
+# wall clock (idle_after later), which is not what this measures.
+fleet_s=$((DURATION + 100))
+echo "== fleet: $DEVICES x $SENSORS series, one reading each per $interval_ms ms ($RATE/s) for $fleet_s s" >&2
 "$BUILD_DIR/tools/loadgen/telemetry-loadgen" --api_keys "$key" --query= --devices "$DEVICES" \
-  --sensors "$SENSORS" --rate "$RATE" --duration_s "$((DURATION + 20))" --batch 500 \
+  --sensors "$SENSORS" --rate "$RATE" --duration_s "$fleet_s" --batch 500 \
   --concurrency 4 --interval_ms "$interval_ms" --start_ago_s 0 >"$OUT/loadgen.json" 2>"$OUT/loadgen.log" &
 loadgen=$!
 pids+=($loadgen)

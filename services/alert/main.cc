@@ -1,6 +1,8 @@
 // telemetry-alert: the AlertService (rules) and the evaluator: its own
 // consumer group on the readings topic, transitions recorded in Postgres
 // exactly once, notifications delivered from the outbox.
+#include <algorithm>
+
 #include "absl/flags/flag.h"
 #include "common/auth.h"
 #include "common/config.h"
@@ -35,6 +37,8 @@ ABSL_FLAG(double, idle_after_s, 2,
           "clock (no-data detection without new data)");
 ABSL_FLAG(int, notify_threads, 8, "Notifications delivered at once");
 ABSL_FLAG(int, notify_give_up_s, 3600, "A failing notification is retried this long");
+ABSL_FLAG(int, notify_max_backoff_s, 60,
+          "Longest wait between two attempts of a failing notification (from 1 s, doubling)");
 ABSL_FLAG(int, notify_timeout_ms, 5000, "HTTP timeout of one webhook / Alertmanager call");
 ABSL_FLAG(int, alertmanager_resend_s, 60,
           "Every FIRING alert is posted again to its rule's Alertmanagers this often, with endsAt "
@@ -96,6 +100,7 @@ int main(int argc, char** argv) {
   telemetry::alert::NotifierOptions no;
   no.alerts_topic = absl::GetFlag(FLAGS_alerts_topic);
   no.give_up_after_ns = absl::GetFlag(FLAGS_notify_give_up_s) * telemetry::kNsPerSec;
+  no.max_backoff_ns = std::max(1, absl::GetFlag(FLAGS_notify_max_backoff_s)) * telemetry::kNsPerSec;
   no.http_timeout_ms = absl::GetFlag(FLAGS_notify_timeout_ms);
   const int resend_s = absl::GetFlag(FLAGS_alertmanager_resend_s);
   if (resend_s <= 0) {

@@ -53,8 +53,8 @@ DOCKERFILE = "deploy/docker/Dockerfile"
 BUILD_STAGE = "build"
 BUILD_STAGE_IMAGE = "debian:12"
 RUNTIME_BASE_IMAGE = "debian:12-slim"
-RUNTIME_TARGETS = ("ingest", "writer", "query", "admin", "tests")
-SERVICE_TARGETS = ("ingest", "writer", "query")  # long-running servers: health check, ports
+RUNTIME_TARGETS = ("ingest", "writer", "query", "alert", "admin", "tests")
+SERVICE_TARGETS = ("ingest", "writer", "query", "alert")  # long-running servers: health check, ports
 BUILD_OUT = "/src/build/"  # the build dir inside the build stage
 STAGED_INTEGRATION = "/stage/integration"  # stage-tests.sh output in the build stage
 # The build packages the project documents (README / deploy/local/install-deps.sh).
@@ -643,7 +643,8 @@ def local_kafka_version(src: str) -> str | None:
 
 
 LOCAL_BINARIES = ("services/ingest/telemetry-ingest", "services/writer/telemetry-writer",
-                  "services/query/telemetry-query", "tools/admin/telemetry-admin")
+                  "services/query/telemetry-query", "services/alert/telemetry-alert",
+                  "tools/admin/telemetry-admin")
 
 
 def check_local_env(r: Report, src: str, build_dir: str) -> None:

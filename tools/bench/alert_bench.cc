@@ -49,6 +49,9 @@ ABSL_FLAG(double, lateness_s, 5, "The alert service's --allowed_lateness_s");
 ABSL_FLAG(double, duration_s, 60, "How long to measure");
 ABSL_FLAG(int, probe_every_ms, 2000, "A probe spike this often");
 ABSL_FLAG(int, sql_every_s, 10, "SQL baseline round period");
+ABSL_FLAG(int, warmup_s, 40,
+          "Wait after creating the rules before measuring (the alert service reloads the rule "
+          "set as it grows and catches up with the fleet meanwhile)");
 
 namespace {
 
@@ -178,7 +181,7 @@ int main(int argc, char** argv) {
     probe.add_webhook_urls(absl::StrCat("http://127.0.0.1:", hook_port, "/hook"));
     create(probe);
   }
-  std::this_thread::sleep_for(std::chrono::seconds(3));  // the rule set reloads
+  std::this_thread::sleep_for(std::chrono::seconds(absl::GetFlag(FLAGS_warmup_s)));
 
   // SQL baseline on its own thread.
   struct SqlRound {
@@ -274,6 +277,9 @@ int main(int argc, char** argv) {
       continue;
     }
     from_ack.push_back(static_cast<double>(it->second - p.ack_ns) / 1e9);
+    std::fprintf(stderr, "probe %s: ack->webhook %.3f s, after window end + lateness %.3f s\n",
+                 p.device.c_str(), from_ack.back(),
+                 static_cast<double>(it->second - (p.window_end_ns + lateness)) / 1e9);
     after_close.push_back(static_cast<double>(it->second - (p.window_end_ns + lateness)) / 1e9);
   }
   std::vector<double> sql_secs, sql_cpu;
