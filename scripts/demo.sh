@@ -105,8 +105,10 @@ echo "== writer metrics"
 curl -s http://127.0.0.1:9102/metrics | grep -E '^writer_(readings|batches|dead|log_gap)'
 sleep 3  # the last windows close (allowed lateness 5 s, then the idle partitions' clock)
 echo "== alerts: transitions recorded per state, and the ones firing now (telemetry-cli alerts-list)"
+TENANT_ID="$(sed -n 's/^tenant_id=//p' "$RUN/tenant")"
 psql "$TELEMETRY_PG_PRIMARY" -c "SELECT CASE to_state WHEN 1 THEN 'firing' WHEN 2 THEN 'resolved'
-    WHEN 3 THEN 'pending' ELSE 'inactive' END AS state, count(*) FROM alert_history GROUP BY 1"
+    WHEN 3 THEN 'pending' ELSE 'inactive' END AS state, count(*) FROM alert_history
+    WHERE tenant_id = $TENANT_ID GROUP BY 1"
 "$BUILD_DIR/tools/cli/telemetry-cli" alerts-list --api_key "$API_KEY" --firing_only --page_size 3 \
   | grep -E '"(deviceId|message|sequence)"' || echo "  (none firing right now)"
 echo "== alert metrics"

@@ -201,8 +201,8 @@ void Engine::SetRules(std::vector<RuleSpec> rules) {
   match_cache_.clear();
 }
 
-Engine::Partition* Engine::GetPartition(int32_t partition) {
-  auto& p = partitions_[partition];
+Engine::Partition* Engine::GetPartition(int32_t partition, int64_t tenant_id) {
+  auto& p = partitions_[{partition, tenant_id}];
   if (!p) p = std::make_unique<Partition>();
   return p.get();
 }
@@ -265,7 +265,7 @@ absl::Status Engine::Apply(int32_t partition, const telemetry::v1::ReadingBatch&
     matched[i] = Match(batch.tenant_id(), batch.series(i), &error);
     if (matched[i] == nullptr) return error;
   }
-  Partition* p = GetPartition(partition);
+  Partition* p = GetPartition(partition, batch.tenant_id());
   const int64_t wm = p->watermark;  // lateness is judged against the message's start
   // Per block, the states of its matching rules are looked up once (at its
   // first reading in time) and its readings added in order.
@@ -345,10 +345,13 @@ absl::Status Engine::Apply(int32_t partition, const telemetry::v1::ReadingBatch&
 
 void Engine::AdvanceWatermark(int32_t partition, int64_t watermark_ns,
                               std::vector<Transition>* out) {
-  Partition* p = GetPartition(partition);
-  if (watermark_ns <= p->watermark) return;
-  p->watermark = watermark_ns;
-  CloseUpTo(p, partition, out);
+  for (auto it = partitions_.lower_bound({partition, std::numeric_limits<int64_t>::min()});
+       it != partitions_.end() && it->first.first == partition; ++it) {
+    Partition* p = it->second.get();
+    if (watermark_ns <= p->watermark) continue;
+    p->watermark = watermark_ns;
+    CloseUpTo(p, partition, out);
+  }
 }
 
 void Engine::Schedule(Partition* p, SeriesState* s) {
@@ -498,12 +501,14 @@ void Engine::Emit(SeriesState* s, AlertState to, int32_t partition, std::vector<
 
 std::string Engine::Snapshot(int32_t partition) const {
   telemetry::v1::AlertPartitionState st;
-  auto it = partitions_.find(partition);
-  if (it != partitions_.end()) {
+  // Tenants in order, each one's series sorted: equal states give equal bytes.
+  for (auto it = partitions_.lower_bound({partition, std::numeric_limits<int64_t>::min()});
+       it != partitions_.end() && it->first.first == partition; ++it) {
     const Partition& p = *it->second;
-    st.set_max_event_ns(p.max_event);
-    st.set_watermark_ns(p.watermark);
-    // Sorted, so equal states give equal bytes.
+    auto* clock = st.add_tenants();
+    clock->set_tenant_id(it->first.second);
+    clock->set_max_event_ns(p.max_event);
+    clock->set_watermark_ns(p.watermark);
     std::vector<const std::pair<const std::string, std::unique_ptr<SeriesState>>*> sorted;
     sorted.reserve(p.series.size());
     for (const auto& e : p.series) sorted.push_back(&e);
@@ -537,9 +542,6 @@ std::string Engine::Snapshot(int32_t partition) const {
       o->set_last_window_end_ns(s.last_window_end);
       o->set_last_seen_ns(s.last_seen);
     }
-  } else {
-    st.set_max_event_ns(kNever);
-    st.set_watermark_ns(kNever);
   }
   std::string bytes;
   st.SerializeToString(&bytes);
@@ -552,9 +554,13 @@ absl::Status Engine::Restore(int32_t partition, const std::string& bytes) {
     return absl::DataLossError("alert checkpoint of partition " + std::to_string(partition) +
                                " does not parse");
   }
-  auto p = std::make_unique<Partition>();
-  p->max_event = st.max_event_ns();
-  p->watermark = st.watermark_ns();
+  std::map<int64_t, std::unique_ptr<Partition>> streams;
+  for (const auto& clock : st.tenants()) {
+    auto p = std::make_unique<Partition>();
+    p->max_event = clock.max_event_ns();
+    p->watermark = clock.watermark_ns();
+    streams[clock.tenant_id()] = std::move(p);
+  }
   for (const auto& o : st.series()) {
     auto r = rules_by_id_.find(o.rule_id());
     if (r == rules_by_id_.end() || r->second->spec.tenant_id != o.tenant_id()) continue;
@@ -594,23 +600,29 @@ absl::Status Engine::Restore(int32_t partition, const std::string& bytes) {
       s->rule_version = r->second->spec.version;
       s->last_window_end = kNever;
     }
+    auto& p = streams[s->tenant_id];
+    if (!p) p = std::make_unique<Partition>();  // (a checkpoint always has its clock)
     SeriesState* raw = s.get();
     p->series[SeriesKey(s->rule_id, s->tenant_id, s->device, s->sensor)] = std::move(s);
     Schedule(p.get(), raw);
   }
-  partitions_[partition] = std::move(p);
+  Drop(partition);
+  for (auto& [tenant, p] : streams) partitions_[{partition, tenant}] = std::move(p);
   return absl::OkStatus();
 }
 
-void Engine::Drop(int32_t partition) { partitions_.erase(partition); }
+void Engine::Drop(int32_t partition) {
+  partitions_.erase(partitions_.lower_bound({partition, std::numeric_limits<int64_t>::min()}),
+                    partitions_.lower_bound({partition + 1, std::numeric_limits<int64_t>::min()}));
+}
 
-int64_t Engine::Watermark(int32_t partition) const {
-  auto it = partitions_.find(partition);
+int64_t Engine::Watermark(int32_t partition, int64_t tenant_id) const {
+  auto it = partitions_.find({partition, tenant_id});
   return it == partitions_.end() ? kNever : it->second->watermark;
 }
 
-int64_t Engine::MaxEventTime(int32_t partition) const {
-  auto it = partitions_.find(partition);
+int64_t Engine::MaxEventTime(int32_t partition, int64_t tenant_id) const {
+  auto it = partitions_.find({partition, tenant_id});
   return it == partitions_.end() ? kNever : it->second->max_event;
 }
 

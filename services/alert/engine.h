@@ -1,5 +1,5 @@
 // The alert evaluator: tumbling event-time windows per (rule, series), a
-// watermark per Kafka partition, and the INACTIVE → PENDING → FIRING →
+// watermark per Kafka partition and tenant, and the INACTIVE → PENDING → FIRING →
 // RESOLVED state machine per fingerprint (tenant, rule, device, sensor).
 //
 // Everything it decides follows from the readings of the stream and the
@@ -64,9 +64,11 @@ struct Transition {
 };
 
 struct EngineOptions {
-  // A reading older than the newest reading of its partition by more than
-  // this is late: counted and dropped. A window is evaluated once the
-  // partition's watermark (newest event time - lateness) passes its end.
+  // A reading older than the newest reading of its tenant in its partition
+  // by more than this is late: counted and dropped. A window is evaluated
+  // once that watermark (newest event time - lateness) passes its end. Per
+  // tenant, so that one tenant's clocks (ahead by up to ingest's 10-minute
+  // limit) never make another tenant's readings late.
   int64_t allowed_lateness_ns = 5'000'000'000;
 };
 
@@ -101,8 +103,8 @@ class Engine {
   absl::Status Apply(int32_t partition, const telemetry::v1::ReadingBatch& batch,
                      std::vector<Transition>* out);
 
-  // Moves an idle partition's watermark forward to `watermark_ns` (never
-  // back) and evaluates what that closes or silences.
+  // Moves an idle partition's watermarks (every tenant's in it) forward to
+  // `watermark_ns` (never back) and evaluates what that closes or silences.
   void AdvanceWatermark(int32_t partition, int64_t watermark_ns, std::vector<Transition>* out);
 
   // The partition's state, serialized (telemetry.v1.AlertPartitionState),
@@ -112,10 +114,10 @@ class Engine {
   // Forgets a partition (revoked).
   void Drop(int32_t partition);
 
-  // INT64_MIN before the partition saw any reading.
-  int64_t Watermark(int32_t partition) const;
-  // Newest event time seen in the partition (INT64_MIN before any).
-  int64_t MaxEventTime(int32_t partition) const;
+  // INT64_MIN before the partition saw any reading of the tenant.
+  int64_t Watermark(int32_t partition, int64_t tenant_id) const;
+  // Newest event time of the tenant seen in the partition (INT64_MIN before any).
+  int64_t MaxEventTime(int32_t partition, int64_t tenant_id) const;
   EngineStats stats() const;
 
  private:
@@ -124,7 +126,8 @@ class Engine {
   struct Partition;
   struct CompiledRule;
 
-  Partition* GetPartition(int32_t partition);
+  // The state of one tenant in one partition (its own watermark and timers).
+  Partition* GetPartition(int32_t partition, int64_t tenant_id);
   // The rules matching a block's series (cached); null with `error` set
   // when the project lookup failed.
   const std::vector<CompiledRule*>* Match(int64_t tenant_id,
@@ -141,7 +144,8 @@ class Engine {
   ProjectLookup project_lookup_;
   std::vector<std::unique_ptr<CompiledRule>> rules_;
   absl::flat_hash_map<std::string, CompiledRule*> rules_by_id_;  // rule_id
-  std::map<int32_t, std::unique_ptr<Partition>> partitions_;
+  // (partition, tenant) → its series, watermark and timers.
+  std::map<std::pair<int32_t, int64_t>, std::unique_ptr<Partition>> partitions_;
   // (tenant, device, sensor, labels) → matching rules; cleared by SetRules
   // and, when it grew past a million entries, at the start of an Apply. A
   // node map: Apply holds pointers to its values while it adds more.

@@ -274,7 +274,7 @@ TEST_F(EngineTest, AnIdlePartitionDetectsSilenceWhenTheServiceAdvancesItsWaterma
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].event_time_ns, 130 * kS);
   engine_.AdvanceWatermark(0, 100 * kS, &out);  // never back
-  EXPECT_EQ(engine_.Watermark(0), 131 * kS);
+  EXPECT_EQ(engine_.Watermark(0, 1), 131 * kS);
 }
 
 TEST_F(EngineTest, AggregatesAndComparisons) {
@@ -364,7 +364,7 @@ TEST_F(EngineTest, AFailedProjectLookupChangesNothingAndTheRetryApplies) {
   EXPECT_EQ(engine_.Apply(0, Batch("plant-1", "temp", {{0, 1}, {30, 1}}), &out).code(),
             absl::StatusCode::kUnavailable);
   EXPECT_EQ(engine_.stats().readings, 0);
-  EXPECT_EQ(engine_.MaxEventTime(0), std::numeric_limits<int64_t>::min());
+  EXPECT_EQ(engine_.MaxEventTime(0, 1), std::numeric_limits<int64_t>::min());
   lookup_fails_ = false;
   ASSERT_TRUE(engine_.Apply(0, Batch("plant-1", "temp", {{0, 1}, {30, 1}}), &out).ok());
   ASSERT_EQ(out.size(), 1u);
@@ -469,6 +469,31 @@ TEST_F(EngineTest, AMessageOfManySeriesMatchesEachOfThem) {
   auto t = Feed(Batch("other", "x", {{20, 0}}));
   EXPECT_EQ(t.size(), 250u);
   EXPECT_EQ(engine_.stats().evaluated, 501);
+}
+
+TEST_F(EngineTest, AnotherTenantsClockNeverMakesAReadingLate) {
+  RuleSpec one = Threshold("hot", Comparison::kGt, 30, Aggregate::kAvg, 10);
+  RuleSpec two = one;
+  two.tenant_id = 2;
+  two.rule_id = "hot2";
+  engine_.SetRules({one, two});
+  // Tenant 2's device runs 10 minutes ahead in the same partition.
+  Feed(Batch("skewed", "temp", {{600, 40}}, 2));
+  Steady("d1", 0, 9, 40);
+  EXPECT_EQ(engine_.stats().late, 0);
+  auto t = Feed(Batch("d1", "temp", {{15, 40}}));
+  ASSERT_EQ(t.size(), 1u);
+  EXPECT_EQ(t[0].tenant_id, 1);
+  EXPECT_EQ(engine_.Watermark(0, 1), 10 * kS);
+  EXPECT_EQ(engine_.Watermark(0, 2), 595 * kS);
+  // Both clocks survive a checkpoint.
+  Engine other(Options(), [](int64_t, const std::string&) -> absl::StatusOr<std::string> {
+    return std::string();
+  });
+  other.SetRules({one, two});
+  ASSERT_TRUE(other.Restore(0, engine_.Snapshot(0)).ok());
+  EXPECT_EQ(other.Watermark(0, 1), 10 * kS);
+  EXPECT_EQ(other.Watermark(0, 2), 595 * kS);
 }
 
 TEST_F(EngineTest, ACorruptCheckpointIsDataLoss) {
