@@ -2,9 +2,11 @@
 // are testable.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <thread>
 
 namespace telemetry {
 
@@ -50,5 +52,19 @@ class FakeClock final : public Clock {
 
 inline constexpr int64_t kNsPerMs = 1'000'000;
 inline constexpr int64_t kNsPerSec = 1'000'000'000;
+
+// Sleeps `ns` of real time (like any sleep: the injected clock is for
+// timestamps), in steps of 20 ms; returns false at once when `*stop` (may be
+// null) turns true. What a retry loop waits with, so that SIGTERM ends it.
+inline bool SleepUnlessStopped(int64_t ns, const std::atomic<bool>* stop) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(ns);
+  while (stop == nullptr || !stop->load()) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= until) return true;
+    std::this_thread::sleep_for(
+        std::min<std::chrono::steady_clock::duration>(until - now, std::chrono::milliseconds(20)));
+  }
+  return false;
+}
 
 }  // namespace telemetry

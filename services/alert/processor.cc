@@ -416,17 +416,7 @@ absl::Status Processor::RunOnce() {
   return st;
 }
 
-bool Processor::Backoff() {
-  const auto until =
-      std::chrono::steady_clock::now() + std::chrono::nanoseconds(options_.retry_backoff_ns);
-  while (!Stopping()) {
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= until) return true;
-    std::this_thread::sleep_for(
-        std::min<std::chrono::steady_clock::duration>(until - now, std::chrono::milliseconds(20)));
-  }
-  return false;
-}
+bool Processor::Backoff() { return SleepUnlessStopped(options_.retry_backoff_ns, stop_); }
 
 void Processor::Run(const std::atomic<bool>& stop) {
   stop_ = &stop;

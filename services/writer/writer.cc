@@ -130,18 +130,7 @@ absl::Status Writer::DeadLetter(const ConsumedMessage& m, const std::string& rea
   return st;
 }
 
-bool Writer::Backoff() {
-  // Real time, like any sleep (the injected clock is for timestamps).
-  const auto until =
-      std::chrono::steady_clock::now() + std::chrono::nanoseconds(options_.retry_backoff_ns);
-  while (!Stopping()) {
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= until) return true;
-    std::this_thread::sleep_for(
-        std::min<std::chrono::steady_clock::duration>(until - now, std::chrono::milliseconds(20)));
-  }
-  return false;
-}
+bool Writer::Backoff() { return SleepUnlessStopped(options_.retry_backoff_ns, stop_); }
 
 void Writer::Accept(const ConsumedMessage& m) {
   if (halted_) return;
