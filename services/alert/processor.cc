@@ -386,7 +386,7 @@ absl::Status Processor::RunOnce() {
     if (!batch.ParseFromString(m.payload)) {
       metrics_->undecodable->Inc();
     } else {
-      const EngineStats before = engine_.stats();
+      const EngineStats before = engine_.counters();
       while (true) {
         absl::Status st = engine_.Apply(m.partition, batch, &out);
         if (st.ok()) break;
@@ -400,7 +400,7 @@ absl::Status Processor::RunOnce() {
           return st;
         }
       }
-      const EngineStats after = engine_.stats();
+      const EngineStats after = engine_.counters();
       metrics_->readings->Inc(after.readings - before.readings);
       metrics_->late->Inc(after.late - before.late);
     }
