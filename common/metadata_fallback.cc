@@ -18,6 +18,11 @@ class FallbackMetadataStore final : public MetadataStore {
     GetLogger("metadata")->warn("primary unavailable, checking the API key on a replica");
     return replica_->TenantByKeyHash(hash);
   }
+  absl::StatusOr<std::optional<TenantInfo>> TenantByName(const std::string& name) override {
+    auto r = primary_->TenantByName(name);
+    if (r.status().code() != absl::StatusCode::kUnavailable) return r;
+    return replica_->TenantByName(name);
+  }
   absl::StatusOr<bool> TenantExists(int64_t tenant_id) override {
     auto r = primary_->TenantExists(tenant_id);
     if (r.status().code() != absl::StatusCode::kUnavailable) return r;

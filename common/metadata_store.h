@@ -39,6 +39,9 @@ class MetadataStore {
   // the key is unknown or revoked.
   virtual absl::StatusOr<std::optional<TenantInfo>> TenantByKeyHash(
       const std::string& key_hash) = 0;
+  // The tenant of this name (tenant names are unique); nullopt when none.
+  // The MQTT bridge names tenants by the topic's tenant level.
+  virtual absl::StatusOr<std::optional<TenantInfo>> TenantByName(const std::string& name) = 0;
   // Whether a tenant with this id exists.
   virtual absl::StatusOr<bool> TenantExists(int64_t tenant_id) = 0;
   // Creates a tenant with its default project; returns its id.

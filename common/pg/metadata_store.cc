@@ -29,30 +29,18 @@ class PgMetadataStore final : public MetadataStore {
   explicit PgMetadataStore(PgPool* pool) : pool_(pool) {}
 
   absl::StatusOr<std::optional<TenantInfo>> TenantByKeyHash(const std::string& key_hash) override {
-    std::optional<TenantInfo> out;
-    RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
-      pqxx::read_transaction tx(c);
-      pqxx::result r = tx.exec_params(
-          "SELECT t.id, t.name, t.require_registered_devices, t.sensor_whitelist, t.rate_per_sec,"
-          " t.burst, t.raw_retention_days, p.id"
-          " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
-          " JOIN projects p ON p.tenant_id = t.id AND p.is_default"
-          " WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
-          key_hash);
-      if (r.empty()) return absl::OkStatus();
-      TenantInfo t;
-      t.id = r[0][0].as<int64_t>();
-      t.name = r[0][1].as<std::string>();
-      t.require_registered_devices = r[0][2].as<bool>();
-      t.sensor_whitelist = ParseTextArray(r[0][3]);
-      t.rate_per_sec = r[0][4].as<double>();
-      t.burst = r[0][5].as<double>();
-      t.raw_retention_days = r[0][6].as<int32_t>();
-      t.default_project_id = r[0][7].as<int64_t>();
-      out = std::move(t);
-      return absl::OkStatus();
-    }));
-    return out;
+    return TenantWhere(
+        " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
+        " JOIN projects p ON p.tenant_id = t.id AND p.is_default"
+        " WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+        key_hash);
+  }
+
+  absl::StatusOr<std::optional<TenantInfo>> TenantByName(const std::string& name) override {
+    return TenantWhere(
+        " FROM tenants t JOIN projects p ON p.tenant_id = t.id AND p.is_default"
+        " WHERE t.name = $1",
+        name);
   }
 
   absl::StatusOr<bool> TenantExists(int64_t tenant_id) override {
@@ -221,6 +209,34 @@ class PgMetadataStore final : public MetadataStore {
   }
 
  private:
+  // The tenant (with its default project) that `from_where` (on tenants t
+  // and projects p, one parameter) selects.
+  absl::StatusOr<std::optional<TenantInfo>> TenantWhere(const char* from_where,
+                                                        const std::string& param) {
+    std::optional<TenantInfo> out;
+    RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
+      pqxx::read_transaction tx(c);
+      pqxx::result r = tx.exec_params(
+          std::string("SELECT t.id, t.name, t.require_registered_devices, t.sensor_whitelist,"
+                      " t.rate_per_sec, t.burst, t.raw_retention_days, p.id") +
+              from_where,
+          param);
+      if (r.empty()) return absl::OkStatus();
+      TenantInfo t;
+      t.id = r[0][0].as<int64_t>();
+      t.name = r[0][1].as<std::string>();
+      t.require_registered_devices = r[0][2].as<bool>();
+      t.sensor_whitelist = ParseTextArray(r[0][3]);
+      t.rate_per_sec = r[0][4].as<double>();
+      t.burst = r[0][5].as<double>();
+      t.raw_retention_days = r[0][6].as<int32_t>();
+      t.default_project_id = r[0][7].as<int64_t>();
+      out = std::move(t);
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
   PgPool* pool_;
 };
 

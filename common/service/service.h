@@ -97,6 +97,9 @@ class Service {
   // after `stop` turns true), then shuts down (above). Returns the exit code.
   int Run(std::function<void(const std::atomic<bool>& stop)> main_loop = nullptr);
 
+  // The kit's --tls_* flags (for a service's own extra listeners).
+  static TlsServerFiles TlsFiles();
+
  private:
   void ShutDown();
   // The OnDrainStart steps, the first time only.
@@ -104,9 +107,6 @@ class Service {
   // Stops every periodic task, newest first, each given 5 s; false when one
   // is still running (left behind).
   bool StopTasks();
-  // The kit's --tls_* flags.
-  static TlsServerFiles TlsFiles();
-
   ServiceInfo info_;
   std::shared_ptr<spdlog::logger> log_;
   HealthState health_;

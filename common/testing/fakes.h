@@ -31,6 +31,14 @@ class FakeMetadataStore final : public MetadataStore {
     if (it == keys_.end()) return std::optional<TenantInfo>();
     return std::optional<TenantInfo>(tenants_.at(it->second));
   }
+  absl::StatusOr<std::optional<TenantInfo>> TenantByName(const std::string& name) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake metadata down");
+    for (const auto& [id, t] : tenants_) {
+      if (t.name == name) return std::optional<TenantInfo>(t);
+    }
+    return std::optional<TenantInfo>();
+  }
   absl::StatusOr<bool> TenantExists(int64_t id) override {
     absl::MutexLock l(&mu_);
     if (!up_) return absl::UnavailableError("fake metadata down");

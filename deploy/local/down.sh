@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stops everything deploy/local/up.sh started in the state dir
-# (${TELEMETRY_LOCAL_DIR:-/tmp/telemetry-local-<uid>}): Alertmanager, Apache
-# Kafka, redis-server, the PostgreSQL hot standby and primary. Idempotent.
+# (${TELEMETRY_LOCAL_DIR:-/tmp/telemetry-local-<uid>}): Alertmanager, Mosquitto,
+# Apache Kafka, redis-server, the PostgreSQL hot standby and primary. Idempotent.
 #
 # Usage: deploy/local/down.sh [--purge]
 #   --purge   also delete the state dir (databases, logs, env file)
@@ -36,6 +36,13 @@ AM_PID="$(alertmanager_pid)"
 if [[ -n "$AM_PID" ]]; then
   log "stopping Alertmanager (pid $AM_PID)"
   alertmanager_stop || failed=1
+fi
+
+# Mosquitto (SIGTERM: it saves its database, so queued messages survive).
+MOSQUITTO_CTL="$SCRIPT_DIR/../mosquitto/mosquitto.sh"
+if [[ "$("$MOSQUITTO_CTL" status)" == running ]]; then
+  log "stopping mosquitto"
+  "$MOSQUITTO_CTL" stop || failed=1
 fi
 
 # Kafka: a controlled shutdown (its logs closed cleanly, so the next start

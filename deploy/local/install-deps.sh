@@ -17,6 +17,8 @@ PACKAGES=(
   libcpp-httplib-dev libssl-dev
   # tests
   libgtest-dev libgmock-dev python3-grpcio openssl  # openssl: tls_e2e_test makes certificates
+  clang-14 libclang-rt-14-dev  # libFuzzer (scripts/fuzz-lineproto.sh)
+  influxdb-client gzip python3-venv  # line-protocol clients in influx_e2e_test (+ the pinned venv)
   # local stack (deploy/local/)
   postgresql-15 postgresql-client-15 redis-server mosquitto
   openjdk-17-jre-headless maven  # Apache Kafka (deploy/local/install-kafka.sh)

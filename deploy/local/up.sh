@@ -7,6 +7,8 @@
 #     topics (telemetry-admin create-topics)
 #   - Prometheus Alertmanager (a notification target of alert rules; one
 #     route to a receiver that sends nothing, no clustering)
+#   - Mosquitto (the MQTT bridge's broker: passwords, ACL, persistence;
+#     deploy/mosquitto/mosquitto.sh runs it with deploy/mosquitto/mosquitto.conf)
 # then writes $STATE/env and prints its path on stdout (progress goes to
 # stderr, so `set -a; . "$(deploy/local/up.sh)"; set +a` works).
 #
@@ -17,7 +19,7 @@
 # Env:   TELEMETRY_LOCAL_DIR (state dir, default /tmp/telemetry-local-<uid>)
 #        TELEMETRY_PG_PORT, TELEMETRY_PG_REPLICA_PORT, TELEMETRY_REDIS_PORT,
 #        TELEMETRY_KAFKA_PORT, TELEMETRY_KAFKA_CONTROLLER_PORT,
-#        TELEMETRY_ALERTMANAGER_PORT
+#        TELEMETRY_ALERTMANAGER_PORT, TELEMETRY_MQTT_PORT
 #        (fixed ports; default: free loopback ports, reused across runs)
 #        TELEMETRY_KAFKA_HEAP (JVM heap flags, default "-Xms512m -Xmx1g")
 #        TELEMETRY_CACHE_DIR (where the Kafka jars are kept)
@@ -30,7 +32,7 @@ REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 . "$SCRIPT_DIR/common.sh"
 
 usage() {
-  sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 BUILD_DIR_ARG="${BUILD_DIR:-}"
@@ -48,6 +50,7 @@ else
   BUILD_DIR_ABS="$REPO_ROOT/build"
 fi
 ADMIN_BIN="$BUILD_DIR_ABS/tools/admin/telemetry-admin"
+MOSQUITTO_CTL="$REPO_ROOT/deploy/mosquitto/mosquitto.sh"
 
 START_TIME=$SECONDS
 init_state_paths
@@ -67,6 +70,10 @@ if [[ "$IS_ROOT" -eq 1 ]]; then
   command -v runuser >/dev/null 2>&1 || die "running as root needs runuser (util-linux)"
 fi
 command -v java >/dev/null 2>&1 || die "java not found: run deploy/local/install-deps.sh"
+# (/usr/sbin is not on an ordinary user's PATH on Debian.)
+[[ -x "$(command -v mosquitto 2>/dev/null || printf /usr/sbin/mosquitto)" ]] &&
+  command -v mosquitto_passwd >/dev/null 2>&1 ||
+  die "mosquitto not found: run deploy/local/install-deps.sh (Debian package mosquitto)"
 [[ -x "$ADMIN_BIN" ]] ||
   die "telemetry-admin not found at $ADMIN_BIN (it creates the Kafka topics): build it first (cmake --build build --target telemetry-admin), or pass --build-dir DIR"
 "$SCRIPT_DIR/install-kafka.sh" >/dev/null
@@ -158,6 +165,14 @@ if [[ -n "$(alertmanager_pid)" && -n "$ALERTMANAGER_PORT_SAVED" ]] &&
   ALERTMANAGER_RUNNING_PORT="$ALERTMANAGER_PORT_SAVED"
 fi
 
+# Mosquitto's port is a line of the ports file that common.sh's read_ports_file does not read.
+MQTT_PORT_SAVED="$(sed -n 's/^MQTT_PORT=\([0-9][0-9]*\)$/\1/p' "$PORTS_FILE" 2>/dev/null | tail -n 1)"
+MQTT_RUNNING_PORT=""
+if [[ -n "$MQTT_PORT_SAVED" && "$("$MOSQUITTO_CTL" status)" == running ]] &&
+  (exec 3<>"/dev/tcp/127.0.0.1/$MQTT_PORT_SAVED") 2>/dev/null; then
+  MQTT_RUNNING_PORT="$MQTT_PORT_SAVED"
+fi
+
 resolve_port "PostgreSQL primary" TELEMETRY_PG_PORT "$PG_PORT_SAVED" "$PG_PRIMARY_RUNNING_PORT"
 PG_PORT="$RESOLVED_PORT"
 resolve_port "PostgreSQL replica" TELEMETRY_PG_REPLICA_PORT "$PG_REPLICA_PORT_SAVED" "$PG_REPLICA_RUNNING_PORT"
@@ -172,10 +187,13 @@ KAFKA_CONTROLLER_PORT="$RESOLVED_PORT"
 resolve_port "Alertmanager" TELEMETRY_ALERTMANAGER_PORT "$ALERTMANAGER_PORT_SAVED" \
   "$ALERTMANAGER_RUNNING_PORT"
 ALERTMANAGER_PORT="$RESOLVED_PORT"
+resolve_port "Mosquitto" TELEMETRY_MQTT_PORT "$MQTT_PORT_SAVED" "$MQTT_RUNNING_PORT"
+MQTT_PORT="$RESOLVED_PORT"
 
 printf 'PG_PORT=%s\nPG_REPLICA_PORT=%s\nREDIS_PORT=%s\nKAFKA_PORT=%s\nKAFKA_CONTROLLER_PORT=%s\nALERTMANAGER_PORT=%s\n' \
   "$PG_PORT" "$PG_REPLICA_PORT" "$REDIS_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" \
   "$ALERTMANAGER_PORT" >"$PORTS_FILE.tmp"
+printf 'MQTT_PORT=%s\n' "$MQTT_PORT" >>"$PORTS_FILE.tmp"
 mv -f "$PORTS_FILE.tmp" "$PORTS_FILE"
 
 # --------------------------------------------------------------- PostgreSQL
@@ -393,6 +411,14 @@ EOF
 fi
 ALERTMANAGER_URL="http://127.0.0.1:$ALERTMANAGER_PORT"
 
+# ---------------------------------------------------------------- Mosquitto
+# Our own process on our own port (not the system service the package may
+# run on :1883), as the mosquitto user when we are root.
+if [[ -z "$MQTT_RUNNING_PORT" ]]; then
+  "$MOSQUITTO_CTL" stop # a stale broker of ours that lost its port
+  "$MOSQUITTO_CTL" start "$MQTT_PORT"
+fi
+
 # ----------------------------------------------------------------- env file
 cat >"$ENV_FILE.tmp" <<EOF
 TELEMETRY_PG_PRIMARY=postgresql://telemetry@127.0.0.1:$PG_PORT/telemetry
@@ -404,6 +430,7 @@ TELEMETRY_KAFKA_BROKERS=$KAFKA_BROKERS
 TELEMETRY_ALERTMANAGER=$ALERTMANAGER_URL
 TELEMETRY_LOCAL_DIR=$STATE_DIR
 EOF
+"$MOSQUITTO_CTL" env >>"$ENV_FILE.tmp"
 mv -f "$ENV_FILE.tmp" "$ENV_FILE"
-log "stack up in $((SECONDS - START_TIME))s: PostgreSQL primary :$PG_PORT, replica :$PG_REPLICA_PORT, Redis :$REDIS_PORT, Kafka $KAFKA_BROKERS, Alertmanager $ALERTMANAGER_URL"
+log "stack up in $((SECONDS - START_TIME))s: PostgreSQL primary :$PG_PORT, replica :$PG_REPLICA_PORT, Redis :$REDIS_PORT, Kafka $KAFKA_BROKERS, Alertmanager $ALERTMANAGER_URL, Mosquitto :$MQTT_PORT"
 printf '%s\n' "$ENV_FILE"

@@ -4,11 +4,12 @@
 #include "common/auth.h"
 #include "common/config.h"
 #include "common/grpc/handler.h"
-#include "common/kafka/admin.h"
 #include "common/pg/pool.h"
 #include "common/pg/stores.h"
 #include "common/service/service.h"
 #include "common/thread_pool.h"
+#include "services/ingest/core_tasks.h"
+#include "services/ingest/influx_http.h"
 #include "services/ingest/ingest_service.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC listen address");
@@ -27,33 +28,14 @@ ABSL_FLAG(int64_t, max_writer_lag_messages, 20000,
 ABSL_FLAG(int64_t, max_writer_lag_bytes, 2 << 20,
           "Refuse writes (RESOURCE_EXHAUSTED) while the writer is this many bytes behind on a "
           "partition (estimated from the average message; 0 = off)");
-
-namespace {
-
-// The writer-lag limit follows the topic's size-based retention: a
-// retention.bytes must never drop what the writer has not read, so
-// back-pressure comes first (at half of it).
-void LimitLagToRetention(telemetry::Service& service, telemetry::ingest::IngestCore& core,
-                         const telemetry::KafkaOptions& ko, const std::string& topic,
-                         int64_t configured) {
-  auto configs = telemetry::DescribeTopicConfig(ko, topic, 5000);
-  if (!configs.ok()) {
-    service.log()->warn("cannot read the configs of {} ({}): writer-lag limit stays {} bytes",
-                        topic, configs.status().ToString(), configured);
-    return;
-  }
-  int64_t retention = -1;
-  auto it = configs->find("retention.bytes");
-  if (it != configs->end() && !absl::SimpleAtoi(it->second, &retention)) retention = -1;
-  const int64_t limit = core.LimitLagToRetention(retention);
-  if (retention > 0 && limit != configured) {
-    service.log()->warn(
-        "{} keeps {} bytes a partition: writer-lag back-pressure at {} bytes, not {}", topic,
-        retention, limit, configured);
-  }
-}
-
-}  // namespace
+ABSL_FLAG(std::string, influx_listen, "127.0.0.1:8086",
+          "InfluxDB-compatible line-protocol write endpoint, host:port (empty: off; "
+          "docs/ingress.md)");
+ABSL_FLAG(std::string, influx_device_tag, "",
+          "Line protocol: the tag whose value names the device (empty: the measurement and all "
+          "tags name it)");
+ABSL_FLAG(int64_t, influx_max_body_bytes, 32 << 20,
+          "Line protocol: largest request body, also after decompression (413 beyond)");
 
 int main(int argc, char** argv) {
   telemetry::Service service(argc, argv,
@@ -86,41 +68,7 @@ int main(int argc, char** argv) {
   telemetry::ingest::IngestCore core(options, publisher->get(), metadata.get(), service.clock(),
                                      &metrics);
 
-  // Kafka may come up after us: keep trying to learn the topic's layout.
-  // Then, every second, check Kafka still answers: while it does not, this
-  // instance reports NOT_SERVING (gRPC health) and not ready (/readyz), so a
-  // load balancer sends writes to another one; writes that arrive anyway get
-  // UNAVAILABLE at their deadline.
-  std::atomic<bool> started{false}, kafka_ok{false};
-  service.Every("kafka-health", absl::Seconds(1), [&] {
-    if (!started) {
-      absl::Status st = core.Start();
-      if (!st.ok()) {
-        log->warn("waiting for Kafka: {}", st.ToString());
-        return;
-      }
-      started = true;
-      log->info("topic {} has {} partitions", options.topic, core.partitions());
-      LimitLagToRetention(service, core, ko, options.topic, options.max_writer_lag_bytes);
-    }
-    const bool ok = (*publisher)->PartitionCount(options.topic).ok();
-    if (kafka_ok.exchange(ok) != ok) {
-      if (ok) {
-        log->info("Kafka answers: serving");
-      } else {
-        log->warn("Kafka does not answer: reporting NOT_SERVING");
-      }
-    }
-    service.health()->SetAll(ok, "Kafka does not answer");
-  });
-  // The writer's lag, on a task of its own: librdkafka's watermark query
-  // ignores its timeout when the broker goes away during the call (it waits
-  // for the reconnection), and that must not freeze the health check above.
-  service.Every("writer-lag", absl::Seconds(1), [&] {
-    if (!started || !kafka_ok) return;
-    auto applied = progress->AppliedOffsets(options.topic);
-    if (applied.ok()) core.UpdateWriterLag(*applied).IgnoreError();
-  });
+  telemetry::ingest::RunCoreTasks(service, core, **publisher, *progress, ko, options);
 
   telemetry::Authenticator auth(metadata.get(), service.clock());
   telemetry::ThreadPool workers(absl::GetFlag(FLAGS_worker_threads),
@@ -134,6 +82,31 @@ int main(int argc, char** argv) {
   absl::Status served =
       service.ServeGrpc(absl::GetFlag(FLAGS_listen), {&impl}, telemetry::ingest::kMaxRequestBytes);
   if (!served.ok()) return service.Fail("gRPC", served);
+  telemetry::ingest::InfluxHttpMetrics influx_metrics(service.metrics());
+  std::unique_ptr<telemetry::ingest::InfluxHttpServer> influx;
+  if (const std::string listen = absl::GetFlag(FLAGS_influx_listen); !listen.empty()) {
+    const size_t colon = listen.rfind(':');
+    int port = -1;
+    if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port)) {
+      return service.Fail("--influx_listen",
+                          absl::InvalidArgumentError("'" + listen + "' is not host:port"), 2);
+    }
+    telemetry::ingest::InfluxHttpOptions io;
+    io.device_tag = absl::GetFlag(FLAGS_influx_device_tag);
+    io.max_body_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_influx_max_body_bytes));
+    io.max_wait_ns = options.max_ack_wait_ns;
+    auto server = std::make_unique<telemetry::ingest::InfluxHttpServer>(
+        &core, &auth, service.clock(), &influx_metrics, io, telemetry::Service::TlsFiles());
+    server->SetReadiness([&service](std::string* why) { return service.health()->Ready(why); });
+    absl::Status st = server->Start(listen.substr(0, colon), port);
+    if (!st.ok()) return service.Fail("line protocol", st);
+    log->info("line protocol (InfluxDB /write, /api/v2/write) on {}:{}", listen.substr(0, colon),
+              server->port());
+    influx = std::move(server);
+  }
+  service.OnShutdown("stop the line-protocol endpoint", [&] {
+    if (influx) influx->Stop();
+  });
   service.OnShutdown("flush acknowledged writes to Kafka", [&] {
     absl::Status fl = (*publisher)->Flush(10000);
     if (!fl.ok()) log->warn("flush: {}", fl.ToString());

@@ -176,7 +176,9 @@ Services::~Services() {
 
 void Services::StartIngest(const std::vector<std::string>& extra) {
   ingest_port_ = FreePort();
+  influx_port_ = FreePort();
   std::vector<std::string> args = {"--listen=127.0.0.1:" + std::to_string(ingest_port_),
+                                   "--influx_listen=127.0.0.1:" + std::to_string(influx_port_),
                                    "--http_port=0",
                                    "--pg_primary=" + RequireEnv("TELEMETRY_PG_PRIMARY"),
                                    "--kafka_brokers=" + RequireEnv("TELEMETRY_KAFKA_BROKERS")};

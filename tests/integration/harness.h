@@ -71,12 +71,14 @@ class Services {
   int alert_http_port() const { return alert_http_port_; }
   std::string log_dir() const { return log_dir_; }
   int ingest_port() const { return ingest_port_; }
+  // Ingest's InfluxDB line-protocol port (--influx_listen).
+  int influx_port() const { return influx_port_; }
   int writer_http_port() const { return writer_http_port_; }
   int query_port() const { return query_port_; }
 
  private:
   std::string log_dir_;
-  int ingest_port_ = 0, query_port_ = 0, writer_http_port_ = 0;
+  int ingest_port_ = 0, influx_port_ = 0, query_port_ = 0, writer_http_port_ = 0;
   int alert_port_ = 0, alert_http_port_ = 0;
   std::unique_ptr<Process> ingest_, writer_, query_, alert_;
   int writer_runs_ = 0, alert_runs_ = 0;

@@ -135,7 +135,7 @@ TEST(Robustness, IngestWhosePortIsTakenExitsWithAnErrorNotAnAbort) {
   ASSERT_EQ(listen(taken, 1), 0);
   Process ingest(BuildDir() + "/services/ingest/telemetry-ingest",
                  {"--listen=127.0.0.1:" + std::to_string(port), "--http_port=0",
-                  "--pg_primary=" + RequireEnv("TELEMETRY_PG_PRIMARY"),
+                  "--influx_listen=", "--pg_primary=" + RequireEnv("TELEMETRY_PG_PRIMARY"),
                   "--kafka_brokers=" + RequireEnv("TELEMETRY_KAFKA_BROKERS")},
                  "/dev/null");
   // Exit status 1 after stopping its background threads (it used to end in
@@ -163,6 +163,7 @@ TEST(Robustness, KafkaConfigFlagIsValidatedAtStart) {
     auto args = common;
     if (std::string(binary) == "/services/ingest/telemetry-ingest") {
       args.push_back("--listen=127.0.0.1:" + std::to_string(FreePort()));
+      args.push_back("--influx_listen=");
     }
     args.push_back("--kafka_config=linger.ms");
     Process bad_list(BuildDir() + binary, args, log);
@@ -175,6 +176,7 @@ TEST(Robustness, KafkaConfigFlagIsValidatedAtStart) {
   }
   auto args = common;
   args.push_back("--listen=127.0.0.1:" + std::to_string(FreePort()));
+  args.push_back("--influx_listen=");
   args.push_back("--kafka_config=security.protocol=plaintext");
   Process ok(BuildDir() + "/services/ingest/telemetry-ingest", args, log);
   EXPECT_EQ(ok.Wait(2000), -1000) << "ingest with a valid --kafka_config exited; see " << log;

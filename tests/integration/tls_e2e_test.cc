@@ -141,12 +141,17 @@ Certificates* Tls::certs_ = nullptr;
 TEST_F(Tls, IngestServesTlsOnlyAndRefusesPlaintextAndOtherCas) {
   Tenant tenant = CreateTenant("tls");
   int grpc_port = 0, http_port = 0;
+  const int influx_port = FreePort();
   auto ingest = Start("/services/ingest/telemetry-ingest",
                       {"--pg_primary=" + RequireEnv("TELEMETRY_PG_PRIMARY"),
-                       "--kafka_brokers=" + RequireEnv("TELEMETRY_KAFKA_BROKERS")},
+                       "--kafka_brokers=" + RequireEnv("TELEMETRY_KAFKA_BROKERS"),
+                       "--influx_listen=127.0.0.1:" + std::to_string(influx_port)},
                       /*client_ca=*/false, &grpc_port, &http_port);
   ASSERT_EQ(Https(http_port, "/healthz", false), 200);
   EXPECT_EQ(PlainHttp(http_port, "/healthz"), 0) << "the admin port answered plaintext";
+  // The line-protocol port takes the same certificate.
+  EXPECT_EQ(Https(influx_port, "/ping", false), 204);
+  EXPECT_EQ(PlainHttp(influx_port, "/ping"), 0) << "the line-protocol port answered plaintext";
 
   v1::WriteRequest req;
   auto* r = req.add_readings();
