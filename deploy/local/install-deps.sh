@@ -6,7 +6,8 @@
 # missing. Non-interactive. Uses sudo when not root (and sudo exists).
 #
 # Usage: deploy/local/install-deps.sh [--with-bench]
-#   --with-bench  also what scripts/bench-compare.sh compares against (InfluxDB)
+#   --with-bench  also what scripts/bench-compare.sh needs beyond the tests (nothing
+#                 today: InfluxDB, which it compares against, is a test package now)
 set -euo pipefail
 
 PACKAGES=(
@@ -19,6 +20,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev python3-grpcio openssl  # openssl: tls_e2e_test makes certificates
   clang-14 libclang-rt-14-dev  # libFuzzer (scripts/fuzz-lineproto.sh)
   influxdb-client gzip python3-venv  # line-protocol clients in influx_e2e_test (+ the pinned venv)
+  influxdb  # influxd: migration_test's real InfluxDB 1.6 (and bench-compare.sh's); influx_inspect below
+  mosquitto-clients  # mosquitto_pub / mosquitto_sub in bridge_e2e_test
   # local stack (deploy/local/)
   postgresql-15 postgresql-client-15 redis-server mosquitto
   openjdk-17-jre-headless maven  # Apache Kafka (deploy/local/install-kafka.sh)
@@ -28,10 +31,6 @@ PACKAGES=(
   docker-compose curl  # (node + npm for the Dockerfile lint come with the base image)
   iproute2 util-linux
 )
-
-if [[ "${1:-}" == --with-bench ]]; then
-  PACKAGES+=(influxdb)
-fi
 
 log() { printf '[install-deps] %s\n' "$*" >&2; }
 
@@ -57,10 +56,15 @@ done
 install_kafka() {
   "$(dirname "${BASH_SOURCE[0]}")/install-kafka.sh" >/dev/null
 }
+# influx_inspect for migration_test (Debian's influxdb has none; built with Go, cached).
+install_influx_inspect() {
+  "$(dirname "${BASH_SOURCE[0]}")/install-influx-inspect.sh"
+}
 
 if [[ ${#missing[@]} -eq 0 ]]; then
   log "all ${#PACKAGES[@]} packages already installed"
   install_kafka
+  install_influx_inspect
   exit 0
 fi
 
@@ -80,4 +84,5 @@ if [[ ${#still_missing[@]} -ne 0 ]]; then
   exit 1
 fi
 install_kafka
+install_influx_inspect
 log "done"

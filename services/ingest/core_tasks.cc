@@ -35,8 +35,8 @@ void LimitLagToRetention(Service& service, IngestCore& core, const KafkaOptions&
 }  // namespace
 
 void RunCoreTasks(Service& service, IngestCore& core, EventPublisher& publisher,
-                  WriterProgress& progress, const KafkaOptions& kafka,
-                  const IngestOptions& options) {
+                  WriterProgress& progress, const KafkaOptions& kafka, const IngestOptions& options,
+                  std::function<bool(std::string*)> also_ready) {
   struct State {
     std::atomic<bool> started{false}, kafka_ok{false};
   };
@@ -47,28 +47,31 @@ void RunCoreTasks(Service& service, IngestCore& core, EventPublisher& publisher,
   // service reports NOT_SERVING (gRPC health) and not ready (/readyz), so a
   // load balancer sends writes elsewhere; writes that arrive anyway get
   // UNAVAILABLE at their deadline.
-  service.Every(
-      "kafka-health", absl::Seconds(1), [&service, &core, &publisher, kafka, options, state, log] {
-        if (!state->started) {
-          absl::Status st = core.Start();
-          if (!st.ok()) {
-            log->warn("waiting for Kafka: {}", st.ToString());
-            return;
-          }
-          state->started = true;
-          log->info("topic {} has {} partitions", options.topic, core.partitions());
-          LimitLagToRetention(service, core, kafka, options.topic, options.max_writer_lag_bytes);
-        }
-        const bool ok = publisher.PartitionCount(options.topic).ok();
-        if (state->kafka_ok.exchange(ok) != ok) {
-          if (ok) {
-            log->info("Kafka answers: serving");
-          } else {
-            log->warn("Kafka does not answer: reporting NOT_SERVING");
-          }
-        }
-        service.health()->SetAll(ok, "Kafka does not answer");
-      });
+  service.Every("kafka-health", absl::Seconds(1),
+                [&service, &core, &publisher, kafka, options, state, log, also_ready] {
+                  if (!state->started) {
+                    absl::Status st = core.Start();
+                    if (!st.ok()) {
+                      log->warn("waiting for Kafka: {}", st.ToString());
+                      return;
+                    }
+                    state->started = true;
+                    log->info("topic {} has {} partitions", options.topic, core.partitions());
+                    LimitLagToRetention(service, core, kafka, options.topic,
+                                        options.max_writer_lag_bytes);
+                  }
+                  const bool ok = publisher.PartitionCount(options.topic).ok();
+                  if (state->kafka_ok.exchange(ok) != ok) {
+                    if (ok) {
+                      log->info("Kafka answers: serving");
+                    } else {
+                      log->warn("Kafka does not answer: reporting NOT_SERVING");
+                    }
+                  }
+                  std::string why = "Kafka does not answer";
+                  const bool ready = ok && (!also_ready || also_ready(&why));
+                  service.health()->SetAll(ready, why);
+                });
   // The writer's lag, on a task of its own: librdkafka's watermark query
   // ignores its timeout when the broker goes away during the call (it waits
   // for the reconnection), and that must not freeze the health check above.

@@ -163,6 +163,18 @@ Services::Services() {
 }
 
 Services::~Services() {
+  if (bridge_runs_ > 0) {
+    bridge_.reset();
+    // Forget the bridge's persistent session: connecting with its client id
+    // and a clean session removes it, or the broker would queue every later
+    // message for it forever.
+    const std::string cmd = "mosquitto_sub -h " + RequireEnv("TELEMETRY_MQTT_HOST") + " -p " +
+                            RequireEnv("TELEMETRY_MQTT_PORT") + " -u " +
+                            RequireEnv("TELEMETRY_MQTT_BRIDGE_USER") + " -P " +
+                            RequireEnv("TELEMETRY_MQTT_BRIDGE_PASSWORD") + " -i " +
+                            bridge_client_id() + " -t telemetry-harness/none -E >/dev/null 2>&1";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
   alert_.reset();
   query_.reset();
   ingest_.reset();
@@ -252,6 +264,40 @@ void Services::StopWriter(int sig) {
   writer_->Signal(sig);
   writer_->Wait(20000);
   writer_.reset();
+}
+
+std::string Services::bridge_client_id() const {
+  return "telemetry-bridge-test-" + std::to_string(::getpid());
+}
+
+void Services::StartBridge(const std::vector<std::string>& extra) {
+  bridge_http_port_ = FreePort();
+  std::vector<std::string> args = {
+      "--http_port=" + std::to_string(bridge_http_port_),
+      "--pg_primary=" + RequireEnv("TELEMETRY_PG_PRIMARY"),
+      "--kafka_brokers=" + RequireEnv("TELEMETRY_KAFKA_BROKERS"),
+      "--mqtt_host=" + RequireEnv("TELEMETRY_MQTT_HOST"),
+      "--mqtt_port=" + RequireEnv("TELEMETRY_MQTT_PORT"),
+      "--mqtt_user=" + RequireEnv("TELEMETRY_MQTT_BRIDGE_USER"),
+      "--mqtt_password=" + RequireEnv("TELEMETRY_MQTT_BRIDGE_PASSWORD"),
+      "--mqtt_client_id=" + bridge_client_id()};
+  args.insert(args.end(), extra.begin(), extra.end());
+  bridge_ =
+      std::make_unique<Process>(BuildDir() + "/services/bridge/telemetry-bridge", args,
+                                log_dir_ + "/bridge." + std::to_string(bridge_runs_++) + ".log");
+  bool ready = false;
+  for (int i = 0; i < 300 && !ready; ++i) {
+    ready = HttpGet(bridge_http_port_, "/readyz") == 200;
+    if (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(ready) << "bridge not connected within 30 s; see " << log_dir_;
+}
+
+void Services::StopBridge(int sig) {
+  if (!bridge_) return;
+  bridge_->Signal(sig);
+  bridge_->Wait(20000);
+  bridge_.reset();
 }
 
 void Services::StartQuery(const std::vector<std::string>& extra) {

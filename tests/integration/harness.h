@@ -62,6 +62,14 @@ class Services {
   // partitions (readiness). Each start logs to alert.<n>.log.
   void StartAlert(const std::vector<std::string>& extra = {});
   void StopAlert(int sig);
+  // The MQTT bridge against the env's Mosquitto with the bridge user and a
+  // client id (persistent session) of this process; ready once connected to
+  // the broker and Kafka. StopBridge(sig) waits for it to end.
+  void StartBridge(const std::vector<std::string>& extra = {});
+  void StopBridge(int sig);
+  Process* bridge() { return bridge_.get(); }
+  int bridge_http_port() const { return bridge_http_port_; }
+  std::string bridge_client_id() const;
   Process* writer() { return writer_.get(); }
   Process* alert() { return alert_.get(); }
   void StopWriter(int sig);
@@ -79,9 +87,9 @@ class Services {
  private:
   std::string log_dir_;
   int ingest_port_ = 0, influx_port_ = 0, query_port_ = 0, writer_http_port_ = 0;
-  int alert_port_ = 0, alert_http_port_ = 0;
-  std::unique_ptr<Process> ingest_, writer_, query_, alert_;
-  int writer_runs_ = 0, alert_runs_ = 0;
+  int alert_port_ = 0, alert_http_port_ = 0, bridge_http_port_ = 0;
+  std::unique_ptr<Process> ingest_, writer_, query_, alert_, bridge_;
+  int writer_runs_ = 0, alert_runs_ = 0, bridge_runs_ = 0;
 };
 
 // A topic of its own for a test (unique name from `prefix`), created on the
