@@ -19,7 +19,7 @@ STATE="${TELEMETRY_LOCAL_DIR:-/tmp/telemetry-local-$(id -u)}"
 RUN="$STATE/demo"
 
 stop_services() {
-  for svc in alert query ingest writer; do
+  for svc in bridge alert query ingest writer; do
     if [[ -f "$RUN/$svc.pid" ]]; then
       kill -TERM "$(cat "$RUN/$svc.pid")" 2>/dev/null || true
       rm -f "$RUN/$svc.pid"
@@ -49,8 +49,11 @@ fi
 "$BUILD_DIR/tools/admin/telemetry-admin" migrate --dir db/migrations
 mkdir -p "$RUN"
 if [[ ! -f "$RUN/tenant" ]]; then
-  "$BUILD_DIR/tools/admin/telemetry-admin" create-tenant --name "demo-$(date +%s)" > "$RUN/tenant"
+  name="demo-$(date +%s)"
+  "$BUILD_DIR/tools/admin/telemetry-admin" create-tenant --name "$name" > "$RUN/tenant"
+  echo "tenant_name=$name" >> "$RUN/tenant"
 fi
+TENANT_NAME="$(sed -n 's/^tenant_name=//p' "$RUN/tenant")"
 API_KEY="$(sed -n 's/^api_key=//p' "$RUN/tenant")"
 
 stop_services
@@ -65,7 +68,11 @@ echo $! >"$RUN/ingest.pid"
 echo $! >"$RUN/query.pid"
 "$BUILD_DIR/services/alert/telemetry-alert" >"$RUN/alert.log" 2>&1 &
 echo $! >"$RUN/alert.pid"
-for port in 9101 9102 9103 9104; do
+# The MQTT bridge (broker address from the env file; its own credentials).
+"$BUILD_DIR/services/bridge/telemetry-bridge" --mqtt_user="$TELEMETRY_MQTT_BRIDGE_USER" \
+  --mqtt_password="$TELEMETRY_MQTT_BRIDGE_PASSWORD" >"$RUN/bridge.log" 2>&1 &
+echo $! >"$RUN/bridge.pid"
+for port in 9101 9102 9103 9104 9105; do
   for _ in $(seq 1 100); do
     curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
     sleep 0.1
@@ -90,6 +97,27 @@ echo "== playing ${DEVICES:-100} devices × ${SENSORS:-8} sensors at ${RATE:-200
   --devices "${DEVICES:-100}" --sensors "${SENSORS:-8}" --string_sensors 1 \
   --rate "${RATE:-20000}" --duration_s "${DURATION:-15}" --batch 500 --concurrency 4 \
   --duplicates 0.02 --late 0.02 --interval_ms 1000 --start_ago_s 600
+
+echo "== an MQTT device: credentials confined to its topics, a JSON document and a single value (QoS 1)"
+creds="$(deploy/mosquitto/mosquitto.sh add-device "$TENANT_NAME" mqtt-1)"
+MQTT_USER="$(sed -n 's/^user=\([^ ]*\).*/\1/p' <<<"$creds")"
+MQTT_PASSWORD="$(sed -n 's/.*password=\([^ ]*\).*/\1/p' <<<"$creds")"
+echo "  $MQTT_USER may publish to telemetry/$TENANT_NAME/mqtt-1[/<sensor>] only"
+for _ in $(seq 1 100); do
+  curl -sf http://127.0.0.1:9105/readyz >/dev/null 2>&1 && break
+  sleep 0.1
+done
+mqtt=(-h "$TELEMETRY_MQTT_HOST" -p "$TELEMETRY_MQTT_PORT" -u "$MQTT_USER" -P "$MQTT_PASSWORD" -q 1)
+mosquitto_pub "${mqtt[@]}" -t "telemetry/$TENANT_NAME/mqtt-1" \
+  -m "{\"timestamp\": $(date +%s), \"metrics\": {\"power_w\": 12.5, \"relay\": true}, \"meta\": {\"fw\": \"1.0.3\"}}"
+mosquitto_pub "${mqtt[@]}" -t "telemetry/$TENANT_NAME/mqtt-1/temp" -m 21.5
+echo "== InfluxDB line protocol (what Telegraf sends) on :8086"
+curl -s -o /dev/null -w '  HTTP %{http_code}\n' -XPOST "http://127.0.0.1:8086/api/v2/write?org=demo&bucket=demo&precision=s" \
+  -H "Authorization: Token $API_KEY" --data-binary "weather,site=lab temperature=19.5,humidity=48i $(date +%s)"
+sleep 2
+echo "== latest values of mqtt-1 and of weather/site:lab"
+"$BUILD_DIR/tools/cli/telemetry-cli" latest --api_key "$API_KEY" --device mqtt-1 | grep -E '"(sensor|doubleValue|boolValue)"'
+"$BUILD_DIR/tools/cli/telemetry-cli" latest --api_key "$API_KEY" --device weather/site:lab | grep -E '"(sensor|doubleValue)"'
 
 echo "== latest values of dev-1 (STRONG, from the primary)"
 "$BUILD_DIR/tools/cli/telemetry-cli" latest --api_key "$API_KEY" --device dev-1
@@ -116,7 +144,8 @@ curl -s http://127.0.0.1:9104/metrics | grep -E '^alert_(readings|late|transitio
 if [[ -n "${KEEP:-}" ]]; then
   echo
   echo "The platform keeps running: ingest 127.0.0.1:50051, query 127.0.0.1:50052,"
-  echo "alert 127.0.0.1:50054, metrics on :9101 (ingest) :9102 (writer) :9103 (query)"
-  echo ":9104 (alert). API key: $API_KEY"
+  echo "alert 127.0.0.1:50054, line protocol 127.0.0.1:8086, MQTT 127.0.0.1:$TELEMETRY_MQTT_PORT,"
+  echo "metrics on :9101 (ingest) :9102 (writer) :9103 (query) :9104 (alert) :9105 (bridge)."
+  echo "API key: $API_KEY"
   echo "Endpoints: $env_file. Stop with: bash scripts/demo.sh stop"
 fi

@@ -52,11 +52,11 @@ DataStart FindDataStart(absl::string_view body);
 // batch of the file before `offset` (a line start) was acknowledged. The
 // counters are those of that acknowledged part.
 struct ImportCheckpoint {
-  int64_t file_size = 0;     // of the file it belongs to (a different file is refused)
-  int64_t offset = 0;        // resume here
-  int64_t line = 1;          // the line number at `offset`
-  int64_t readings = 0;      // readings sent and acknowledged (accepted or refused)
-  int64_t accepted = 0;      // readings accepted by the platform
+  int64_t file_size = 0;  // of the file it belongs to (a different file is refused)
+  int64_t offset = 0;     // resume here
+  int64_t line = 1;       // the line number at `offset`
+  int64_t readings = 0;   // readings sent and acknowledged (accepted or refused)
+  int64_t accepted = 0;   // readings accepted by the platform
   int64_t malformed_lines = 0;
   int64_t refused_lines = 0;  // lines with a reading the platform refused
   bool complete = false;      // the whole file is acknowledged
@@ -116,6 +116,7 @@ struct ImportProgress {
 
 struct ImportResult {
   ImportCheckpoint checkpoint;  // the final state (complete unless stopped)
+  bool resumed = false;         // from a checkpoint, at `resumed_at`
   int64_t resumed_at = 0;       // the offset this run started from
   int64_t readings_this_run = 0;
   int64_t retries = 0;
@@ -132,5 +133,10 @@ struct ImportResult {
 absl::StatusOr<ImportResult> RunImport(const ImportOptions& options, WriteSender* sender,
                                        const std::function<void(const ImportProgress&)>& progress,
                                        const std::atomic<bool>* stop = nullptr);
+
+// The command: RunImport over gRPC, progress on stderr, the summary on
+// stdout. Exit status 0 when every line was stored, 1 when a line was
+// malformed or refused (or the import stopped on an error), 2 on bad flags.
+int ImportCommand(const ImportOptions& options, const GrpcSenderOptions& sender);
 
 }  // namespace telemetry::admin

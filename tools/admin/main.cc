@@ -20,6 +20,17 @@
 //       creates the platform's Kafka topics that do not exist and applies the
 //       configured retention to those that do (docs/kafka.md); --print only
 //       lists them as name:partitions[,...].
+//   telemetry-admin import --file F --api_key K --ingest host:port [--precision ns]
+//                          [--device_tag ""] [--batch 5000] [--concurrency 4]
+//                          [--checkpoint F.ckpt] [--max_rate 0] [--tls_ca ca.pem]
+//       line protocol (also `influx_inspect export` output) into the platform
+//       through IngestService.Write, resumable from --checkpoint.
+//   telemetry-admin verify --source file:F|influx:http://host:port/DB --tenant_id N
+//                          [--precision ns] [--device_tag ""] [--from_s S --to_s S]
+//                          [--report out.md] [--json out.json]
+//       the parity report: the source against the platform per series and
+//       hour; exit 1 when anything differs (docs/ingress.md "Import and
+//       verify (migration)").
 //
 // The Postgres primary comes from --pg_primary / TELEMETRY_PG_PRIMARY, Kafka
 // from --kafka_brokers / TELEMETRY_KAFKA_BROKERS.
@@ -36,6 +47,8 @@
 #include "common/pg/pool.h"
 #include "common/pg/stores.h"
 #include "services/writer/compactor.h"
+#include "tools/admin/import.h"
+#include "tools/admin/verify.h"
 
 ABSL_FLAG(std::string, pg_primary, "postgresql://telemetry@127.0.0.1:5432/telemetry",
           "Postgres primary");
@@ -68,6 +81,31 @@ ABSL_FLAG(int64_t, readings_retention_bytes, -1,
 ABSL_FLAG(int, replication_factor, -1,
           "create-topics: replicas per partition (-1: the broker's default.replication.factor)");
 ABSL_FLAG(bool, print, false, "create-topics: print the topics as name:partitions,... and exit");
+ABSL_FLAG(std::string, file, "", "import: the line-protocol file");
+ABSL_FLAG(std::string, api_key, "", "import: the tenant's API key");
+ABSL_FLAG(std::string, ingest, "127.0.0.1:50051", "import: IngestService host:port");
+ABSL_FLAG(std::string, precision, "ns",
+          "import, verify: the timestamps' unit: ns, us, ms, s, m, h (as InfluxDB's precision)");
+ABSL_FLAG(std::string, device_tag, "",
+          "import, verify: the tag whose value names the device (as ingest's"
+          " --influx_device_tag; empty: measurement and sorted tags)");
+ABSL_FLAG(int, batch, 5000, "import: readings per Write");
+ABSL_FLAG(int, concurrency, 4, "import: Write calls in flight");
+ABSL_FLAG(std::string, checkpoint, "",
+          "import: progress file to resume from (written atomically every second)");
+ABSL_FLAG(double, max_rate, 0, "import: at most this many readings per second (0: no limit)");
+ABSL_FLAG(int64_t, deadline_ms, 60000, "import: deadline of one Write call");
+ABSL_FLAG(std::string, tls_ca, "", "import: PEM CA of the ingest service's certificate (TLS)");
+ABSL_FLAG(std::string, tls_cert, "", "import: PEM client certificate (mutual TLS)");
+ABSL_FLAG(std::string, tls_key, "", "import: PEM private key of --tls_cert");
+ABSL_FLAG(std::string, source, "",
+          "verify: file:PATH (line protocol) or influx:http://[user:pass@]host:port/DB[/RP]");
+ABSL_FLAG(int64_t, from_s, 0,
+          "verify: window start, Unix seconds (0 with --to_s 0: the source's hours)");
+ABSL_FLAG(int64_t, to_s, 0, "verify: window end (excluded), Unix seconds");
+ABSL_FLAG(std::string, report, "", "verify: write the Markdown report here (default: stdout)");
+ABSL_FLAG(std::string, json, "", "verify: also write the report as JSON here");
+ABSL_FLAG(int, max_listed, 50, "verify: mismatches and one-sided series listed in the report");
 
 namespace {
 
@@ -263,20 +301,73 @@ int CreateTopics() {
   return 0;
 }
 
+// The line-protocol mapping of import and verify, from the flags; exits 2
+// on a bad --precision.
+telemetry::lineproto::MappingOptions MappingFromFlags() {
+  telemetry::lineproto::MappingOptions mapping;
+  auto precision = telemetry::lineproto::PrecisionMultiplier(absl::GetFlag(FLAGS_precision));
+  if (!precision.ok()) {
+    std::fprintf(stderr, "--precision: %s\n", std::string(precision.status().message()).c_str());
+    std::exit(2);
+  }
+  mapping.precision_ns = *precision;
+  mapping.device_tag = absl::GetFlag(FLAGS_device_tag);
+  mapping.now_ns = telemetry::SystemClock::Get()->NowNs();
+  return mapping;
+}
+
+int Import() {
+  telemetry::admin::ImportOptions options;
+  options.file = absl::GetFlag(FLAGS_file);
+  options.checkpoint = absl::GetFlag(FLAGS_checkpoint);
+  options.mapping = MappingFromFlags();
+  options.batch = absl::GetFlag(FLAGS_batch);
+  options.concurrency = absl::GetFlag(FLAGS_concurrency);
+  options.max_rate = absl::GetFlag(FLAGS_max_rate);
+  telemetry::admin::GrpcSenderOptions sender;
+  sender.target = absl::GetFlag(FLAGS_ingest);
+  sender.api_key = absl::GetFlag(FLAGS_api_key);
+  sender.tls_ca = absl::GetFlag(FLAGS_tls_ca);
+  sender.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  sender.tls_key = absl::GetFlag(FLAGS_tls_key);
+  sender.channels = std::min(4, std::max(1, options.concurrency));
+  sender.deadline_ms = absl::GetFlag(FLAGS_deadline_ms);
+  return telemetry::admin::ImportCommand(options, sender);
+}
+
+int Verify(telemetry::PgPool& pool) {
+  telemetry::admin::VerifyConfig config;
+  config.source = absl::GetFlag(FLAGS_source);
+  config.mapping = MappingFromFlags();
+  config.tenant_id = absl::GetFlag(FLAGS_tenant_id);
+  config.window.from_ns = absl::GetFlag(FLAGS_from_s) * telemetry::kNsPerSec;
+  config.window.to_ns = absl::GetFlag(FLAGS_to_s) * telemetry::kNsPerSec;
+  if (!config.window.all() && config.window.to_ns <= config.window.from_ns) {
+    std::fprintf(stderr, "verify: --to_s must be after --from_s\n");
+    return 2;
+  }
+  config.report_path = absl::GetFlag(FLAGS_report);
+  config.json_path = absl::GetFlag(FLAGS_json);
+  config.parity.max_listed = static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_max_listed)));
+  auto reader = telemetry::NewPgReadingReader(&pool);
+  return telemetry::admin::VerifyCommand(config, reader.get());
+}
+
 int main(int argc, char** argv) {
   std::vector<char*> args =
       telemetry::InitFlags(argc, argv,
                            "telemetry-admin "
                            "migrate|create-tenant|add-key|add-client-cert|register-device|compact-"
-                           "rollups|create-topics [flags]");
+                           "rollups|create-topics|import|verify [flags]");
   if (args.size() < 2) {
     std::fprintf(stderr,
                  "usage: telemetry-admin "
                  "migrate|create-tenant|add-key|add-client-cert|register-device|compact-rollups|"
-                 "create-topics\n");
+                 "create-topics|import|verify\n");
     return 2;
   }
   if (std::string(args[1]) == "create-topics") return CreateTopics();
+  if (std::string(args[1]) == "import") return Import();
   telemetry::PgPool pool(absl::GetFlag(FLAGS_pg_primary), 1, "primary");
   auto store = telemetry::NewPgMetadataStore(&pool);
   std::string cmd = args[1];
@@ -286,6 +377,7 @@ int main(int argc, char** argv) {
   if (cmd == "add-client-cert") return AddClientCert(*store);
   if (cmd == "register-device") return RegisterDevice(*store);
   if (cmd == "compact-rollups") return CompactRollups(pool);
+  if (cmd == "verify") return Verify(pool);
   std::fprintf(stderr, "unknown command %s\n", cmd.c_str());
   return 2;
 }
