@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/config.h"
 #include "common/logging.h"
 
 namespace telemetry {
@@ -340,6 +341,19 @@ absl::StatusOr<std::unique_ptr<EventPublisher>> NewKafkaPublisher(const KafkaOpt
 
 absl::StatusOr<std::unique_ptr<EventConsumer>> NewKafkaConsumer(const KafkaOptions& options) {
   return KafkaConsumer::Create(options);
+}
+
+absl::StatusOr<KafkaOptions> ProducerOptions(const std::string& brokers,
+                                             const std::string& client_id, int64_t max_ack_wait_ms,
+                                             const std::string& extra_text) {
+  KafkaOptions ko;
+  ko.brokers = brokers;
+  ko.client_id = client_id;
+  ko.message_timeout_ms = static_cast<int>(max_ack_wait_ms) + 5000;
+  auto extra = ParseKeyValues(extra_text);
+  if (!extra.ok()) return extra.status();
+  ko.extra = *extra;
+  return ko;
 }
 
 }  // namespace telemetry

@@ -90,6 +90,14 @@ struct KafkaOptions {
   std::map<std::string, std::string> extra;
 };
 
+// The producer options of a front door (ingest, the MQTT bridge): librdkafka
+// keeps retrying a message for the caller's longest wait plus 5 s, and
+// `extra_text` is a --kafka_config flag's "name=value,..." (INVALID_ARGUMENT
+// naming the bad item).
+absl::StatusOr<KafkaOptions> ProducerOptions(const std::string& brokers,
+                                             const std::string& client_id, int64_t max_ack_wait_ms,
+                                             const std::string& extra_text);
+
 absl::StatusOr<std::unique_ptr<EventPublisher>> NewKafkaPublisher(const KafkaOptions& options);
 absl::StatusOr<std::unique_ptr<EventConsumer>> NewKafkaConsumer(const KafkaOptions& options);
 

@@ -2,11 +2,13 @@
 // Subscribes with QoS 1 on a persistent session and acknowledges a message
 // only once Kafka acknowledged its readings.
 #include <atomic>
+#include <map>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
 #include "common/config.h"
 #include "common/mqtt/client.h"
+#include "common/mqtt/sys_topics.h"
 #include "common/pg/pool.h"
 #include "common/pg/stores.h"
 #include "common/service/service.h"
@@ -82,13 +84,11 @@ int main(int argc, char** argv) {
                          "primary");
   auto metadata = telemetry::NewPgMetadataStore(&pool);
   auto progress = telemetry::NewPgReadingWriter(&pool);
-  telemetry::KafkaOptions ko;
-  ko.brokers = absl::GetFlag(FLAGS_kafka_brokers);
-  ko.client_id = "telemetry-bridge";
-  ko.message_timeout_ms = static_cast<int>(absl::GetFlag(FLAGS_max_ack_wait_ms)) + 5000;
-  auto kafka_extra = telemetry::ParseKeyValues(absl::GetFlag(FLAGS_kafka_config));
-  if (!kafka_extra.ok()) return service.Fail("--kafka_config", kafka_extra.status(), 2);
-  ko.extra = *kafka_extra;
+  auto kafka = telemetry::ProducerOptions(absl::GetFlag(FLAGS_kafka_brokers), "telemetry-bridge",
+                                          absl::GetFlag(FLAGS_max_ack_wait_ms),
+                                          absl::GetFlag(FLAGS_kafka_config));
+  if (!kafka.ok()) return service.Fail("--kafka_config", kafka.status(), 2);
+  const telemetry::KafkaOptions& ko = *kafka;
   auto publisher = telemetry::NewKafkaPublisher(ko);
   if (!publisher.ok()) return service.Fail("kafka", publisher.status());
 
@@ -126,6 +126,25 @@ int main(int argc, char** argv) {
   for (const auto& filter : options.patterns.SubscriptionFilters()) {
     subscriptions.push_back({filter, 1});
   }
+  // The broker's own counters ($SYS, QoS 0), as gauges of ours: a dropped
+  // counter above 0 means the broker lost QoS 1 messages it had acknowledged
+  // to devices (its queue limits; deploy/mosquitto/mosquitto.conf has none).
+  const std::map<std::string, telemetry::Gauge*> broker_gauges = {
+      {std::string(telemetry::mqtt::kSysPublishDropped),
+       service.metrics()->AddGauge("mqtt_broker_messages_dropped",
+                                   "Broker: PUBLISHes dropped by its queue limits since it started "
+                                   "($SYS/broker/publish/messages/dropped)")},
+      {std::string(telemetry::mqtt::kSysStoredMessages),
+       service.metrics()->AddGauge("mqtt_broker_stored_messages",
+                                   "Broker: messages held (retained and queued for sessions)")},
+      {std::string(telemetry::mqtt::kSysClientsDisconnected),
+       service.metrics()->AddGauge("mqtt_broker_sessions_disconnected",
+                                   "Broker: persistent sessions not connected")},
+      {std::string(telemetry::mqtt::kSysPublishReceived),
+       service.metrics()->AddGauge("mqtt_broker_messages_received",
+                                   "Broker: PUBLISHes received since it started")},
+  };
+  for (const auto& [topic, gauge] : broker_gauges) subscriptions.push_back({topic, 0});
 
   // The connection loop: connect, subscribe, hand messages to the bridge
   // until the connection is lost, then connect again with backoff. Messages
@@ -139,6 +158,12 @@ int main(int argc, char** argv) {
       // The client calls on_message only after Connect returned (and the
       // session exists); messages wait in its socket until then.
       callbacks.on_message = [&](telemetry::mqtt::Message m) {
+        if (auto it = broker_gauges.find(m.topic); it != broker_gauges.end()) {
+          if (auto v = telemetry::mqtt::ParseSysCounter(m.payload); v.ok()) {
+            it->second->Set(static_cast<double>(*v));
+          }
+          return;
+        }
         bridge.OnMessage(session, std::move(m));
       };
       callbacks.on_disconnect = [&](absl::Status st) {

@@ -49,13 +49,11 @@ int main(int argc, char** argv) {
                          "primary");
   auto metadata = telemetry::NewPgMetadataStore(&pool);
   auto progress = telemetry::NewPgReadingWriter(&pool);
-  telemetry::KafkaOptions ko;
-  ko.brokers = absl::GetFlag(FLAGS_kafka_brokers);
-  ko.client_id = "telemetry-ingest";
-  ko.message_timeout_ms = static_cast<int>(absl::GetFlag(FLAGS_max_ack_wait_ms)) + 5000;
-  auto kafka_extra = telemetry::ParseKeyValues(absl::GetFlag(FLAGS_kafka_config));
-  if (!kafka_extra.ok()) return service.Fail("--kafka_config", kafka_extra.status(), 2);
-  ko.extra = *kafka_extra;
+  auto kafka = telemetry::ProducerOptions(absl::GetFlag(FLAGS_kafka_brokers), "telemetry-ingest",
+                                          absl::GetFlag(FLAGS_max_ack_wait_ms),
+                                          absl::GetFlag(FLAGS_kafka_config));
+  if (!kafka.ok()) return service.Fail("--kafka_config", kafka.status(), 2);
+  const telemetry::KafkaOptions& ko = *kafka;
   auto publisher = telemetry::NewKafkaPublisher(ko);
   if (!publisher.ok()) return service.Fail("kafka", publisher.status());
 

@@ -11,8 +11,9 @@
 #  c) flags     TELEMETRY_* variables of the compose files and the Dockerfile are real flags
 #  d) libraries what the built binaries link is installed by the Dockerfile's runtime stage
 #     + the Dockerfile/compose consistency and runtime checks of deploy_checks.py (see there)
-#  e) scripts   shell syntax (bash -n, shellcheck when installed) of deploy/docker/*, deploy/local/*,
-#               and the tests image's stage-tests.sh + run-tests.sh run on this build dir
+#  e) scripts   shell syntax (bash -n, sh -n, shellcheck when installed) of deploy/docker/*,
+#               deploy/local/*, deploy/mosquitto/*; the compose Mosquitto job (init.sh) run on a
+#               scratch dir; the tests image's stage-tests.sh + run-tests.sh run on this build dir
 #
 # Needs the built binaries (BUILD_DIR), python3 with PyYAML (a dependency of docker-compose),
 # node + npm for the first lint run, readelf, ldd, dpkg-query, apt-cache and ctest.
@@ -176,13 +177,18 @@ fi
 
 # ------------------------------------------------------------------------ e) scripts
 section "e) scripts of deploy/docker and deploy/local"
-for f in deploy/docker/*.sh deploy/docker/postgres/*.sh deploy/local/*.sh; do
+for f in deploy/docker/*.sh deploy/docker/postgres/*.sh deploy/local/*.sh deploy/mosquitto/*.sh; do
   if out="$(bash -n "$f" 2>&1)"; then ok "bash -n $f"; else fail "bash -n $f"; indent <<<"$out"; fi
+done
+# POSIX sh scripts: they run in images without bash (eclipse-mosquitto: busybox).
+for f in deploy/docker/mosquitto/*.sh; do
+  if out="$(sh -n "$f" 2>&1)"; then ok "sh -n $f"; else fail "sh -n $f"; indent <<<"$out"; fi
 done
 if command -v shellcheck >/dev/null 2>&1; then
   bash_scripts=(deploy/docker/*.sh deploy/docker/postgres/*.sh deploy/local/*.sh
-    tests/deploy/check_deploy.sh)
-  if out="$(shellcheck -S warning "${bash_scripts[@]}" 2>&1)"; then
+    deploy/mosquitto/*.sh tests/deploy/check_deploy.sh)
+  if out="$(shellcheck -S warning "${bash_scripts[@]}" 2>&1)" &&
+    out="$(shellcheck -S warning -s sh deploy/docker/mosquitto/*.sh 2>&1)"; then
     ok "shellcheck (warnings and errors) of the deploy scripts"
   else
     fail "shellcheck of the deploy scripts"
@@ -190,6 +196,29 @@ if command -v shellcheck >/dev/null 2>&1; then
   fi
 else
   echo "     (shellcheck not installed: skipped)"
+fi
+
+# The compose stack's Mosquitto job (deploy/docker/mosquitto/init.sh), run with a POSIX sh on a
+# scratch dir: it renders deploy/mosquitto/mosquitto.conf for the container (it fails when the
+# template has a marker it does not fill or lost the listener line it replaces) and writes the
+# password and ACL files. Needs mosquitto_passwd (Debian package mosquitto).
+if command -v mosquitto_passwd >/dev/null 2>&1; then
+  mq="$tmp/mosquitto-init"
+  if out="$(env MQTT_INIT_OUT="$mq" MQTT_INIT_TEMPLATE=deploy/mosquitto/mosquitto.conf \
+    MQTT_INIT_AWK=deploy/mosquitto/acl-block.awk MQTT_INIT_OWNER="$(id -u):$(id -g)" \
+    MQTT_BRIDGE_USER=bridge MQTT_BRIDGE_PASSWORD=b-pw MQTT_DEVICE_USER=device \
+    MQTT_DEVICE_PASSWORD=d-pw sh deploy/docker/mosquitto/init.sh 2>&1)" &&
+    grep -qx 'allow_anonymous false' "$mq/mosquitto.conf" &&
+    grep -qx "password_file $mq/passwd" "$mq/mosquitto.conf" &&
+    grep -qx 'max_queued_messages 0' "$mq/mosquitto.conf" &&
+    [[ "$(grep -c '^user ' "$mq/acl")" == 2 && "$(cut -d: -f1 "$mq/passwd" | tr '\n' ' ')" == "bridge device " ]]; then
+    ok "mosquitto init.sh renders the broker configuration and writes the bridge and test device users"
+  else
+    fail "mosquitto init.sh on a scratch dir"
+    indent <<<"$out"
+  fi
+else
+  echo "     (mosquitto_passwd not installed: the mosquitto init.sh run is skipped)"
 fi
 
 # The tests image's build step and entry point, run for real on this build dir.

@@ -53,8 +53,8 @@ DOCKERFILE = "deploy/docker/Dockerfile"
 BUILD_STAGE = "build"
 BUILD_STAGE_IMAGE = "debian:12"
 RUNTIME_BASE_IMAGE = "debian:12-slim"
-RUNTIME_TARGETS = ("ingest", "writer", "query", "alert", "admin", "tests")
-SERVICE_TARGETS = ("ingest", "writer", "query", "alert")  # long-running servers: health check, ports
+RUNTIME_TARGETS = ("ingest", "writer", "query", "alert", "bridge", "admin", "tests")
+SERVICE_TARGETS = ("ingest", "writer", "query", "alert", "bridge")  # long-running servers: health check, ports
 BUILD_OUT = "/src/build/"  # the build dir inside the build stage
 STAGED_INTEGRATION = "/stage/integration"  # stage-tests.sh output in the build stage
 # The build packages the project documents (README / deploy/local/install-deps.sh).
@@ -644,7 +644,7 @@ def local_kafka_version(src: str) -> str | None:
 
 LOCAL_BINARIES = ("services/ingest/telemetry-ingest", "services/writer/telemetry-writer",
                   "services/query/telemetry-query", "services/alert/telemetry-alert",
-                  "tools/admin/telemetry-admin")
+                  "services/bridge/telemetry-bridge", "tools/admin/telemetry-admin")
 
 
 def check_local_env(r: Report, src: str, build_dir: str) -> None:
@@ -803,6 +803,7 @@ def check_runtime(r: Report, targets: dict[str, Target], config: dict, src: str,
         env.update({"TELEMETRY_HTTP_HOST": "127.0.0.1", "TELEMETRY_HTTP_PORT": str(port)})
         dead = {"listen": "127.0.0.1:0", "pg_primary": "postgresql://nobody@127.0.0.1:1/none",
                 "kafka_brokers": "127.0.0.1:1", "redis": "127.0.0.1:1",
+                "mqtt_host": "127.0.0.1", "mqtt_port": "1",
                 "group": f"deploy-check-{os.getpid()}"}
         env.update({f"TELEMETRY_{k.upper()}": v for k, v in dead.items() if k in flags})
         log = tempfile.TemporaryFile(mode="w+")

@@ -331,6 +331,24 @@ void DeleteTopic(const std::string& name) {
   EXPECT_TRUE(DeleteTopics(o, {name}, 15000).ok());
 }
 
+std::pair<std::string, int> Shell(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return {"", -1};
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int rc = pclose(p);
+  return {out, WIFEXITED(rc) ? WEXITSTATUS(rc) : -1};
+}
+
+int64_t StoredReadings(int64_t tenant_id) {
+  return SqlInt(
+      absl::StrCat("SELECT count(*) FROM raw_readings r JOIN series s ON s.id = r.series_id WHERE "
+                   "s.tenant_id = ",
+                   tenant_id));
+}
+
 int KafkaCtl(const std::string& what) {
   const std::string cmd = SourceDir() + "/deploy/local/kafka.sh " + what + " >/dev/null 2>&1";
   return std::system(cmd.c_str());

@@ -113,6 +113,13 @@ bool WaitForServing(int port, int timeout_ms);
 // passes.
 bool WaitForHealth(int port, const std::string& service, int want, int timeout_ms);
 
+// Runs `cmd` with /bin/sh; its standard output and exit status (-1 when it
+// did not exit normally).
+std::pair<std::string, int> Shell(const std::string& cmd);
+
+// Raw readings stored for a tenant (rows of raw_readings of its series).
+int64_t StoredReadings(int64_t tenant_id);
+
 // One-shot SQL on the primary (as the telemetry role): first column of each
 // row as text.
 std::vector<std::vector<std::string>> Sql(const std::string& query);

@@ -17,18 +17,6 @@
 namespace telemetry::testing {
 namespace {
 
-// Runs a shell command; its stdout and exit status.
-std::pair<std::string, int> Shell(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return {"", -1};
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int rc = pclose(p);
-  return {out, WIFEXITED(rc) ? WEXITSTATUS(rc) : -1};
-}
-
 int64_t StoredReadings(int64_t tenant) {
   return SqlInt(
       absl::StrCat("SELECT count(*) FROM raw_readings r JOIN series s ON s.id = r.series_id WHERE "

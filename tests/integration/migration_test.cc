@@ -24,17 +24,6 @@
 namespace telemetry::testing {
 namespace {
 
-std::pair<std::string, int> Shell(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return {"", -1};
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int rc = pclose(p);
-  return {out, WIFEXITED(rc) ? WEXITSTATUS(rc) : -1};
-}
-
 std::string ReadAll(const std::string& path) {
   std::ifstream in(path);
   std::stringstream s;

@@ -167,9 +167,12 @@ class MqttClientTest : public ::testing::Test {
     }
     return sub;
   }
-  // Runs deploy/mosquitto/mosquitto.sh `what`; its exit status.
+  // Runs deploy/mosquitto/mosquitto.sh `what` (found as harness.cc's KafkaCtl finds
+  // deploy/local/kafka.sh); its exit status.
   int Ctl(const std::string& what) {
-    const std::string cmd = RequireEnv("TELEMETRY_MQTT_CTL") + " " + what + " >/dev/null 2>&1";
+    const char* src = std::getenv("TELEMETRY_SOURCE_DIR");
+    const std::string cmd = std::string(src != nullptr ? src : ".") +
+                            "/deploy/mosquitto/mosquitto.sh " + what + " >/dev/null 2>&1";
     return std::system(cmd.c_str());
   }
 
