@@ -166,7 +166,11 @@ if [[ -n "$(alertmanager_pid)" && -n "$ALERTMANAGER_PORT_SAVED" ]] &&
 fi
 
 # Mosquitto's port is a line of the ports file that common.sh's read_ports_file does not read.
-MQTT_PORT_SAVED="$(sed -n 's/^MQTT_PORT=\([0-9][0-9]*\)$/\1/p' "$PORTS_FILE" 2>/dev/null | tail -n 1)"
+# (None on a fresh state directory: no ports file yet.)
+MQTT_PORT_SAVED=""
+if [[ -f "$PORTS_FILE" ]]; then
+  MQTT_PORT_SAVED="$(sed -n 's/^MQTT_PORT=\([0-9][0-9]*\)$/\1/p' "$PORTS_FILE" | tail -n 1)"
+fi
 MQTT_RUNNING_PORT=""
 if [[ -n "$MQTT_PORT_SAVED" && "$("$MOSQUITTO_CTL" status)" == running ]] &&
   (exec 3<>"/dev/tcp/127.0.0.1/$MQTT_PORT_SAVED") 2>/dev/null; then

@@ -1,5 +1,5 @@
 """A fleet of MQTT devices publishing QoS 1 JSON readings through paho-mqtt
-(the Eclipse Python client): what bridge_e2e_test and scripts/bench-mqtt.sh
+(the Eclipse Python client): what bridge_e2e_test and scripts/bench-ingress.sh
 use as devices nobody here wrote.
 
 Each message is one device's document {"device_id", "timestamp", "metrics",
@@ -47,6 +47,7 @@ def main():
     client.max_queued_messages_set(0)
     connected = threading.Event()
     reconnects = [0]
+    closing = threading.Event()
 
     def on_connect(c, userdata, flags, reason, props):
         if not reason.is_failure:
@@ -54,7 +55,8 @@ def main():
 
     def on_disconnect(c, userdata, flags, reason, props):
         connected.clear()
-        reconnects[0] += 1
+        if not closing.is_set():
+            reconnects[0] += 1
 
     client.on_connect = on_connect
     client.on_disconnect = on_disconnect
@@ -114,6 +116,7 @@ def main():
                 if ahead > 0:
                     time.sleep(ahead)
     drain(0)
+    closing.set()
     client.disconnect()
     client.loop_stop()
     print(json.dumps({"sent": sent, "seconds": round(time.time() - started, 3),
