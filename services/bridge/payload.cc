@@ -1,7 +1,6 @@
 #include "services/bridge/payload.h"
 
 #include <google/protobuf/struct.pb.h>
-#include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
 #include <charconv>
@@ -16,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "services/bridge/json.h"
 #include "telemetry/v1/ingest.pb.h"
 
 namespace telemetry::bridge {
@@ -495,17 +495,12 @@ bool LooksLikeJson(std::string_view payload) {
 }
 
 absl::StatusOr<Value> ParseJson(std::string_view payload) {
-  Value v;
-  auto st = google::protobuf::util::JsonStringToMessage(
-      google::protobuf::StringPiece(payload.data(), payload.size()), &v);
-  if (!st.ok()) {
-    // The parser's message is the reason, then the text near it and a caret
-    // on lines of their own: keep the reason.
-    absl::string_view reason(st.message().data(), st.message().size());
-    reason = reason.substr(0, reason.find('\n'));
-    return absl::InvalidArgumentError(absl::StrCat("payload: not valid JSON: ", reason));
+  auto v = ParseJsonValue(payload);
+  if (!v.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("payload: not valid JSON: ", v.status().message()));
   }
-  return v;
+  return std::move(*v);
 }
 
 }  // namespace
