@@ -116,8 +116,8 @@ curl -s -o /dev/null -w '  HTTP %{http_code}\n' -XPOST "http://127.0.0.1:8086/ap
   -H "Authorization: Token $API_KEY" --data-binary "weather,site=lab temperature=19.5,humidity=48i $(date +%s)"
 sleep 2
 echo "== latest values of mqtt-1 and of weather/site:lab"
-"$BUILD_DIR/tools/cli/telemetry-cli" latest --api_key "$API_KEY" --device mqtt-1 | grep -E '"(sensor|doubleValue|boolValue)"'
-"$BUILD_DIR/tools/cli/telemetry-cli" latest --api_key "$API_KEY" --device weather/site:lab | grep -E '"(sensor|doubleValue)"'
+"$BUILD_DIR/tools/cli/telemetry-cli" latest --api_key "$API_KEY" --device mqtt-1
+"$BUILD_DIR/tools/cli/telemetry-cli" latest --api_key "$API_KEY" --device weather/site:lab
 
 echo "== latest values of dev-1 (STRONG, from the primary)"
 "$BUILD_DIR/tools/cli/telemetry-cli" latest --api_key "$API_KEY" --device dev-1
