@@ -16,23 +16,6 @@
 namespace telemetry::testing {
 namespace {
 
-int64_t StoredReadings(int64_t tenant) {
-  return SqlInt(
-      absl::StrCat("SELECT count(*) FROM raw_readings r JOIN series s ON s.id = r.series_id WHERE "
-                   "s.tenant_id = ",
-                   tenant));
-}
-
-// Waits until `expected` readings are stored (then a second more, to see
-// nothing extra arrives); returns the count.
-int64_t WaitForReadings(int64_t tenant, int64_t expected, int timeout_s = 60) {
-  for (int i = 0; i < timeout_s * 10 && StoredReadings(tenant) < expected; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  std::this_thread::sleep_for(std::chrono::seconds(1));
-  return StoredReadings(tenant);
-}
-
 std::string TenantName(int64_t id) {
   auto rows = Sql(absl::StrCat("SELECT name FROM tenants WHERE id = ", id));
   return rows.empty() ? "" : rows[0][0];

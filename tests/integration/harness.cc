@@ -349,6 +349,14 @@ int64_t StoredReadings(int64_t tenant_id) {
                    tenant_id));
 }
 
+int64_t WaitForReadings(int64_t tenant_id, int64_t expected, int timeout_s) {
+  for (int i = 0; i < timeout_s * 10 && StoredReadings(tenant_id) < expected; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  return StoredReadings(tenant_id);
+}
+
 int KafkaCtl(const std::string& what) {
   const std::string cmd = SourceDir() + "/deploy/local/kafka.sh " + what + " >/dev/null 2>&1";
   return std::system(cmd.c_str());

@@ -119,6 +119,9 @@ std::pair<std::string, int> Shell(const std::string& cmd);
 
 // Raw readings stored for a tenant (rows of raw_readings of its series).
 int64_t StoredReadings(int64_t tenant_id);
+// Waits until `expected` readings of the tenant are stored (at most
+// `timeout_s`), then a second more to see nothing extra arrives; the count.
+int64_t WaitForReadings(int64_t tenant_id, int64_t expected, int timeout_s = 60);
 
 // One-shot SQL on the primary (as the telemetry role): first column of each
 // row as text.

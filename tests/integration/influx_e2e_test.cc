@@ -17,13 +17,6 @@
 namespace telemetry::testing {
 namespace {
 
-int64_t StoredReadings(int64_t tenant) {
-  return SqlInt(
-      absl::StrCat("SELECT count(*) FROM raw_readings r JOIN series s ON s.id = r.series_id WHERE "
-                   "s.tenant_id = ",
-                   tenant));
-}
-
 class InfluxE2E : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -129,12 +122,7 @@ except ApiException as e:
   expected += 100;
 
   // Exactly the unique readings, once the writer has caught up.
-  int64_t stored = 0;
-  for (int i = 0; i < 600 && (stored = StoredReadings(t.id)) < expected; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  std::this_thread::sleep_for(std::chrono::seconds(1));
-  EXPECT_EQ(StoredReadings(t.id), expected);
+  EXPECT_EQ(WaitForReadings(t.id, expected), expected);
   // Types survive: a string field, a boolean, an integer as a double.
   EXPECT_EQ(
       SqlInt(absl::StrCat(

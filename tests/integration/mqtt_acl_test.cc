@@ -36,27 +36,15 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "common/mqtt/client.h"
+#include "tests/integration/harness.h"
 
 namespace telemetry::mqtt {
 namespace {
 
-// TELEMETRY_<name>; fails the test (not skips) when unset, as tests/integration/harness.h does.
-std::string RequireEnv(const char* name) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') {
-    ADD_FAILURE() << name
-                  << " is not set: run tests through scripts/test.sh (or source the env file of "
-                     "deploy/local/up.sh)";
-    return "";
-  }
-  return v;
-}
+using telemetry::testing::RequireEnv;
+using telemetry::testing::SourceDir;
 
-// As tests/integration/harness.cc SourceDir().
-std::string Tool() {
-  const char* src = std::getenv("TELEMETRY_SOURCE_DIR");
-  return std::string(src != nullptr ? src : ".") + "/deploy/mosquitto/mosquitto.sh";
-}
+std::string Tool() { return SourceDir() + "/deploy/mosquitto/mosquitto.sh"; }
 
 std::string Unique(const std::string& prefix) {
   std::random_device rd;
@@ -84,17 +72,10 @@ struct ToolResult {
 ToolResult RunTool(const std::vector<std::string>& args) {
   std::string cmd = ShellQuote(Tool());
   for (const std::string& a : args) absl::StrAppend(&cmd, " ", ShellQuote(a));
+  auto [out, code] = telemetry::testing::Shell(cmd);
   ToolResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) {
-    ADD_FAILURE() << "popen " << cmd;
-    return r;
-  }
-  char buf[512];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = std::move(out);
+  r.exit_code = code;
   return r;
 }
 

@@ -28,21 +28,13 @@
 #include "absl/synchronization/mutex.h"
 #include "common/mqtt/client.h"
 #include "common/mqtt/sys_topics.h"
+#include "tests/integration/harness.h"
 
 namespace telemetry::mqtt {
 namespace {
 
-// TELEMETRY_<name>; fails the test (not skips) when unset, as tests/integration/harness.h does.
-std::string RequireEnv(const char* name) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') {
-    ADD_FAILURE() << name
-                  << " is not set: run tests through scripts/test.sh (or source the env file of "
-                     "deploy/local/up.sh)";
-    return "";
-  }
-  return v;
-}
+using telemetry::testing::RequireEnv;
+using telemetry::testing::SourceDir;
 
 std::string Unique(const std::string& prefix) {
   std::random_device rd;
@@ -170,9 +162,8 @@ class MqttClientTest : public ::testing::Test {
   // Runs deploy/mosquitto/mosquitto.sh `what` (found as harness.cc's KafkaCtl finds
   // deploy/local/kafka.sh); its exit status.
   int Ctl(const std::string& what) {
-    const char* src = std::getenv("TELEMETRY_SOURCE_DIR");
-    const std::string cmd = std::string(src != nullptr ? src : ".") +
-                            "/deploy/mosquitto/mosquitto.sh " + what + " >/dev/null 2>&1";
+    const std::string cmd =
+        SourceDir() + "/deploy/mosquitto/mosquitto.sh " + what + " >/dev/null 2>&1";
     return std::system(cmd.c_str());
   }
 
