@@ -146,6 +146,18 @@ TEST_F(BridgeTest, NoAcknowledgementBeforeKafkaAndRetriedUntilItAnswers) {
   EXPECT_FALSE(Stored().empty());
 }
 
+TEST_F(BridgeTest, PostgresDownMeansRetriedNotAcknowledgedNorDropped) {
+  StartBridge();
+  metadata_.SetUp(false);  // the tenant cannot be looked up
+  bridge_->OnMessage(session_, Message("telemetry/acme/d", Json(R"({"v": 1})"), 5));
+  ASSERT_TRUE(WaitFor([&] { return metrics_.write_retries->Value() >= 2; }));
+  EXPECT_TRUE(session_->acks().empty());
+  EXPECT_TRUE(session_->published().empty());
+  metadata_.SetUp(true);
+  ASSERT_TRUE(WaitFor([&] { return session_->acks() == std::vector<uint16_t>{5}; }));
+  EXPECT_EQ(Stored(), (std::vector<std::string>{std::to_string(acme_) + " d v"}));
+}
+
 TEST_F(BridgeTest, UnusableMessagesAreAcknowledgedAndReportedOnTheErrorTopic) {
   StartBridge();
   bridge_->OnMessage(session_, Message("telemetry/acme/d1", "{not json", 1));
