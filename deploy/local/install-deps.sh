@@ -16,6 +16,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libpqxx-dev libhiredis-dev librdkafka-dev libabsl-dev libspdlog-dev
   libcpp-httplib-dev libssl-dev
+  libzstd-dev zlib1g-dev  # the warm tier's segment codec (common/segment/)
   # tests
   libgtest-dev libgmock-dev python3-grpcio openssl  # openssl: tls_e2e_test makes certificates
   clang-14 libclang-rt-14-dev  # libFuzzer (scripts/fuzz-lineproto.sh)
