@@ -73,4 +73,13 @@ struct ApplyResult {
   bool bulk = false;
 };
 
+// What packing one hour of raw rows did (ReadingWriter::PackRawHour).
+struct RawPackResult {
+  int64_t readings = 0;  // rows moved into segments
+  int64_t segments = 0;  // segments written (new or repacked)
+  int64_t steps = 0;     // transactions
+  // Nanoseconds spent waiting for writers that started before the claim.
+  int64_t claim_wait_ns = 0;
+};
+
 }  // namespace telemetry

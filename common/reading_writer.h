@@ -60,6 +60,17 @@ class ReadingWriter : public WriterProgress {
   // it). Rows written to the hour later (late data) stay rows; reads merge
   // them with the segment.
   virtual absl::StatusOr<int64_t> CompactRollupHour(int64_t hour_ns) = 0;
+  // The warm tier (docs/design-storage-layout.md, "Raw segments"). Hours
+  // that start before `before_ns` and hold raw rows not in segments yet:
+  // never packed, interrupted while packing, or with late rows since; oldest
+  // first, at most `limit`.
+  virtual absl::StatusOr<std::vector<int64_t>> UnpackedRawHours(int64_t before_ns, int limit) = 0;
+  // Moves the raw rows of the hour starting at `hour_ns` into one segment
+  // per series (raw_readings_seg), merged with the series' segment when the
+  // hour was packed before, in steps of about `step_readings` readings (one
+  // transaction each: an interrupted hour is resumed by the next call).
+  // Readings stay exactly once: a writer finds them in the segments.
+  virtual absl::StatusOr<RawPackResult> PackRawHour(int64_t hour_ns, int64_t step_readings) = 0;
   // Removes the old row versions compactions left behind (until then every
   // read of a compacted hour visits them too, which makes it slower than
   // before). Returns how many dead row versions remain: those a running

@@ -19,6 +19,7 @@
 #include "common/pg/pool.h"
 #include "common/pg/stores.h"
 #include "common/rollup.h"
+#include "common/segment/raw_segment.h"
 #include "common/status_macros.h"
 
 namespace telemetry {
@@ -208,6 +209,120 @@ std::string RollupCopyText(const std::vector<MinuteRollup>& rollups) {
   return buf;
 }
 
+int64_t HourOf(int64_t ns) { return ns - ((ns % kNsPerHour) + kNsPerHour) % kNsPerHour; }
+
+// A Postgres array literal of integers.
+template <typename T>
+std::string PgIntArray(const std::vector<T>& v) {
+  std::string out = "{";
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) out.push_back(',');
+    AppendNumber(&out, v[i]);
+  }
+  out.push_back('}');
+  return out;
+}
+
+// A raw row as the raw table's columns give it (series_id, ts, value_double,
+// value_text, value_bool, status_code).
+RawRow RawRowFrom(const pqxx::row& row) {
+  RawRow r;
+  r.series_id = static_cast<int32_t>(PgInt64(row[0]));
+  r.ts_ns = PgInt64(row[1]);
+  if (!row[2].is_null()) {
+    r.kind = ValueKind::kDouble;
+    r.d = PgDouble(row[2]);
+  } else if (!row[3].is_null()) {
+    r.kind = ValueKind::kString;
+    r.s = row[3].as<std::string>();
+  } else {
+    r.kind = ValueKind::kBool;
+    r.b = row[4].as<bool>();
+  }
+  r.status = row[5].is_null() ? 0 : static_cast<int32_t>(PgInt64(row[5]));
+  return r;
+}
+
+// The bytes of a bytea field (text format: "\x" and hex digits).
+std::string ByteaOf(const pqxx::field& f) {
+  const char* p = f.c_str();
+  const size_t n = f.size();
+  if (n < 2 || p[0] != '\\' || p[1] != 'x' || n % 2 != 0) {
+    throw pqxx::conversion_error("bytea field is not in hex format");
+  }
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    throw pqxx::conversion_error("bad hex digit in bytea");
+  };
+  std::string out((n - 2) / 2, '\0');
+  for (size_t i = 0; i < out.size(); ++i) {
+    out[i] = static_cast<char>(nibble(p[2 + 2 * i]) << 4 | nibble(p[3 + 2 * i]));
+  }
+  return out;
+}
+
+// A bytea value as a COPY text field ("\\x" then hex: COPY unescapes the
+// backslash, bytea's input reads the hex).
+void AppendCopyBytea(std::string* out, const std::string& bytes) {
+  static const char kHex[] = "0123456789abcdef";
+  out->append("\\\\x");
+  for (unsigned char c : bytes) {
+    out->push_back(kHex[c >> 4]);
+    out->push_back(kHex[c & 15]);
+  }
+}
+
+// Claims of the hours a batch writes to, locked FOR SHARE until the commit
+// (see raw_compactions in db/migrations/0008_raw_segments.sql): a packing
+// step of one of them waits for this transaction, and this transaction for
+// a step under way. Returns the claimed hours.
+std::set<int64_t> LockClaimedHours(pqxx::transaction_base& tx, const std::vector<RawRow>& rows) {
+  std::set<int64_t> hours;
+  for (const RawRow& r : rows) hours.insert(HourOf(r.ts_ns));
+  std::set<int64_t> claimed;
+  pqxx::result r = tx.exec_params(
+      "SELECT hour FROM raw_compactions WHERE hour = ANY($1::bigint[]) ORDER BY hour FOR SHARE",
+      PgIntArray(std::vector<int64_t>(hours.begin(), hours.end())));
+  for (const auto& row : r) claimed.insert(PgInt64(row[0]));
+  return claimed;
+}
+
+// Keys of `rows` in claimed hours that their segments already hold.
+absl::StatusOr<std::set<std::pair<int32_t, int64_t>>> KeysInSegments(
+    pqxx::transaction_base& tx, const std::vector<RawRow>& rows, const std::set<int64_t>& claimed) {
+  std::set<std::pair<int32_t, int64_t>> keys;
+  std::vector<int32_t> series;
+  std::vector<int64_t> hours;
+  for (const RawRow& r : rows) {
+    const int64_t h = HourOf(r.ts_ns);
+    if (!claimed.count(h)) continue;
+    if (!series.empty() && series.back() == r.series_id && hours.back() == h) continue;
+    series.push_back(r.series_id);
+    hours.push_back(h);
+  }
+  if (series.empty()) return keys;
+  pqxx::result segs = tx.exec_params(
+      "SELECT g.series_id, g.hour, g.data FROM unnest($1::int[], $2::bigint[]) AS k(series_id, "
+      "hour)"
+      " JOIN raw_readings_seg g ON g.series_id = k.series_id AND g.hour = k.hour",
+      PgIntArray(series), PgIntArray(hours));
+  std::vector<int64_t> ts;
+  for (const auto& row : segs) {
+    const auto id = static_cast<int32_t>(PgInt64(row[0]));
+    const int64_t hour = PgInt64(row[1]);
+    ts.clear();
+    absl::Status st = segment::DecodeRawSegmentTimestamps(hour, ByteaOf(row[2]), &ts);
+    if (!st.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("segment of series ", id, " hour ", hour, ": ", st.message()));
+    }
+    for (int64_t t : ts) keys.emplace(id, t);
+  }
+  return keys;
+}
+
 class PgReadingWriter final : public ReadingWriter {
  public:
   explicit PgReadingWriter(PgPool* pool) : pool_(pool) {}
@@ -243,11 +358,18 @@ class PgReadingWriter final : public ReadingWriter {
         // readings rather than per reading; the others are COPYed straight
         // into the raw table (multi-row inserts, no speculative insertion),
         // and their minute aggregates, computed here, into stage_agg.
+        // Readings of packed hours are looked up in their segments too.
+        const std::set<int64_t> claimed = LockClaimedHours(tx, *batch);
         std::vector<RawRow> fresh_rows;
         const std::vector<RawRow>* fresh = batch;
         pqxx::result stored = tx.exec_params(kStoredKeysSql, runs.series, runs.lo, runs.hi);
-        if (!stored.empty()) {
-          std::set<std::pair<int32_t, int64_t>> keys;
+        std::set<std::pair<int32_t, int64_t>> keys;
+        if (!claimed.empty()) {
+          auto in_segments = KeysInSegments(tx, *batch, claimed);
+          if (!in_segments.ok()) return in_segments.status();
+          keys = std::move(*in_segments);
+        }
+        if (!stored.empty() || !keys.empty()) {
           for (const auto& row : stored)
             keys.emplace(static_cast<int32_t>(PgInt64(row[0])), PgInt64(row[1]));
           for (const RawRow& r : *batch)
@@ -269,11 +391,25 @@ class PgReadingWriter final : public ReadingWriter {
           // undo the COPYs and take the upsert path.
           if (e.sqlstate() != "23505") throw;
         }
-        if (!result.bulk) {
-          CopyRawText(tx, "stage_raw", RawCopyText(*batch));
+        if (!result.bulk && !fresh->empty()) {
+          // (Only the readings the probe did not find: those in segments
+          // have no row to conflict with.)
+          CopyRawText(tx, "stage_raw", RawCopyText(*fresh));
           result.inserted = PgInt64(tx.exec(kUpsertRawSql)[0][0]);
         }
         tx.exec(MergeRollupsSql());
+        // New rows in packed hours (late data): the compactor packs them.
+        std::set<int64_t> late;
+        for (const RawRow& r : *fresh) {
+          const int64_t h = HourOf(r.ts_ns);
+          if (claimed.count(h)) late.insert(h);
+        }
+        if (result.inserted > 0 && !late.empty()) {
+          tx.exec_params(
+              "INSERT INTO raw_late_hours (hour) SELECT unnest($1::bigint[])"
+              " ON CONFLICT (hour) DO NOTHING",
+              PgIntArray(std::vector<int64_t>(late.begin(), late.end())));
+        }
       }
       if (!parts.empty()) {
         tx.exec_params(
@@ -406,6 +542,188 @@ class PgReadingWriter final : public ReadingWriter {
     return moved;
   }
 
+  absl::StatusOr<std::vector<int64_t>> UnpackedRawHours(int64_t before_ns, int limit) override {
+    std::vector<int64_t> hours;
+    RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
+      // Every hour of every day partition (an hour without rows is claimed
+      // and done in one step), the interrupted ones, and those with late rows.
+      pqxx::result r = PgReadPrepared(
+          c, "unpacked_raw_hours",
+          "WITH days AS ("
+          "  SELECT extract(epoch FROM to_date(substring(c.relname FROM "
+          "'raw_readings_d([0-9]{8})$'),"
+          "                                    'YYYYMMDD'))::bigint * 1000000000 AS lo"
+          "  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+          "  WHERE i.inhparent = 'raw_readings'::regclass)"
+          " SELECT h FROM ("
+          "  SELECT generate_series(lo, lo + 23 * 3600000000000, 3600000000000) AS h FROM days"
+          "  WHERE lo IS NOT NULL) x"
+          " WHERE h < $1 AND NOT EXISTS (SELECT 1 FROM raw_compactions c WHERE c.hour = x.h)"
+          " UNION SELECT hour FROM raw_compactions WHERE state = 'packing' AND hour < $1"
+          " UNION SELECT hour FROM raw_late_hours WHERE hour < $1"
+          " ORDER BY 1 LIMIT $2",
+          before_ns, limit);
+      for (const auto& row : r) hours.push_back(PgInt64(row[0]));
+      return absl::OkStatus();
+    }));
+    return hours;
+  }
+
+  absl::StatusOr<RawPackResult> PackRawHour(int64_t hour_ns, int64_t step_readings) override {
+    RawPackResult result;
+    const int64_t end_ns = hour_ns + kNsPerHour;
+    RETURN_IF_ERROR(EnsurePartitions(hour_ns, hour_ns));
+    // 1. The claim. A new one is committed first; then the packer waits for
+    // the writer transactions that began before it (they took their locks
+    // without seeing it), so from the first step on every writer of the hour
+    // holds its claim FOR SHARE.
+    bool fresh_claim = false;
+    std::string claimed_at;  // a moment after the claim's commit
+    RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
+      pqxx::work tx(c);
+      fresh_claim = !tx.exec_params(
+                           "INSERT INTO raw_compactions (hour, state) VALUES ($1, 'packing')"
+                           " ON CONFLICT (hour) DO NOTHING RETURNING 1",
+                           hour_ns)
+                         .empty();
+      tx.commit();
+      pqxx::nontransaction after(c);
+      claimed_at = after.exec("SELECT clock_timestamp()::text")[0][0].as<std::string>();
+      return absl::OkStatus();
+    }));
+    if (fresh_claim) {
+      const absl::Time start = absl::Now();
+      bool clear = false;
+      while (!clear) {
+        RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
+          pqxx::nontransaction tx(c);
+          clear = PgInt64(tx.exec_params(
+                      "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                      " WHERE l.relation = 'raw_compactions'::regclass AND l.granted"
+                      "   AND a.pid <> pg_backend_pid()"
+                      "   AND a.xact_start < $1::timestamptz",
+                      claimed_at)[0][0]) == 0;
+          return absl::OkStatus();
+        }));
+        if (clear) break;
+        if (absl::Now() - start > absl::Seconds(60)) {
+          return absl::UnavailableError(absl::StrCat(
+              "raw hour ", hour_ns, ": writers from before its claim still run after 60 s"));
+        }
+        absl::SleepFor(absl::Milliseconds(5));
+      }
+      result.claim_wait_ns = absl::ToInt64Nanoseconds(absl::Now() - start);
+    }
+    // 2. The series with rows in the hour: one index probe per series.
+    std::vector<int32_t> series;
+    RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
+      pqxx::result r = PgReadPrepared(
+          c, "raw_hour_series",
+          "SELECT s.id FROM series s CROSS JOIN LATERAL (SELECT 1 FROM raw_readings r"
+          "  WHERE r.series_id = s.id AND r.ts >= $1 AND r.ts < $2 LIMIT 1) x ORDER BY s.id",
+          hour_ns, end_ns);
+      for (const auto& row : r) series.push_back(static_cast<int32_t>(PgInt64(row[0])));
+      return absl::OkStatus();
+    }));
+    // 3. Steps of a few series each, sized from the readings per series seen.
+    size_t next = 0;
+    double per_series = 3600;
+    bool first = true;
+    do {
+      const auto take = static_cast<size_t>(std::clamp<double>(
+          static_cast<double>(step_readings) / std::max(per_series, 1.0), 1.0, 4096.0));
+      const std::vector<int32_t> ids(
+          series.begin() + static_cast<std::ptrdiff_t>(next),
+          series.begin() + static_cast<std::ptrdiff_t>(std::min(series.size(), next + take)));
+      next += ids.size();
+      const bool last = next >= series.size();
+      int64_t moved = 0, written = 0;
+      RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
+        moved = written = 0;
+        pqxx::work tx(c);
+        tx.exec(
+            "SET LOCAL synchronous_commit = off;"
+            "SET LOCAL client_min_messages = warning;"
+            "CREATE TEMP TABLE IF NOT EXISTS stage_seg (series_id integer, hour bigint,"
+            " n integer, data bytea) ON COMMIT DELETE ROWS");
+        // Waits for the writers of the hour; they wait for this step.
+        tx.exec_params("SELECT 1 FROM raw_compactions WHERE hour = $1 FOR UPDATE", hour_ns);
+        if (first) tx.exec_params("DELETE FROM raw_late_hours WHERE hour = $1", hour_ns);
+        std::map<int32_t, std::vector<RawRow>> by_series;
+        if (!ids.empty()) {
+          const std::string id_array = PgIntArray(ids);
+          pqxx::result rows = tx.exec_params(
+              "DELETE FROM raw_readings WHERE series_id = ANY($1::int[]) AND ts >= $2 AND ts < $3"
+              " RETURNING series_id, ts, value_double, value_text, value_bool, status_code",
+              id_array, hour_ns, end_ns);
+          for (const auto& row : rows) {
+            RawRow r = RawRowFrom(row);
+            by_series[r.series_id].push_back(std::move(r));
+          }
+          moved = static_cast<int64_t>(rows.size());
+          pqxx::result segs = tx.exec_params(
+              "SELECT series_id, data FROM raw_readings_seg"
+              " WHERE series_id = ANY($1::int[]) AND hour = $2",
+              id_array, hour_ns);
+          for (const auto& row : segs) {
+            const auto id = static_cast<int32_t>(PgInt64(row[0]));
+            std::vector<RawRow>& v = by_series[id];
+            absl::Status st = segment::DecodeRawSegment(id, hour_ns, ByteaOf(row[1]), &v);
+            if (!st.ok()) {
+              return absl::DataLossError(
+                  absl::StrCat("segment of series ", id, " hour ", hour_ns, ": ", st.message()));
+            }
+          }
+          std::string copy;
+          for (auto& [id, v] : by_series) {
+            std::stable_sort(v.begin(), v.end(),
+                             [](const RawRow& a, const RawRow& b) { return a.ts_ns < b.ts_ns; });
+            // A reading both a row and in the segment cannot happen (writers
+            // look in the segments); if it did, one copy is kept.
+            v.erase(
+                std::unique(v.begin(), v.end(),
+                            [](const RawRow& a, const RawRow& b) { return a.ts_ns == b.ts_ns; }),
+                v.end());
+            auto data = segment::EncodeRawSegment(hour_ns, v);
+            if (!data.ok()) return data.status();
+            if (!copy.empty()) copy.push_back('\n');
+            AppendNumber(&copy, id);
+            copy.push_back('\t');
+            AppendNumber(&copy, hour_ns);
+            copy.push_back('\t');
+            AppendNumber(&copy, v.size());
+            copy.push_back('\t');
+            AppendCopyBytea(&copy, *data);
+            ++written;
+          }
+          if (!copy.empty()) {
+            CopyRawText(tx, "stage_seg", copy);
+            tx.exec(
+                "INSERT INTO raw_readings_seg (series_id, hour, n, data)"
+                " SELECT series_id, hour, n, data FROM stage_seg"
+                " ON CONFLICT (series_id, hour) DO UPDATE SET n = EXCLUDED.n, data = "
+                "EXCLUDED.data");
+          }
+        }
+        tx.exec_params(
+            "UPDATE raw_compactions SET readings = readings + $2,"
+            " state = CASE WHEN $3 THEN 'packed' ELSE state END,"
+            " packed_at = CASE WHEN $3 THEN now() ELSE packed_at END WHERE hour = $1",
+            hour_ns, moved, last);
+        tx.commit();
+        return absl::OkStatus();
+      }));
+      first = false;
+      result.readings += moved;
+      result.segments += written;
+      ++result.steps;
+      if (!ids.empty() && moved > 0) {
+        per_series = static_cast<double>(moved) / static_cast<double>(ids.size());
+      }
+    } while (next < series.size());
+    return result;
+  }
+
   absl::StatusOr<int64_t> VacuumRollups() override {
     int64_t dead = 0;
     RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
@@ -434,11 +752,16 @@ class PgReadingWriter final : public ReadingWriter {
           absl::FormatTime("%Y%m%d", absl::FromUnixSeconds(day * 86400), absl::UTCTimeZone()));
       absl::Status st = pool_->Run([&](pqxx::connection& c) {
         pqxx::work tx(c);
-        pqxx::result exists = tx.exec_params("SELECT to_regclass($1) IS NOT NULL", name);
-        if (!exists[0][0].as<bool>()) {
-          tx.exec(absl::StrCat("CREATE TABLE IF NOT EXISTS ", name,
-                               " PARTITION OF raw_readings FOR VALUES FROM (", day * kNsPerDay,
-                               ") TO (", (day + 1) * kNsPerDay, ")"));
+        // The day of raw rows and the day of their segments.
+        const std::string seg_name = absl::StrCat("raw_readings_seg_", name.substr(13));
+        for (const auto& [table, parent] :
+             {std::make_pair(name, "raw_readings"), std::make_pair(seg_name, "raw_readings_seg")}) {
+          pqxx::result exists = tx.exec_params("SELECT to_regclass($1) IS NOT NULL", table);
+          if (!exists[0][0].as<bool>()) {
+            tx.exec(absl::StrCat("CREATE TABLE IF NOT EXISTS ", table, " PARTITION OF ", parent,
+                                 " FOR VALUES FROM (", day * kNsPerDay, ") TO (",
+                                 (day + 1) * kNsPerDay, ")"));
+          }
         }
         tx.commit();
         return absl::OkStatus();
@@ -448,7 +771,11 @@ class PgReadingWriter final : public ReadingWriter {
         bool now_exists = false;
         absl::Status again = pool_->Run([&](pqxx::connection& c) {
           pqxx::read_transaction tx(c);
-          now_exists = tx.exec_params("SELECT to_regclass($1) IS NOT NULL", name)[0][0].as<bool>();
+          now_exists = tx.exec_params(
+                             "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2)"
+                             " IS NOT NULL",
+                             name, absl::StrCat("raw_readings_seg_", name.substr(13)))[0][0]
+                           .as<bool>();
           return absl::OkStatus();
         });
         if (!again.ok() || !now_exists) return st;

@@ -56,8 +56,10 @@ const char* FloatCodecName(FloatCodec c);
 
 struct EncodeOptions {
   // Codecs tried for the double values; the smallest result is kept.
+  // Split-zstd is left out: it never won by a useful margin on the measured
+  // data (docs/benchmarks.md) and SQL cannot decode it (raw_seg_unpack).
   std::vector<FloatCodec> float_codecs = {FloatCodec::kGorilla, FloatCodec::kPolynomial,
-                                          FloatCodec::kDecimal, FloatCodec::kSplitZstd};
+                                          FloatCodec::kDecimal};
 };
 
 // Packs `rows` (one series, timestamps strictly increasing; their series_id

@@ -240,6 +240,41 @@ class FakeReadingWriter final : public ReadingWriter {
     }
     return rows;
   }
+  // The fake has no segments either: packing records the hour and counts
+  // its raw rows (late rows are counted again by a later pack).
+  absl::StatusOr<std::vector<int64_t>> UnpackedRawHours(int64_t before_ns, int limit) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake store down");
+    std::set<int64_t> hours;
+    for (const auto& [key, row] : raw_) {
+      const int64_t h = key.second - key.second % 3'600'000'000'000;
+      if (h < before_ns && !packed_.count(key)) hours.insert(h);
+    }
+    std::vector<int64_t> out(hours.begin(), hours.end());
+    if (out.size() > static_cast<size_t>(limit)) out.resize(static_cast<size_t>(limit));
+    return out;
+  }
+  absl::StatusOr<RawPackResult> PackRawHour(int64_t hour_ns, int64_t) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake store down");
+    RawPackResult r;
+    std::set<int32_t> series;
+    for (const auto& [key, row] : raw_) {
+      if (key.second >= hour_ns && key.second < hour_ns + 3'600'000'000'000 &&
+          packed_.insert(key).second) {
+        ++r.readings;
+        series.insert(key.first);
+      }
+    }
+    r.segments = static_cast<int64_t>(series.size());
+    r.steps = 1;
+    packed_hours_.insert(hour_ns);
+    return r;
+  }
+  std::set<int64_t> packed_hours() {
+    absl::MutexLock l(&mu_);
+    return packed_hours_;
+  }
   absl::StatusOr<int64_t> VacuumRollups() override {
     absl::MutexLock l(&mu_);
     if (!up_) return absl::UnavailableError("fake store down");
@@ -290,6 +325,8 @@ class FakeReadingWriter final : public ReadingWriter {
   int applies_ ABSL_GUARDED_BY(mu_) = 0;
   std::set<int64_t> days_ ABSL_GUARDED_BY(mu_);
   std::set<int64_t> compacted_ ABSL_GUARDED_BY(mu_);
+  std::set<std::pair<int32_t, int64_t>> packed_ ABSL_GUARDED_BY(mu_);
+  std::set<int64_t> packed_hours_ ABSL_GUARDED_BY(mu_);
   int vacuums_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::tuple<int32_t, int64_t, int64_t>> resets_ ABSL_GUARDED_BY(mu_);
 };

@@ -24,8 +24,16 @@ CompactorMetrics::CompactorMetrics(MetricsRegistry* r)
       rows(r->AddCounter("writer_rollup_rows_compacted_total", "Rollup rows packed into segments")),
       failures(r->AddCounter("writer_rollup_compaction_failures_total",
                              "Failed rollup compaction rounds")),
-      vacuums(r->AddCounter("writer_rollup_vacuums_total", "VACUUMs of agg_1m after compactions")) {
-}
+      vacuums(r->AddCounter("writer_rollup_vacuums_total", "VACUUMs of agg_1m after compactions")),
+      raw_hours(r->AddCounter("writer_raw_hours_packed_total",
+                              "Hours of raw rows packed into segments (late rows: again)")),
+      raw_readings(
+          r->AddCounter("writer_raw_readings_packed_total", "Raw rows moved into segments")),
+      raw_segments(r->AddCounter("writer_raw_segments_written_total",
+                                 "Raw segments written (new or repacked)")),
+      raw_failures(r->AddCounter("writer_raw_pack_failures_total", "Failed raw packing rounds")),
+      raw_pack_ms(r->AddCounter("writer_raw_pack_milliseconds_total",
+                                "Wall-clock milliseconds spent packing raw hours")) {}
 
 Compactor::Compactor(CompactorOptions options, ReadingWriter* store, const Clock* clock,
                      CompactorMetrics* metrics)
@@ -55,21 +63,9 @@ absl::StatusOr<int> Compactor::RunOnce() {
       vacuum_tries_ = 0;
     }
   }
-  const int64_t mono = clock_->MonotonicNs();
   // Hours that ended at least `grace` ago.
   const int64_t before = HourOf(clock_->NowNs() - options_.grace_ns) - kNsPerHour + 1;
-  std::map<int64_t, int64_t> recent;
-  {
-    absl::MutexLock lock(&mu_);
-    for (auto it = last_write_.begin(); it != last_write_.end();) {
-      if (mono - it->second >= options_.quiet_ns) {
-        it = last_write_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    recent = last_write_;
-  }
+  const std::map<int64_t, int64_t> recent = RecentHours();
   auto hours = store_->UncompactedRollupHours(
       before, options_.max_hours_per_round + static_cast<int>(recent.size()));
   if (!hours.ok()) {
@@ -89,6 +85,54 @@ absl::StatusOr<int> Compactor::RunOnce() {
     metrics_->rows->Inc(*rows);
     unvacuumed_rows_ += *rows;
     GetLogger("compactor")->debug("hour {}: {} rollup rows packed into segments", h, *rows);
+    ++done;
+  }
+  if (options_.pack_raw) {
+    auto packed = PackRawOnce();
+    if (!packed.ok()) return packed.status();
+  }
+  return done;
+}
+
+std::map<int64_t, int64_t> Compactor::RecentHours() {
+  const int64_t mono = clock_->MonotonicNs();
+  absl::MutexLock lock(&mu_);
+  for (auto it = last_write_.begin(); it != last_write_.end();) {
+    if (mono - it->second >= options_.quiet_ns) {
+      it = last_write_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return last_write_;
+}
+
+absl::StatusOr<int> Compactor::PackRawOnce() {
+  const int64_t before = HourOf(clock_->NowNs() - options_.grace_ns) - kNsPerHour + 1;
+  const std::map<int64_t, int64_t> recent = RecentHours();
+  auto hours = store_->UnpackedRawHours(
+      before, options_.max_raw_hours_per_round + static_cast<int>(recent.size()));
+  if (!hours.ok()) {
+    metrics_->raw_failures->Inc();
+    return hours.status();
+  }
+  int done = 0;
+  for (int64_t h : *hours) {
+    if (done >= options_.max_raw_hours_per_round) break;
+    if (recent.count(h)) continue;  // still being written
+    const int64_t start = clock_->MonotonicNs();
+    auto r = store_->PackRawHour(h, options_.raw_step_readings);
+    metrics_->raw_pack_ms->Inc((clock_->MonotonicNs() - start) / 1'000'000);
+    if (!r.ok()) {
+      metrics_->raw_failures->Inc();
+      return r.status();
+    }
+    metrics_->raw_hours->Inc();
+    metrics_->raw_readings->Inc(r->readings);
+    metrics_->raw_segments->Inc(r->segments);
+    GetLogger("compactor")
+        ->debug("hour {}: {} raw rows packed into {} segments in {} steps", h, r->readings,
+                r->segments, r->steps);
     ++done;
   }
   return done;

@@ -1,8 +1,9 @@
-// Rollup compaction beside the writer: once an hour is closed and this
-// writer has stopped writing to it, its 1-minute rollup rows are packed into
-// one segment per series (ReadingWriter::CompactRollupHour, agg_1m_seg), so
-// one series' day at 1 minute reads 24 rows instead of 1,440. See
-// docs/design-storage-layout.md.
+// Compaction beside the writer: once an hour is closed and this writer has
+// stopped writing to it, its 1-minute rollup rows are packed into one
+// segment per series (ReadingWriter::CompactRollupHour, agg_1m_seg), so one
+// series' day at 1 minute reads 24 rows instead of 1,440; and (pack_raw) its
+// raw rows into one compressed segment per series (PackRawHour,
+// raw_readings_seg). See docs/design-storage-layout.md.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +26,11 @@ struct CompactorOptions {
   // backfills write old hours, which are compacted when they are done.
   int64_t quiet_ns = 300 * kNsPerSec;
   int max_hours_per_round = 24;
+  // The warm tier: closed hours of raw rows packed into per-series segments
+  // (ReadingWriter::PackRawHour), in steps of about `raw_step_readings`.
+  bool pack_raw = false;
+  int max_raw_hours_per_round = 4;
+  int64_t raw_step_readings = 10'000;
 };
 
 struct CompactorMetrics {
@@ -33,6 +39,11 @@ struct CompactorMetrics {
   Counter* rows;
   Counter* failures;
   Counter* vacuums;
+  Counter* raw_hours;
+  Counter* raw_readings;
+  Counter* raw_segments;
+  Counter* raw_failures;
+  Counter* raw_pack_ms;
 };
 
 class Compactor {
@@ -43,7 +54,9 @@ class Compactor {
   // The writer just stored rows with event times in [from_ns, to_ns].
   void Touched(int64_t from_ns, int64_t to_ns);
   // Compacts the hours that are due (oldest first, at most
-  // max_hours_per_round); returns how many it compacted. A round first
+  // max_hours_per_round), then (pack_raw) packs the raw rows of the hours
+  // that are due (at most max_raw_hours_per_round); returns how many rollup
+  // hours it compacted. A round first
   // vacuums what the previous rounds left behind: by then the standby's
   // snapshot (hot_standby_feedback) has moved past the compaction, so the
   // moved rows' old versions can go (right after it they could not).
@@ -51,8 +64,13 @@ class Compactor {
   // Vacuums now, retrying every `retry_ns` for up to `max_wait_ns` while
   // old row versions remain that a snapshot still holds (telemetry-admin).
   absl::Status VacuumNow(int64_t max_wait_ns, int64_t retry_ns);
+  // Packs the raw hours that are due; returns how many.
+  absl::StatusOr<int> PackRawOnce();
 
  private:
+  // Hours written to within quiet_ns (forgetting the older ones).
+  std::map<int64_t, int64_t> RecentHours();
+
   CompactorOptions options_;
   ReadingWriter* store_;
   const Clock* clock_;

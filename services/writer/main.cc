@@ -34,6 +34,12 @@ ABSL_FLAG(int, compact_interval_s, 60,
           "(0 = never; telemetry-admin compact-rollups does it on demand)");
 ABSL_FLAG(int, compact_grace_s, 3600, "Compact an hour this long after it ended");
 ABSL_FLAG(int, compact_quiet_s, 300, "...and once this writer has not written to it for this long");
+ABSL_FLAG(bool, pack_raw, false,
+          "Also pack closed hours of raw rows into compressed per-series segments (the warm tier; "
+          "off until every read merges segments, docs/ROADMAP.md)");
+ABSL_FLAG(int64_t, pack_raw_step_readings, 10000,
+          "Readings per packing transaction (a writer of a late reading for that hour waits for "
+          "at most one)");
 
 int main(int argc, char** argv) {
   telemetry::Service service(argc, argv,
@@ -74,6 +80,8 @@ int main(int argc, char** argv) {
   telemetry::writer::CompactorOptions co;
   co.grace_ns = absl::GetFlag(FLAGS_compact_grace_s) * telemetry::kNsPerSec;
   co.quiet_ns = absl::GetFlag(FLAGS_compact_quiet_s) * telemetry::kNsPerSec;
+  co.pack_raw = absl::GetFlag(FLAGS_pack_raw);
+  co.raw_step_readings = absl::GetFlag(FLAGS_pack_raw_step_readings);
   telemetry::writer::CompactorMetrics compactor_metrics(service.metrics());
   telemetry::writer::Compactor compactor(co, store.get(), service.clock(), &compactor_metrics);
   writer.SetCompactor(&compactor);

@@ -287,6 +287,47 @@ TEST_F(WriterTest, CompactorRewritesClosedHoursThisWriterNoLongerWrites) {
   EXPECT_EQ(cm.failures->Value(), 1);
 }
 
+TEST_F(WriterTest, CompactorPacksRawHoursOnlyWhenAskedAndOnlyQuietClosedOnes) {
+  constexpr int64_t kHour = 3600 * kNsPerSec;
+  const int64_t now_hour = clock_.NowNs() - clock_.NowNs() % kHour;
+  clock_.Set(now_hour + kHour / 2);
+  CompactorOptions o;
+  o.grace_ns = kHour;
+  o.quiet_ns = 300 * kNsPerSec;
+  CompactorMetrics cm(&registry_);
+  FakeConsumer consumer(&kafka_, kTopic);
+  auto w = MakeWriter(&consumer);
+  Produce({{"d1", "t", now_hour - 3 * kHour + 1, 1}, {"d1", "t", now_hour - 3 * kHour + 2, 2},
+           {"d2", "t", now_hour - 3 * kHour + 1, 3}, {"d1", "t", now_hour + 1, 4}});
+  Drain(*w);
+  // Off by default: the rollups are compacted, raw rows stay.
+  Compactor off(o, &store_, &clock_, &cm);
+  ASSERT_TRUE(off.RunOnce().ok());
+  EXPECT_TRUE(store_.packed_hours().empty());
+  // On: the closed hour is packed (its three readings, two series); the
+  // open one is not. The writer wrote the closed hour just now: first quiet.
+  o.pack_raw = true;
+  Compactor on(o, &store_, &clock_, &cm);
+  w->SetCompactor(&on);
+  Produce({{"d3", "t", now_hour - 3 * kHour + 5, 5}});
+  Drain(*w);
+  ASSERT_TRUE(on.RunOnce().ok());
+  EXPECT_TRUE(store_.packed_hours().empty());
+  clock_.Advance(400 * kNsPerSec);
+  ASSERT_TRUE(on.RunOnce().ok());
+  EXPECT_EQ(store_.packed_hours(), (std::set<int64_t>{now_hour - 3 * kHour}));
+  EXPECT_EQ(cm.raw_hours->Value(), 1);
+  EXPECT_EQ(cm.raw_readings->Value(), 4);
+  EXPECT_EQ(cm.raw_segments->Value(), 3);
+  // Nothing left: a further round packs nothing.
+  ASSERT_TRUE(on.RunOnce().ok());
+  EXPECT_EQ(cm.raw_hours->Value(), 1);
+  // A store outage fails the round and is counted.
+  store_.SetUp(false);
+  EXPECT_FALSE(on.PackRawOnce().ok());
+  EXPECT_EQ(cm.raw_failures->Value(), 1);
+}
+
 // SIGTERM must end a writer whose dependencies are down: each retry loop
 // gives up on stop without moving an offset past an unhandled message.
 class WriterStopTest : public WriterTest {

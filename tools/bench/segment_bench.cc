@@ -190,7 +190,7 @@ int main(int argc, char** argv) {
       {"polynomial", {{seg::FloatCodec::kPolynomial}}},
       {"decimal (else raw)", {{seg::FloatCodec::kDecimal}}},
       {"split-zstd", {{seg::FloatCodec::kSplitZstd}}},
-      {"**chosen** (smallest of the four)", seg::EncodeOptions{}},
+      {"**chosen** (default: smallest of gorilla, polynomial, decimal)", seg::EncodeOptions{}},
   };
   std::printf(
       "| data | readings | readings per segment | float codec | bytes/reading | encode ns/reading "

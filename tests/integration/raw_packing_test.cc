@@ -1,0 +1,337 @@
+// The warm tier's write side on the real Postgres (issue 16): packing a
+// closed hour of raw rows into per-series segments (ReadingWriter::
+// PackRawHour) keeps every reading exactly once, also when a batch is
+// replayed, a late reading arrives, the packer is killed mid-hour, or writers
+// replay and add late readings while it packs.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/pg/pool.h"
+#include "common/pg/stores.h"
+#include "common/segment/raw_segment.h"
+#include "tests/integration/harness.h"
+
+namespace telemetry::testing {
+namespace {
+
+constexpr int64_t kHour = 3'600'000'000'000, kSec = 1'000'000'000;
+
+class RawPacking : public ::testing::Test {
+ protected:
+  RawPacking()
+      : pool_(RequireEnv("TELEMETRY_PG_PRIMARY"), 4, "test"),
+        store_(NewPgReadingWriter(&pool_)),
+        metadata_(NewPgMetadataStore(&pool_)) {}
+
+  // A tenant with `n` series of mixed kinds and a long-closed hour of its
+  // own (tenant ids only grow), filled as the writer lays it out: every 30 s
+  // every series, in batches of a few minutes. Returns every reading.
+  std::vector<RawRow> Fill(const std::string& prefix, int n) {
+    Tenant t = CreateTenant(prefix);
+    std::vector<SeriesSpec> specs;
+    for (int s = 0; s < n; ++s)
+      specs.push_back({"d" + std::to_string(s / 4), "s" + std::to_string(s % 4), "", ""});
+    auto ids = metadata_->ResolveSeries(t.id, specs);
+    EXPECT_TRUE(ids.ok()) << ids.status();
+    ids_ = *ids;
+    hour_ = 1'640'995'200 * kSec + t.id * 3 * kHour;  // 2022-01-01 + 3 h per tenant id
+    topic_ = absl::StrCat("raw-packing-", t.id);
+    EXPECT_TRUE(store_->EnsurePartitions(hour_, hour_ + 2 * kHour).ok());
+    std::vector<RawRow> all;
+    for (int step = 0; step < 125; ++step) {  // the last 5 steps in the next hour
+      std::vector<RawRow> batch;
+      for (int s = 0; s < n; ++s) {
+        RawRow r;
+        r.series_id = ids_[static_cast<size_t>(s)];
+        r.ts_ns = hour_ + step * 30 * kSec + s;
+        switch (s % 4) {
+          case 0:
+            r.d = 20 + 5 * std::sin(step / 30.0 + s);
+            break;
+          case 1:
+            r.kind = ValueKind::kString;
+            r.s = step % 3 ? "running" : "idle\ttab";
+            break;
+          case 2:
+            r.kind = ValueKind::kBool;
+            r.b = step % 2 == 0;
+            break;
+          default:
+            r.d = std::round(step * 10.0 + s) / 10;
+            r.status = step % 7 == 0 ? -2 : 0;
+        }
+        batch.push_back(r);
+      }
+      all.insert(all.end(), batch.begin(), batch.end());
+      batches_.push_back(batch);
+      if (step % 10 == 9 || step == 124) {
+        std::vector<RawRow> flat;
+        for (auto& b : batches_) flat.insert(flat.end(), b.begin(), b.end());
+        auto r = store_->Apply(flat, topic_, {{0, step + 1}});
+        EXPECT_TRUE(r.ok()) << r.status();
+        EXPECT_EQ(r->inserted, static_cast<int64_t>(flat.size()));
+        applied_.push_back(std::move(flat));
+        batches_.clear();
+      }
+    }
+    return all;
+  }
+
+  std::string Ids() const { return absl::StrCat("'{", absl::StrJoin(ids_, ","), "}'"); }
+  int64_t RowsIn(int64_t from, int64_t to) const {
+    return SqlInt(absl::StrCat("SELECT count(*) FROM raw_readings WHERE series_id = ANY(", Ids(),
+                               ") AND ts >= ", from, " AND ts < ", to));
+  }
+  int64_t InSegments() const {
+    return SqlInt(
+        absl::StrCat("SELECT coalesce(sum(n), 0) FROM raw_readings_seg WHERE series_id = ANY(",
+                     Ids(), ") AND hour = ", hour_));
+  }
+  // Every reading of the hour: the rows and the decoded segments, by (series, time).
+  std::vector<RawRow> Stored() const {
+    std::vector<RawRow> out;
+    for (const auto& row :
+         Sql(absl::StrCat("SELECT series_id, data FROM raw_readings_seg WHERE series_id = ANY(",
+                          Ids(), ") AND hour = ", hour_))) {
+      std::string bytes;
+      for (size_t i = 2; i + 1 < row[1].size(); i += 2) {
+        bytes.push_back(static_cast<char>(std::stoi(row[1].substr(i, 2), nullptr, 16)));
+      }
+      absl::Status st = segment::DecodeRawSegment(std::stoi(row[0]), hour_, bytes, &out);
+      EXPECT_TRUE(st.ok()) << st;
+    }
+    for (const auto& row : Sql(absl::StrCat(
+             "SELECT series_id, ts, CASE WHEN value_double IS NOT NULL THEN 0"
+             " WHEN value_text IS NOT NULL THEN 1 ELSE 2 END,"
+             " coalesce(encode(float8send(value_double), 'hex'), ''), coalesce(value_text, ''),"
+             " coalesce(value_bool, false), coalesce(status_code, 0)"
+             " FROM raw_readings WHERE series_id = ANY(",
+             Ids(), ") AND ts >= ", hour_, " AND ts < ", hour_ + kHour))) {
+      RawRow r;
+      r.series_id = std::stoi(row[0]);
+      r.ts_ns = std::stoll(row[1]);
+      r.kind = static_cast<ValueKind>(std::stoi(row[2]));
+      if (r.kind == ValueKind::kDouble) {
+        const uint64_t bits = std::stoull(row[3], nullptr, 16);
+        std::memcpy(&r.d, &bits, sizeof bits);
+      }
+      r.s = row[4];
+      r.b = row[5] == "t";
+      r.status = std::stoi(row[6]);
+      out.push_back(r);
+    }
+    std::sort(out.begin(), out.end(), [](const RawRow& a, const RawRow& b) {
+      return std::make_pair(a.series_id, a.ts_ns) < std::make_pair(b.series_id, b.ts_ns);
+    });
+    return out;
+  }
+  // The readings of `all` in the hour, by (series, time).
+  std::vector<RawRow> InHour(std::vector<RawRow> all) const {
+    all.erase(std::remove_if(
+                  all.begin(), all.end(),
+                  [&](const RawRow& r) { return r.ts_ns < hour_ || r.ts_ns >= hour_ + kHour; }),
+              all.end());
+    std::sort(all.begin(), all.end(), [](const RawRow& a, const RawRow& b) {
+      return std::make_pair(a.series_id, a.ts_ns) < std::make_pair(b.series_id, b.ts_ns);
+    });
+    return all;
+  }
+  static void ExpectSame(const std::vector<RawRow>& want, const std::vector<RawRow>& got) {
+    ASSERT_EQ(want.size(), got.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+      SCOPED_TRACE(i);
+      ASSERT_EQ(got[i].series_id, want[i].series_id);
+      ASSERT_EQ(got[i].ts_ns, want[i].ts_ns);
+      ASSERT_EQ(got[i].kind, want[i].kind);
+      ASSERT_EQ(got[i].status, want[i].status);
+      ASSERT_EQ(std::memcmp(&got[i].d, &want[i].d, sizeof(double)), 0) << want[i].d;
+      ASSERT_EQ(got[i].s, want[i].s);
+      ASSERT_EQ(got[i].b, want[i].b);
+    }
+  }
+
+  PgPool pool_;
+  std::unique_ptr<ReadingWriter> store_;
+  std::unique_ptr<MetadataStore> metadata_;
+  std::vector<int32_t> ids_;
+  int64_t hour_ = 0;
+  std::string topic_;
+  std::vector<std::vector<RawRow>> batches_;
+  std::vector<std::vector<RawRow>> applied_;  // as applied
+};
+
+TEST_F(RawPacking, MovesAnHourIntoSegmentsExactlyOnce) {
+  const std::vector<RawRow> all = Fill("rawpack", 12);
+  const std::vector<RawRow> hour_rows = InHour(all);
+  ASSERT_EQ(hour_rows.size(), 12u * 120u);
+  ASSERT_EQ(RowsIn(hour_, hour_ + kHour), 12 * 120);
+
+  auto due = store_->UnpackedRawHours(hour_ + 1, 1'000'000);
+  ASSERT_TRUE(due.ok()) << due.status();
+  EXPECT_NE(std::find(due->begin(), due->end(), hour_), due->end());
+  auto packed = store_->PackRawHour(hour_, 500);
+  ASSERT_TRUE(packed.ok()) << packed.status();
+  EXPECT_EQ(packed->readings, 12 * 120);
+  EXPECT_EQ(packed->segments, 12);
+  EXPECT_GE(packed->steps, 3);  // ~4 series a step
+  EXPECT_EQ(RowsIn(hour_, hour_ + kHour), 0);
+  EXPECT_EQ(RowsIn(hour_ + kHour, hour_ + 2 * kHour), 12 * 5);  // the next hour is untouched
+  EXPECT_EQ(InSegments(), 12 * 120);
+  EXPECT_EQ(SqlInt(absl::StrCat("SELECT count(*) FROM raw_compactions WHERE hour = ", hour_,
+                                " AND state = 'packed' AND readings = ", 12 * 120)),
+            1);
+  ExpectSame(hour_rows, Stored());
+  // Stored as it is: bytea, not compressed again by Postgres.
+  EXPECT_EQ(SqlInt(absl::StrCat("SELECT count(*) FROM raw_readings_seg WHERE hour = ", hour_,
+                                " AND series_id = ANY(", Ids(),
+                                ") AND pg_column_compression(data) IS NOT NULL")),
+            0);
+  due = store_->UnpackedRawHours(hour_ + 1, 1'000'000);
+  ASSERT_TRUE(due.ok());
+  EXPECT_EQ(std::find(due->begin(), due->end(), hour_), due->end());
+
+  // A replay of every batch stores nothing: the readings are found in the segments.
+  for (const auto& batch : applied_) {
+    auto r = store_->Apply(batch, topic_, {{0, 1}});
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->inserted, 0);
+    EXPECT_EQ(r->duplicates, static_cast<int64_t>(batch.size()));
+  }
+  EXPECT_EQ(RowsIn(hour_, hour_ + kHour), 0);
+  ExpectSame(hour_rows, Stored());
+
+  // A genuinely late reading is stored as a row and listed; repacking puts it
+  // into its series' segment.
+  RawRow late;
+  late.series_id = ids_[0];
+  late.ts_ns = hour_ + 45 * kSec;
+  late.d = -1.5;
+  auto r = store_->Apply({late, all[0]}, topic_, {{0, 1}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->inserted, 1);
+  EXPECT_EQ(r->duplicates, 1);
+  EXPECT_EQ(RowsIn(hour_, hour_ + kHour), 1);
+  EXPECT_EQ(SqlInt(absl::StrCat("SELECT count(*) FROM raw_late_hours WHERE hour = ", hour_)), 1);
+  std::vector<RawRow> with_late = all;
+  with_late.push_back(late);
+  ExpectSame(InHour(with_late), Stored());  // rows and segments together
+  due = store_->UnpackedRawHours(hour_ + 1, 1'000'000);
+  ASSERT_TRUE(due.ok());
+  EXPECT_NE(std::find(due->begin(), due->end(), hour_), due->end());
+  auto again = store_->PackRawHour(hour_, 500);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->readings, 1);
+  EXPECT_EQ(again->segments, 1);  // only the late reading's series
+  EXPECT_EQ(RowsIn(hour_, hour_ + kHour), 0);
+  EXPECT_EQ(InSegments(), 12 * 120 + 1);
+  EXPECT_EQ(SqlInt(absl::StrCat("SELECT count(*) FROM raw_late_hours WHERE hour = ", hour_)), 0);
+  ExpectSame(InHour(with_late), Stored());
+  // ...and sending it again is a duplicate.
+  r = store_->Apply({late}, topic_, {{0, 1}});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->inserted, 0);
+  // Nothing more to do.
+  auto nothing = store_->PackRawHour(hour_, 500);
+  ASSERT_TRUE(nothing.ok());
+  EXPECT_EQ(nothing->readings, 0);
+}
+
+TEST_F(RawPacking, SurvivesKillNineMidHour) {
+  const std::vector<RawRow> hour_rows = InHour(Fill("rawkill", 40));
+  const std::string url = RequireEnv("TELEMETRY_PG_PRIMARY");
+  const int64_t hour = hour_;
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // A packer of its own: one series a step, slowly enough to be caught.
+    PgPool pool(url, 1, "packer");
+    auto store = NewPgReadingWriter(&pool);
+    auto r = store->PackRawHour(hour, 1);
+    _exit(r.ok() ? 0 : 1);
+  }
+  // Killed once it has packed some series and not all.
+  bool caught = false;
+  for (int i = 0; i < 2000 && !caught; ++i) {
+    const int64_t n = SqlInt(
+        absl::StrCat("SELECT coalesce(sum(n), 0) FROM raw_readings_seg WHERE hour = ", hour));
+    if (n > 0) {
+      kill(child, SIGKILL);
+      caught = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(caught);
+  // Every reading in exactly one place, the hour still to do.
+  const int64_t rows = RowsIn(hour_, hour_ + kHour), in_segments = InSegments();
+  EXPECT_EQ(rows + in_segments, 40 * 120);
+  EXPECT_GT(in_segments, 0);
+  EXPECT_GT(rows, 0);  // caught mid-hour
+  ExpectSame(hour_rows, Stored());
+  auto due = store_->UnpackedRawHours(hour_ + 1, 1'000'000);
+  ASSERT_TRUE(due.ok());
+  if (rows > 0) {
+    EXPECT_NE(std::find(due->begin(), due->end(), hour_), due->end());
+  }
+  // A new packer finishes it.
+  auto done = store_->PackRawHour(hour_, 1000);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->readings, rows);
+  EXPECT_EQ(RowsIn(hour_, hour_ + kHour), 0);
+  EXPECT_EQ(InSegments(), 40 * 120);
+  ExpectSame(hour_rows, Stored());
+}
+
+TEST_F(RawPacking, WritersReplayingAndAddingLateReadingsWhilePackingStoreEachOnce) {
+  const std::vector<RawRow> all = Fill("rawrace", 40);
+  std::atomic<bool> packing{true};
+  std::vector<RawRow> late;
+  std::thread writer([&] {
+    PgPool pool(RequireEnv("TELEMETRY_PG_PRIMARY"), 1, "writer");
+    auto store = NewPgReadingWriter(&pool);
+    // Replays of the batches, each with a new late reading (between two
+    // stored ones), until the packer is done, and twice more after.
+    auto replay = [&](int round) {
+      std::vector<RawRow> b = applied_[static_cast<size_t>(round) % applied_.size()];
+      RawRow r;
+      r.series_id = ids_[static_cast<size_t>(round) % ids_.size()];
+      r.ts_ns = hour_ + (round % 100) * 30 * kSec + 15 * kSec + round;
+      r.d = round;
+      b.push_back(r);
+      auto res = store->Apply(b, topic_, {{0, 1}});
+      ASSERT_TRUE(res.ok()) << res.status();
+      EXPECT_EQ(res->inserted, 1) << "round " << round;
+      late.push_back(r);
+    };
+    int round = 0;
+    while (packing.load()) replay(round++);
+    replay(round++);
+    replay(round++);
+  });
+  auto packed = store_->PackRawHour(hour_, 200);
+  packing.store(false);
+  writer.join();
+  ASSERT_TRUE(packed.ok()) << packed.status();
+  // Then the late rows are packed too.
+  auto again = store_->PackRawHour(hour_, 200);
+  ASSERT_TRUE(again.ok()) << again.status();
+  std::vector<RawRow> want = all;
+  want.insert(want.end(), late.begin(), late.end());
+  ExpectSame(InHour(want), Stored());
+  EXPECT_EQ(RowsIn(hour_, hour_ + kHour), 0);
+  EXPECT_GT(late.size(), 2u);
+}
+
+}  // namespace
+}  // namespace telemetry::testing
