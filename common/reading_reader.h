@@ -1,7 +1,8 @@
 // The read side of the readings: what the query router needs, and nothing
 // else (it never writes). Every read is scoped to one tenant. The storage
-// layout (narrow rows in day-partitioned tables, rollups in agg_1m with
-// closed hours packed into agg_1m_seg, agg_1h) stays behind it: Postgres
+// layout (narrow rows in day-partitioned tables with closed hours packed into
+// raw_readings_seg, rollups in agg_1m with closed hours packed into
+// agg_1m_seg, agg_1h) stays behind it: Postgres
 // implementation in common/pg/reading_reader.cc, fake in common/testing/fakes.h.
 #pragma once
 

@@ -254,6 +254,25 @@ int64_t PgInt64(const pqxx::field& f) {
   return v;
 }
 
+std::string PgBytea(const pqxx::field& f) {
+  const char* p = f.c_str();
+  const size_t n = f.size();
+  if (n < 2 || p[0] != '\\' || p[1] != 'x' || n % 2 != 0) {
+    throw pqxx::conversion_error("bytea field is not in hex format");
+  }
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    throw pqxx::conversion_error("bad hex digit in bytea");
+  };
+  std::string out((n - 2) / 2, '\0');
+  for (size_t i = 0; i < out.size(); ++i) {
+    out[i] = static_cast<char>(nibble(p[2 + 2 * i]) << 4 | nibble(p[3 + 2 * i]));
+  }
+  return out;
+}
+
 void AppendCopyText(std::string* out, const std::string& s) {
   for (char c : s) {
     switch (c) {

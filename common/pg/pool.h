@@ -71,6 +71,10 @@ absl::Status StatusFromPgException(const std::exception& e);
 double PgDouble(const pqxx::field& f);
 int64_t PgInt64(const pqxx::field& f);
 
+// The bytes of a non-null bytea field (text format: "\x" and hex digits);
+// throws pqxx::conversion_error on anything else.
+std::string PgBytea(const pqxx::field& f);
+
 // Appends `s` escaped for a COPY text-format field.
 void AppendCopyText(std::string* out, const std::string& s);
 

@@ -1,18 +1,23 @@
 // ReadingReader on Postgres: Latest, Range and Playback from the raw
-// partitions; Aggregate from the rollups (agg_1m rows merged with the packed
-// segments of agg_1m_seg, agg_1h, agg_1h_sensor).
+// partitions merged with the packed hours of raw_readings_seg (a reading is
+// a row or in one segment, never both); Aggregate from the rollups (agg_1m
+// rows merged with the packed segments of agg_1m_seg, agg_1h, agg_1h_sensor).
 #include "common/reading_reader.h"
 
 #include <algorithm>
 #include <array>
 #include <map>
+#include <optional>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "common/pg/pool.h"
 #include "common/pg/stores.h"
 #include "common/rollup.h"
+#include "common/segment/raw_segment.h"
 #include "common/status_macros.h"
 
 namespace telemetry {
@@ -146,6 +151,45 @@ ReadingRow RowFrom(const pqxx::row& r, int first_value_col) {
   return out;
 }
 
+ReadingRow FromRaw(const RawRow& r) {
+  ReadingRow out;
+  out.ts_ns = r.ts_ns;
+  out.kind = r.kind;
+  out.d = r.d;
+  out.s = r.s;
+  out.b = r.b;
+  out.status = r.status;
+  return out;
+}
+
+// The readings of a raw segment (a bytea field of raw_readings_seg).
+absl::Status DecodeRawSegmentField(const pqxx::field& data, int64_t hour_ns,
+                                   std::vector<RawRow>* out) {
+  absl::Status st = segment::DecodeRawSegment(0, hour_ns, PgBytea(data), out);
+  if (!st.ok()) return absl::DataLossError(absl::StrCat("hour ", hour_ns, ": ", st.message()));
+  return absl::OkStatus();
+}
+
+// The segments of one series a read over [from, ...) needs to fill `want`
+// readings: those overlapping the range, in hour order, while the readings
+// of the segments before (not counting the first, which may begin before
+// `from`) are fewer than `want`. {S} is the series id expression, {FROM} and
+// {END} the range, {WANT} the limit.
+constexpr char kSegmentsForRangeTemplate[] = R"sql(
+  SELECT hour, data FROM (
+    SELECT hour, data, sum(n) OVER w - n - first_value(n) OVER w AS before_n,
+           row_number() OVER w AS k
+    FROM raw_readings_seg
+    WHERE series_id = {S} AND hour > {FROM} - 3600000000000 AND hour < {END}
+    WINDOW w AS (ORDER BY hour)) seg
+  WHERE k = 1 OR before_n < {WANT})sql";
+
+std::string SegmentsForRange(const std::string& series, const std::string& from,
+                             const std::string& end, const std::string& want) {
+  return absl::StrReplaceAll(kSegmentsForRangeTemplate,
+                             {{"{S}", series}, {"{FROM}", from}, {"{END}", end}, {"{WANT}", want}});
+}
+
 // One statement's rows of a minute Aggregate (MinuteAggregateSql): rows and
 // decoded segment minutes inside [from, q.end_ns) into `decoded`, each with
 // its (device, sensor) group's index as series_id (new groups are added to
@@ -212,22 +256,47 @@ class PgReadingReader final : public ReadingReader {
   absl::StatusOr<std::vector<ReadingRow>> Latest(int64_t tenant_id,
                                                  const std::vector<std::string>& devices,
                                                  const std::vector<std::string>& sensors) override {
+    // Per series the newest row and the newest segment (late rows of a
+    // packed hour stay rows until repacked, so either may hold the newest).
     static const std::string kSql =
-        "SELECT d.name, s.sensor, s.unit, r.ts, r.value_double, r.value_text, r.value_bool,"
-        " r.status_code"
-        " FROM devices d JOIN series s ON s.device_id = d.id"
-        " CROSS JOIN LATERAL (SELECT * FROM raw_readings r WHERE r.series_id = s.id"
-        "   ORDER BY r.ts DESC LIMIT 1) r"
+        "SELECT d.name, s.sensor, s.unit, r.part, r.ts, r.value_double, r.value_text,"
+        " r.value_bool, r.status_code, r.data"
+        " FROM devices d JOIN series s ON s.device_id = d.id CROSS JOIN LATERAL ("
+        "  (SELECT 0 AS part, ts, value_double, value_text, value_bool, status_code,"
+        "          NULL::bytea AS data"
+        "   FROM raw_readings r WHERE r.series_id = s.id ORDER BY r.ts DESC LIMIT 1)"
+        "  UNION ALL"
+        "  (SELECT 1, hour, NULL, NULL, NULL, NULL, data FROM raw_readings_seg g"
+        "   WHERE g.series_id = s.id ORDER BY g.hour DESC LIMIT 1)) r"
         " WHERE d.tenant_id = $1 AND d.name = ANY($2::text[])"
         "   AND (cardinality($3::text[]) = 0 OR s.sensor = ANY($3::text[]))"
         " ORDER BY d.name, s.sensor, s.unit";
     std::vector<ReadingRow> out;
     RETURN_IF_ERROR(Read(
         "latest", kSql,
-        [&](const pqxx::result& r) {
+        [&](const pqxx::result& r) -> absl::Status {
           out.reserve(r.size());
+          std::vector<RawRow> decoded;
           for (const auto& row : r) {
-            ReadingRow rr = RowFrom(row, 3);
+            ReadingRow rr;
+            if (PgInt64(row[3]) == 0) {
+              rr = RowFrom(row, 4);
+            } else {
+              decoded.clear();
+              RETURN_IF_ERROR(DecodeRawSegmentField(row[9], PgInt64(row[4]), &decoded));
+              if (decoded.empty()) continue;
+              rr = FromRaw(decoded.back());
+            }
+            if (!out.empty() && out.back().device == row[0].c_str() &&
+                out.back().sensor == row[1].c_str() && out.back().unit == row[2].c_str()) {
+              if (rr.ts_ns > out.back().ts_ns) {
+                rr.device = std::move(out.back().device);
+                rr.sensor = std::move(out.back().sensor);
+                rr.unit = std::move(out.back().unit);
+                out.back() = std::move(rr);
+              }
+              continue;
+            }
             rr.device = row[0].as<std::string>();
             rr.sensor = row[1].as<std::string>();
             rr.unit = row[2].as<std::string>();
@@ -395,34 +464,100 @@ class PgReadingReader final : public ReadingReader {
                                         const std::vector<std::string>& sensors, int64_t from_ns,
                                         int64_t to_ns) override {
     // Per series: the last row before, the rows inside, the first after;
-    // each part an index range scan on (series_id, ts).
+    // each part an index range scan on (series_id, ts). Then the segments
+    // that may hold any of them: the two newest before the window (the one
+    // holding its start may have nothing before it), those starting inside,
+    // and the first after it (the one holding its end may have nothing after).
     static const std::string kSql =
         "SELECT s.sensor, s.unit, x.part, x.ts, x.value_double, x.value_text, x.value_bool,"
-        " x.status_code"
+        " x.status_code, x.data"
         " FROM devices d JOIN series s ON s.device_id = d.id CROSS JOIN LATERAL ("
-        "  (SELECT 0 AS part, ts, value_double, value_text, value_bool, status_code"
+        "  (SELECT 0 AS part, ts, value_double, value_text, value_bool, status_code,"
+        "          NULL::bytea AS data"
         "   FROM raw_readings WHERE series_id = s.id AND ts < $4 ORDER BY ts DESC LIMIT 1)"
         "  UNION ALL"
-        "  (SELECT 1, ts, value_double, value_text, value_bool, status_code"
+        "  (SELECT 1, ts, value_double, value_text, value_bool, status_code, NULL"
         "   FROM raw_readings WHERE series_id = s.id AND ts >= $4 AND ts <= $5 ORDER BY ts)"
         "  UNION ALL"
-        "  (SELECT 2, ts, value_double, value_text, value_bool, status_code"
-        "   FROM raw_readings WHERE series_id = s.id AND ts > $5 ORDER BY ts LIMIT 1)) x"
+        "  (SELECT 2, ts, value_double, value_text, value_bool, status_code, NULL"
+        "   FROM raw_readings WHERE series_id = s.id AND ts > $5 ORDER BY ts LIMIT 1)"
+        "  UNION ALL"
+        "  (SELECT 3, hour, NULL, NULL, NULL, NULL, data FROM raw_readings_seg"
+        "   WHERE series_id = s.id AND hour < $4 ORDER BY hour DESC LIMIT 2)"
+        "  UNION ALL"
+        "  (SELECT 3, hour, NULL, NULL, NULL, NULL, data FROM raw_readings_seg"
+        "   WHERE series_id = s.id AND hour >= $4 AND hour <= $5)"
+        "  UNION ALL"
+        "  (SELECT 3, hour, NULL, NULL, NULL, NULL, data FROM raw_readings_seg"
+        "   WHERE series_id = s.id AND hour > $5 ORDER BY hour LIMIT 1)) x"
         " WHERE d.tenant_id = $1 AND d.name = $2"
         "   AND (cardinality($3::text[]) = 0 OR s.sensor = ANY($3::text[]))"
         " ORDER BY s.sensor, s.unit, x.part, x.ts";
+    // One series' parts, rows and segments merged.
+    struct Parts {
+      std::optional<ReadingRow> before, after;
+      std::vector<ReadingRow> inside;
+    };
     PlaybackRows out;
     RETURN_IF_ERROR(Read(
         "playback", kSql,
-        [&](const pqxx::result& r) {
+        [&](const pqxx::result& r) -> absl::Status {
+          std::string sensor, unit;
+          Parts parts;
+          bool open = false;
+          auto flush = [&] {
+            if (!open) return;
+            std::sort(parts.inside.begin(), parts.inside.end(),
+                      [](const ReadingRow& a, const ReadingRow& b) { return a.ts_ns < b.ts_ns; });
+            for (auto* p : {&parts.before, &parts.after}) {
+              if (!*p) continue;
+              (*p)->device = device;
+              (*p)->sensor = sensor;
+              (*p)->unit = unit;
+            }
+            if (parts.before) out.before.push_back(std::move(*parts.before));
+            for (ReadingRow& rr : parts.inside) {
+              rr.device = device;
+              rr.sensor = sensor;
+              rr.unit = unit;
+              out.inside.push_back(std::move(rr));
+            }
+            if (parts.after) out.after.push_back(std::move(*parts.after));
+            parts = Parts();
+          };
+          auto place = [&](ReadingRow rr) {
+            if (rr.ts_ns < from_ns) {
+              if (!parts.before || rr.ts_ns > parts.before->ts_ns) parts.before = std::move(rr);
+            } else if (rr.ts_ns > to_ns) {
+              if (!parts.after || rr.ts_ns < parts.after->ts_ns) parts.after = std::move(rr);
+            } else {
+              parts.inside.push_back(std::move(rr));
+            }
+          };
+          std::vector<RawRow> decoded;
           for (const auto& row : r) {
-            ReadingRow rr = RowFrom(row, 3);
-            rr.device = device;
-            rr.sensor = row[0].as<std::string>();
-            rr.unit = row[1].as<std::string>();
-            int part = row[2].as<int>();
-            (part == 0 ? out.before : part == 1 ? out.inside : out.after).push_back(std::move(rr));
+            if (!open || sensor != row[0].c_str() || unit != row[1].c_str()) {
+              flush();
+              sensor = row[0].as<std::string>();
+              unit = row[1].as<std::string>();
+              open = true;
+            }
+            if (PgInt64(row[2]) < 3) {
+              place(RowFrom(row, 3));
+              continue;
+            }
+            decoded.clear();
+            RETURN_IF_ERROR(DecodeRawSegmentField(row[8], PgInt64(row[3]), &decoded));
+            // Only the readings next to the window and inside it matter.
+            for (const RawRow& raw : decoded) {
+              if ((raw.ts_ns < from_ns && parts.before && raw.ts_ns <= parts.before->ts_ns) ||
+                  (raw.ts_ns > to_ns && parts.after && raw.ts_ns >= parts.after->ts_ns)) {
+                continue;
+              }
+              place(FromRaw(raw));
+            }
           }
+          flush();
           return absl::OkStatus();
         },
         tenant_id, device, PgTextArray(sensors), from_ns, to_ns));
@@ -431,13 +566,16 @@ class PgReadingReader final : public ReadingReader {
 
   absl::Status Range(const RangeQuery& query,
                      const std::function<bool(std::vector<ReadingRow>&&)>& page) override {
-    // The first page in one statement over all the device's series, each
-    // series limited to the page: a short range (the common case) is one
-    // round trip. Only when it fills the page does the rest go series by
-    // series, resumed after its last row.
-    static const std::string kFirstPageSql =
-        "SELECT s.sensor, s.unit, r.ts, r.value_double, r.value_text, r.value_bool,"
-        " r.status_code"
+    // The first page in one statement over all the device's series: the
+    // first rows overall (each series limited to the page) and the segments
+    // each series needs to fill a page (SegmentsForRange), merged here; a
+    // short range (the common case) is one round trip. Only when it fills
+    // the page does the rest go series by series, resumed after its last
+    // reading. $6/$7/$8: the cursor (sensor, unit, timestamp).
+    static const std::string kFirstPageSql = absl::StrCat(
+        "SELECT * FROM ("
+        " SELECT s.sensor, s.unit, 0 AS part, r.ts, r.value_double, r.value_text, r.value_bool,"
+        "  r.status_code, NULL::bytea AS data"
         " FROM devices d JOIN series s ON s.device_id = d.id CROSS JOIN LATERAL ("
         "   SELECT ts, value_double, value_text, value_bool, status_code FROM raw_readings"
         "   WHERE series_id = s.id AND ts >= $4 AND ts < $5"
@@ -446,7 +584,17 @@ class PgReadingReader final : public ReadingReader {
         " WHERE d.tenant_id = $1 AND d.name = $2"
         "   AND (cardinality($3::text[]) = 0 OR s.sensor = ANY($3::text[]))"
         "   AND (s.sensor, s.unit) >= ($6, $7)"
-        " ORDER BY s.sensor, s.unit, r.ts LIMIT $9";
+        " ORDER BY s.sensor, s.unit, r.ts LIMIT $9) first_rows"
+        " UNION ALL"
+        " SELECT s.sensor, s.unit, 1, g.hour, NULL, NULL, NULL, NULL, g.data"
+        " FROM devices d JOIN series s ON s.device_id = d.id CROSS JOIN LATERAL (",
+        SegmentsForRange(
+            "s.id", "CASE WHEN (s.sensor, s.unit) = ($6, $7) THEN greatest($4, $8) ELSE $4 END",
+            "$5", "$9"),
+        ") g"
+        " WHERE d.tenant_id = $1 AND d.name = $2"
+        "   AND (cardinality($3::text[]) = 0 OR s.sensor = ANY($3::text[]))"
+        "   AND (s.sensor, s.unit) >= ($6, $7)");
     RangeQuery q = query;
     int64_t remaining = q.limit > 0 ? q.limit : INT64_MAX;
     const int64_t page_size = q.page_size > 0 ? q.page_size : 1000;
@@ -455,15 +603,35 @@ class PgReadingReader final : public ReadingReader {
       std::vector<ReadingRow> rows;
       RETURN_IF_ERROR(Read(
           "range_first", kFirstPageSql,
-          [&](const pqxx::result& r) {
+          [&](const pqxx::result& r) -> absl::Status {
             rows.reserve(r.size());
+            std::vector<RawRow> decoded;
+            const auto cursor = std::make_pair(q.after_sensor, q.after_unit);
             for (const auto& row : r) {
-              ReadingRow rr = RowFrom(row, 2);
-              rr.device = q.device;
-              rr.sensor = row[0].as<std::string>();
-              rr.unit = row[1].as<std::string>();
-              rows.push_back(std::move(rr));
+              auto name = [&](ReadingRow rr) {
+                rr.device = q.device;
+                rr.sensor = row[0].as<std::string>();
+                rr.unit = row[1].as<std::string>();
+                return rr;
+              };
+              if (PgInt64(row[2]) == 0) {
+                rows.push_back(name(RowFrom(row, 3)));
+                continue;
+              }
+              decoded.clear();
+              RETURN_IF_ERROR(DecodeRawSegmentField(row[8], PgInt64(row[3]), &decoded));
+              const bool at_cursor = std::make_pair(std::string(row[0].c_str()),
+                                                    std::string(row[1].c_str())) == cursor;
+              for (const RawRow& raw : decoded) {
+                if (raw.ts_ns < q.start_ns || raw.ts_ns >= q.end_ns) continue;
+                if (at_cursor && raw.ts_ns <= q.after_ts_ns) continue;
+                rows.push_back(name(FromRaw(raw)));
+              }
             }
+            std::sort(rows.begin(), rows.end(), [](const ReadingRow& a, const ReadingRow& b) {
+              return std::tie(a.sensor, a.unit, a.ts_ns) < std::tie(b.sensor, b.unit, b.ts_ns);
+            });
+            if (static_cast<int64_t>(rows.size()) > want) rows.resize(static_cast<size_t>(want));
             return absl::OkStatus();
           },
           q.tenant_id, q.device, PgTextArray(q.sensors), q.start_ns, q.end_ns, q.after_sensor,
@@ -481,12 +649,17 @@ class PgReadingReader final : public ReadingReader {
         " WHERE d.tenant_id = $1 AND d.name = $2"
         "   AND (cardinality($3::text[]) = 0 OR s.sensor = ANY($3::text[]))"
         " ORDER BY s.sensor, s.unit";
-    // $5: the first page starts at $2 inclusive, a resumed one after it.
-    static const std::string kPageSql =
-        "SELECT ts, value_double, value_text, value_bool, status_code"
+    // One series from $2 to $3, at most $4 readings: rows and the segments
+    // needed. $5: the first page starts at $2 inclusive, a resumed one after it.
+    static const std::string kPageSql = absl::StrCat(
+        "(SELECT 0 AS part, ts, value_double, value_text, value_bool, status_code,"
+        "  NULL::bytea AS data"
         " FROM raw_readings WHERE series_id = $1 AND ts >= $2 AND ts < $3"
         "   AND (NOT $5 OR ts > $2)"
-        " ORDER BY ts LIMIT $4";
+        " ORDER BY ts LIMIT $4)"
+        " UNION ALL"
+        " SELECT 1, hour, NULL, NULL, NULL, NULL, data FROM (",
+        SegmentsForRange("$1", "$2", "$3", "$4"), ") g");
     struct Series {
       int32_t id;
       std::string sensor, unit;
@@ -519,15 +692,31 @@ class PgReadingReader final : public ReadingReader {
         std::vector<ReadingRow> rows;
         RETURN_IF_ERROR(Read(
             "range_page", kPageSql,
-            [&](const pqxx::result& r) {
+            [&](const pqxx::result& r) -> absl::Status {
               rows.reserve(r.size());
-              for (const auto& row : r) {
-                ReadingRow rr = RowFrom(row, 0);
+              std::vector<RawRow> decoded;
+              auto name = [&](ReadingRow rr) {
                 rr.device = q.device;
                 rr.sensor = s.sensor;
                 rr.unit = s.unit;
-                rows.push_back(std::move(rr));
+                return rr;
+              };
+              for (const auto& row : r) {
+                if (PgInt64(row[0]) == 0) {
+                  rows.push_back(name(RowFrom(row, 1)));
+                  continue;
+                }
+                decoded.clear();
+                RETURN_IF_ERROR(DecodeRawSegmentField(row[6], PgInt64(row[1]), &decoded));
+                for (const RawRow& raw : decoded) {
+                  if (raw.ts_ns < from || raw.ts_ns >= q.end_ns) continue;
+                  if (exclusive && raw.ts_ns <= from) continue;
+                  rows.push_back(name(FromRaw(raw)));
+                }
               }
+              std::sort(rows.begin(), rows.end(),
+                        [](const ReadingRow& a, const ReadingRow& b) { return a.ts_ns < b.ts_ns; });
+              if (static_cast<int64_t>(rows.size()) > want) rows.resize(static_cast<size_t>(want));
               return absl::OkStatus();
             },
             s.id, from, q.end_ns, want, exclusive));

@@ -243,26 +243,6 @@ RawRow RawRowFrom(const pqxx::row& row) {
   return r;
 }
 
-// The bytes of a bytea field (text format: "\x" and hex digits).
-std::string ByteaOf(const pqxx::field& f) {
-  const char* p = f.c_str();
-  const size_t n = f.size();
-  if (n < 2 || p[0] != '\\' || p[1] != 'x' || n % 2 != 0) {
-    throw pqxx::conversion_error("bytea field is not in hex format");
-  }
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    throw pqxx::conversion_error("bad hex digit in bytea");
-  };
-  std::string out((n - 2) / 2, '\0');
-  for (size_t i = 0; i < out.size(); ++i) {
-    out[i] = static_cast<char>(nibble(p[2 + 2 * i]) << 4 | nibble(p[3 + 2 * i]));
-  }
-  return out;
-}
-
 // A bytea value as a COPY text field ("\\x" then hex: COPY unescapes the
 // backslash, bytea's input reads the hex).
 void AppendCopyBytea(std::string* out, const std::string& bytes) {
@@ -313,7 +293,7 @@ absl::StatusOr<std::set<std::pair<int32_t, int64_t>>> KeysInSegments(
     const auto id = static_cast<int32_t>(PgInt64(row[0]));
     const int64_t hour = PgInt64(row[1]);
     ts.clear();
-    absl::Status st = segment::DecodeRawSegmentTimestamps(hour, ByteaOf(row[2]), &ts);
+    absl::Status st = segment::DecodeRawSegmentTimestamps(hour, PgBytea(row[2]), &ts);
     if (!st.ok()) {
       return absl::DataLossError(
           absl::StrCat("segment of series ", id, " hour ", hour, ": ", st.message()));
@@ -668,7 +648,7 @@ class PgReadingWriter final : public ReadingWriter {
           for (const auto& row : segs) {
             const auto id = static_cast<int32_t>(PgInt64(row[0]));
             std::vector<RawRow>& v = by_series[id];
-            absl::Status st = segment::DecodeRawSegment(id, hour_ns, ByteaOf(row[1]), &v);
+            absl::Status st = segment::DecodeRawSegment(id, hour_ns, PgBytea(row[1]), &v);
             if (!st.ok()) {
               return absl::DataLossError(
                   absl::StrCat("segment of series ", id, " hour ", hour_ns, ": ", st.message()));

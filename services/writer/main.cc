@@ -35,8 +35,8 @@ ABSL_FLAG(int, compact_interval_s, 60,
 ABSL_FLAG(int, compact_grace_s, 3600, "Compact an hour this long after it ended");
 ABSL_FLAG(int, compact_quiet_s, 300, "...and once this writer has not written to it for this long");
 ABSL_FLAG(bool, pack_raw, false,
-          "Also pack closed hours of raw rows into compressed per-series segments (the warm tier; "
-          "off until every read merges segments, docs/ROADMAP.md)");
+          "Also pack closed hours of raw rows into compressed per-series segments (the warm tier, "
+          "docs/design-storage-layout.md; off by default until its benchmarks are in)");
 ABSL_FLAG(int64_t, pack_raw_step_readings, 10000,
           "Readings per packing transaction (a writer of a late reading for that hour waits for "
           "at most one)");

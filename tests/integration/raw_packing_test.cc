@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "common/pg/pool.h"
 #include "common/pg/stores.h"
+#include "common/reading_reader.h"
 #include "common/segment/raw_segment.h"
 #include "tests/integration/harness.h"
 
@@ -331,6 +332,158 @@ TEST_F(RawPacking, WritersReplayingAndAddingLateReadingsWhilePackingStoreEachOnc
   ExpectSame(InHour(want), Stored());
   EXPECT_EQ(RowsIn(hour_, hour_ + kHour), 0);
   EXPECT_GT(late.size(), 2u);
+}
+
+// Every raw read as text, to compare answers exactly (doubles by their bits).
+std::string Text(const ReadingRow& r) {
+  uint64_t bits;
+  std::memcpy(&bits, &r.d, sizeof bits);
+  return absl::StrCat(r.device, "/", r.sensor, "/", r.unit, "@", r.ts_ns, "=",
+                      static_cast<int>(r.kind), ":", bits, ":", r.s, ":", r.b, ":", r.status);
+}
+
+// The answers of a set of reads: Latest, Ranges of several shapes (page
+// sizes that force paging, limits, a sensor filter, bounds inside hours, a
+// cursor), Playbacks with their edges in every tier.
+std::vector<std::string> Answers(ReadingReader* reader, int64_t tenant, int64_t hour) {
+  std::vector<std::string> out;
+  auto latest = reader->Latest(tenant, {"d0", "d1", "d2"}, {});
+  EXPECT_TRUE(latest.ok()) << latest.status();
+  if (latest.ok()) {
+    out.push_back("latest");
+    for (const auto& r : *latest) out.push_back(Text(r));
+  }
+  struct Shape {
+    std::string device;
+    std::vector<std::string> sensors;
+    int64_t start, end, limit;
+    int32_t page;
+    std::string after_sensor;
+    int64_t after_ts;
+  };
+  const std::vector<Shape> shapes = {
+      {"d0", {}, hour - kHour, hour + 3 * kHour, 0, 1000, "", 0},
+      {"d0", {}, hour - kHour, hour + 3 * kHour, 0, 7, "", 0},
+      {"d1", {"s0", "s3"}, hour + 17 * 60 * kSec + 3, hour + kHour + 40 * 60 * kSec, 0, 50, "", 0},
+      {"d1", {}, hour, hour + 3 * kHour, 333, 100, "", 0},
+      {"d2", {}, hour + 10 * kSec, hour + 2 * kHour, 0, 40, "s1", hour + 20 * 60 * kSec},
+      {"d0", {}, hour + 59 * 60 * kSec, hour + 61 * 60 * kSec, 0, 3, "", 0},
+  };
+  for (const Shape& sh : shapes) {
+    RangeQuery q;
+    q.tenant_id = tenant;
+    q.device = sh.device;
+    q.sensors = sh.sensors;
+    q.start_ns = sh.start;
+    q.end_ns = sh.end;
+    q.limit = sh.limit;
+    q.page_size = sh.page;
+    q.after_sensor = sh.after_sensor;
+    q.after_unit = "";
+    q.after_ts_ns = sh.after_ts;
+    out.push_back(absl::StrCat("range ", sh.device, " ", sh.start, " ", sh.end));
+    absl::Status st = reader->Range(q, [&](std::vector<ReadingRow>&& rows) {
+      out.push_back(absl::StrCat("page ", rows.size()));
+      for (const auto& r : rows) out.push_back(Text(r));
+      return true;
+    });
+    EXPECT_TRUE(st.ok()) << st;
+  }
+  const std::vector<std::pair<int64_t, int64_t>> windows = {
+      {hour + 10 * 60 * kSec, hour + 10 * 60 * kSec + 95 * kSec},     // inside a packed hour
+      {hour - 30 * 60 * kSec, hour + 60 * kSec},                      // before: nothing
+      {hour + 59 * 60 * kSec + 50 * kSec, hour + kHour + 20 * kSec},  // across two hours
+      {hour + 2 * kHour - 45 * kSec, hour + 2 * kHour + 45 * kSec},   // into the open hour
+      {hour + 3 * kHour, hour + 4 * kHour},                           // after: nothing
+      {hour + 15, hour + 15},                                         // an instant
+  };
+  for (const auto& [from, to] : windows) {
+    for (const std::string device : {"d0", "d2"}) {
+      auto p = reader->Playback(tenant, device, {}, from, to);
+      EXPECT_TRUE(p.ok()) << p.status();
+      if (!p.ok()) continue;
+      out.push_back(absl::StrCat("playback ", device, " ", from, " ", to));
+      for (const auto& r : p->before) out.push_back("before " + Text(r));
+      for (const auto& r : p->inside) out.push_back("inside " + Text(r));
+      for (const auto& r : p->after) out.push_back("after " + Text(r));
+    }
+  }
+  return out;
+}
+
+// Waits until the replica has replayed the primary's current WAL position.
+void WaitForReplica() {
+  const std::string lsn = Sql("SELECT pg_current_wal_lsn()")[0][0];
+  pqxx::connection replica(RequireEnv("TELEMETRY_PG_REPLICA"));
+  for (int i = 0; i < 500; ++i) {
+    pqxx::nontransaction tx(replica);
+    if (tx.exec("SELECT pg_last_wal_replay_lsn() >= '" + lsn + "'::pg_lsn")[0][0].as<bool>()) {
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  FAIL() << "replica did not replay " << lsn;
+}
+
+TEST_F(RawPacking, PackingChangesNoReadOnThePrimaryOrTheReplica) {
+  // Two closed hours packed, the third open (rows, d0/s0 only): Latest
+  // comes from a segment for most series, from a row for d0/s0.
+  const std::vector<RawRow> all = Fill("rawreads", 12);
+  auto reader = NewPgReadingReader(&pool_);
+  PgPool replica_pool(RequireEnv("TELEMETRY_PG_REPLICA"), 1, "replica");
+  auto replica = NewPgReadingReader(&replica_pool);
+  // A third hour of rows for d0 only.
+  std::vector<RawRow> third;
+  for (int step = 0; step < 30; ++step) {
+    RawRow r;
+    r.series_id = ids_[0];
+    r.ts_ns = hour_ + 2 * kHour + step * 10 * kSec;
+    r.d = step;
+    third.push_back(r);
+  }
+  ASSERT_TRUE(store_->EnsurePartitions(hour_ + 2 * kHour, hour_ + 3 * kHour).ok());
+  ASSERT_TRUE(store_->Apply(third, topic_, {{0, 1}}).ok());
+  const int64_t tenant = SqlInt(absl::StrCat("SELECT tenant_id FROM series WHERE id = ", ids_[0]));
+  const std::vector<std::string> rows_only = Answers(reader.get(), tenant, hour_);
+  ASSERT_GT(rows_only.size(), 500u);
+
+  ASSERT_TRUE(store_->PackRawHour(hour_, 400).ok());
+  ASSERT_TRUE(store_->PackRawHour(hour_ + kHour, 400).ok());
+  ASSERT_EQ(RowsIn(hour_, hour_ + 2 * kHour), 0);
+  EXPECT_EQ(Answers(reader.get(), tenant, hour_), rows_only);
+  WaitForReplica();
+  EXPECT_EQ(Answers(replica.get(), tenant, hour_), rows_only);
+
+  // A late reading in a packed hour is a row beside the segments until it
+  // is repacked; every read sees it the same way before and after.
+  RawRow late;
+  late.series_id = ids_[8];  // d2/s0
+  late.ts_ns = hour_ + 10 * 60 * kSec + 45 * kSec;
+  late.kind = ValueKind::kString;
+  late.s = "late";
+  ASSERT_EQ(store_->Apply({late}, topic_, {{0, 1}})->inserted, 1);
+  const std::vector<std::string> mixed = Answers(reader.get(), tenant, hour_);
+  EXPECT_NE(mixed, rows_only);
+  EXPECT_NE(std::find(mixed.begin(), mixed.end(),
+                      "inside d2/s0/@" + std::to_string(late.ts_ns) + "=1:0:late:0:0"),
+            mixed.end());
+  ASSERT_EQ(store_->PackRawHour(hour_, 400)->readings, 1);
+  EXPECT_EQ(Answers(reader.get(), tenant, hour_), mixed);
+  WaitForReplica();
+  EXPECT_EQ(Answers(replica.get(), tenant, hour_), mixed);
+
+  // A damaged segment is DATA_LOSS, never a wrong answer.
+  SqlExec(
+      absl::StrCat("UPDATE raw_readings_seg SET data = set_byte(data, 20, get_byte(data, 20) # 1)"
+                   " WHERE series_id = ",
+                   ids_[0], " AND hour = ", hour_));
+  RangeQuery q;
+  q.tenant_id = tenant;
+  q.device = "d0";
+  q.start_ns = hour_;
+  q.end_ns = hour_ + kHour;
+  absl::Status st = reader->Range(q, [](std::vector<ReadingRow>&&) { return true; });
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
 }
 
 }  // namespace
