@@ -177,6 +177,13 @@ TEST_F(RawPacking, MovesAnHourIntoSegmentsExactlyOnce) {
   ASSERT_EQ(hour_rows.size(), 12u * 120u);
   ASSERT_EQ(RowsIn(hour_, hour_ + kHour), 12 * 120);
 
+  const std::string in_hour = absl::StrCat(" WHERE series_id = ANY(", Ids(), ") AND ts >= ", hour_,
+                                           " AND ts < ", hour_ + kHour);
+  const auto as_rows =
+      Sql("SELECT series_id, ts, float8send(value_double), value_text, value_bool, status_code"
+          " FROM raw_readings" +
+          in_hour + " ORDER BY 1, 2");
+  ASSERT_EQ(as_rows.size(), 12u * 120u);
   auto due = store_->UnpackedRawHours(hour_ + 1, 1'000'000);
   ASSERT_TRUE(due.ok()) << due.status();
   EXPECT_NE(std::find(due->begin(), due->end(), hour_), due->end());
@@ -192,6 +199,11 @@ TEST_F(RawPacking, MovesAnHourIntoSegmentsExactlyOnce) {
                                 " AND state = 'packed' AND readings = ", 12 * 120)),
             1);
   ExpectSame(hour_rows, Stored());
+  // SQL users see one row per reading (migration 0009), the same values.
+  EXPECT_EQ(Sql("SELECT series_id, ts, float8send(value_double), value_text, value_bool,"
+                " status_code FROM raw_readings_merged" +
+                in_hour + " ORDER BY 1, 2"),
+            as_rows);
   // Stored as it is: bytea, not compressed again by Postgres.
   EXPECT_EQ(SqlInt(absl::StrCat("SELECT count(*) FROM raw_readings_seg WHERE hour = ", hour_,
                                 " AND series_id = ANY(", Ids(),
