@@ -71,6 +71,13 @@ class ReadingWriter : public WriterProgress {
   // transaction each: an interrupted hour is resumed by the next call).
   // Readings stay exactly once: a writer finds them in the segments.
   virtual absl::StatusOr<RawPackResult> PackRawHour(int64_t hour_ns, int64_t step_readings) = 0;
+  // Empties the day partitions of raw rows whose every hour is packed (no
+  // late rows pending) and that hold no live row but still take space: the
+  // moved rows' space is never reused otherwise (closed days get no new
+  // rows). Returns the bytes freed. Skips a day whose lock it cannot get
+  // within a few milliseconds (a reader or writer on it): the next call
+  // tries again.
+  virtual absl::StatusOr<int64_t> TruncatePackedDays(int64_t before_ns) = 0;
   // Removes the old row versions compactions left behind (until then every
   // read of a compacted hour visits them too, which makes it slower than
   // before). Returns how many dead row versions remain: those a running

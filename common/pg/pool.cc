@@ -225,6 +225,8 @@ absl::Status StatusFromPgException(const std::exception& e) {
     if (state.rfind("57", 0) == 0 || state.rfind("08", 0) == 0 || state.rfind("53", 0) == 0) {
       return absl::UnavailableError(what);
     }
+    // 55P03: lock not available (lock_timeout): transient.
+    if (state == "55P03") return absl::UnavailableError(what);
     // 25006: read-only transaction (a standby was asked to write).
     if (state == "25006") return absl::FailedPreconditionError(what);
     return absl::InternalError(what);

@@ -628,7 +628,12 @@ class PgReadingWriter final : public ReadingWriter {
             " n integer, data bytea) ON COMMIT DELETE ROWS");
         // Waits for the writers of the hour; they wait for this step.
         tx.exec_params("SELECT 1 FROM raw_compactions WHERE hour = $1 FOR UPDATE", hour_ns);
-        if (first) tx.exec_params("DELETE FROM raw_late_hours WHERE hour = $1", hour_ns);
+        if (first) {
+          // A repack: 'packing' again until its last step, so that a packer
+          // killed in between leaves the hour listed (the late mark goes now).
+          tx.exec_params("UPDATE raw_compactions SET state = 'packing' WHERE hour = $1", hour_ns);
+          tx.exec_params("DELETE FROM raw_late_hours WHERE hour = $1", hour_ns);
+        }
         std::map<int32_t, std::vector<RawRow>> by_series;
         if (!ids.empty()) {
           const std::string id_array = PgIntArray(ids);
@@ -702,6 +707,57 @@ class PgReadingWriter final : public ReadingWriter {
       }
     } while (next < series.size());
     return result;
+  }
+
+  absl::StatusOr<int64_t> TruncatePackedDays(int64_t before_ns) override {
+    std::vector<std::pair<std::string, int64_t>> days;  // partition, bytes
+    RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
+      pqxx::result r = PgReadPrepared(
+          c, "packed_raw_days",
+          "WITH days AS ("
+          "  SELECT c.relname, c.oid, extract(epoch FROM to_date(substring(c.relname FROM"
+          "           'raw_readings_d([0-9]{8})$'), 'YYYYMMDD'))::bigint * 1000000000 AS lo"
+          "  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+          "  WHERE i.inhparent = 'raw_readings'::regclass)"
+          " SELECT relname, pg_total_relation_size(oid) FROM days"
+          // (An empty partition with its primary key takes 8-16 KB; VACUUM
+          // truncates the heap's empty tail but not the index.)
+          " WHERE lo IS NOT NULL AND lo + 86400000000000 <= $1"
+          "   AND pg_total_relation_size(oid) > 65536"
+          "   AND (SELECT count(*) FROM raw_compactions c WHERE c.state = 'packed'"
+          "        AND c.hour >= lo AND c.hour < lo + 86400000000000) = 24"
+          "   AND NOT EXISTS (SELECT 1 FROM raw_late_hours l"
+          "                   WHERE l.hour >= lo AND l.hour < lo + 86400000000000)"
+          " ORDER BY lo",
+          before_ns);
+      for (const auto& row : r) days.emplace_back(row[0].as<std::string>(), PgInt64(row[1]));
+      return absl::OkStatus();
+    }));
+    int64_t freed = 0;
+    for (const auto& [table, bytes] : days) {
+      bool truncated = false;
+      absl::Status st = pool_->Run([&](pqxx::connection& c) {
+        pqxx::work tx(c);
+        // Writers of a late reading and readers wait for this lock; it is
+        // given up rather than queued behind a long reader.
+        tx.exec("SET LOCAL lock_timeout = '50ms'");
+        tx.exec(absl::StrCat("LOCK TABLE ", tx.quote_name(table), " IN ACCESS EXCLUSIVE MODE"));
+        // Under the lock: no row arrived since the listing.
+        if (tx.exec(absl::StrCat("SELECT 1 FROM ", tx.quote_name(table), " LIMIT 1")).empty()) {
+          tx.exec(absl::StrCat("TRUNCATE ", tx.quote_name(table)));
+          truncated = true;
+        }
+        tx.commit();
+        return absl::OkStatus();
+      });
+      if (!st.ok()) {
+        // 55P03 (lock_not_available) maps to UNAVAILABLE: try next time.
+        if (st.code() == absl::StatusCode::kUnavailable) continue;
+        return st;
+      }
+      if (truncated) freed += bytes;
+    }
+    return freed;
   }
 
   absl::StatusOr<int64_t> VacuumRollups() override {

@@ -271,6 +271,11 @@ class FakeReadingWriter final : public ReadingWriter {
     packed_hours_.insert(hour_ns);
     return r;
   }
+  absl::StatusOr<int64_t> TruncatePackedDays(int64_t) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake store down");
+    return 0;
+  }
   std::set<int64_t> packed_hours() {
     absl::MutexLock l(&mu_);
     return packed_hours_;

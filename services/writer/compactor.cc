@@ -33,7 +33,9 @@ CompactorMetrics::CompactorMetrics(MetricsRegistry* r)
                                  "Raw segments written (new or repacked)")),
       raw_failures(r->AddCounter("writer_raw_pack_failures_total", "Failed raw packing rounds")),
       raw_pack_ms(r->AddCounter("writer_raw_pack_milliseconds_total",
-                                "Wall-clock milliseconds spent packing raw hours")) {}
+                                "Wall-clock milliseconds spent packing raw hours")),
+      raw_bytes_freed(r->AddCounter("writer_raw_bytes_freed_total",
+                                    "Bytes of packed days' raw partitions truncated")) {}
 
 Compactor::Compactor(CompactorOptions options, ReadingWriter* store, const Clock* clock,
                      CompactorMetrics* metrics)
@@ -135,6 +137,12 @@ absl::StatusOr<int> Compactor::PackRawOnce() {
                 r->segments, r->steps);
     ++done;
   }
+  auto freed = store_->TruncatePackedDays(before);
+  if (!freed.ok()) {
+    metrics_->raw_failures->Inc();
+    return freed.status();
+  }
+  metrics_->raw_bytes_freed->Inc(*freed);
   return done;
 }
 

@@ -44,6 +44,7 @@ struct CompactorMetrics {
   Counter* raw_segments;
   Counter* raw_failures;
   Counter* raw_pack_ms;
+  Counter* raw_bytes_freed;
 };
 
 class Compactor {

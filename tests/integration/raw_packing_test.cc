@@ -37,7 +37,7 @@ class RawPacking : public ::testing::Test {
   // A tenant with `n` series of mixed kinds and a long-closed hour of its
   // own (tenant ids only grow), filled as the writer lays it out: every 30 s
   // every series, in batches of a few minutes. Returns every reading.
-  std::vector<RawRow> Fill(const std::string& prefix, int n) {
+  std::vector<RawRow> Fill(const std::string& prefix, int n, bool own_day = false) {
     Tenant t = CreateTenant(prefix);
     std::vector<SeriesSpec> specs;
     for (int s = 0; s < n; ++s)
@@ -46,6 +46,8 @@ class RawPacking : public ::testing::Test {
     EXPECT_TRUE(ids.ok()) << ids.status();
     ids_ = *ids;
     hour_ = 1'640'995'200 * kSec + t.id * 3 * kHour;  // 2022-01-01 + 3 h per tenant id
+    // (or 05:00 of a day of its own: 2019-01-01 + id days)
+    if (own_day) hour_ = 1'546'300'800 * kSec + t.id * 24 * kHour + 5 * kHour;
     topic_ = absl::StrCat("raw-packing-", t.id);
     EXPECT_TRUE(store_->EnsurePartitions(hour_, hour_ + 2 * kHour).ok());
     std::vector<RawRow> all;
@@ -344,6 +346,45 @@ TEST_F(RawPacking, WritersReplayingAndAddingLateReadingsWhilePackingStoreEachOnc
   ExpectSame(InHour(want), Stored());
   EXPECT_EQ(RowsIn(hour_, hour_ + kHour), 0);
   EXPECT_GT(late.size(), 2u);
+}
+
+TEST_F(RawPacking, APackedDayIsTruncatedWhenNoLiveRowIsLeft) {
+  const std::vector<RawRow> all = Fill("rawday", 12, /*own_day=*/true);
+  const int64_t day = hour_ - 5 * kHour;
+  const std::string partition = Sql(
+      absl::StrCat("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                   " WHERE i.inhparent = 'raw_readings'::regclass AND pg_get_expr(c.relpartbound,"
+                   " c.oid) LIKE '%",
+                   day, "%'"))[0][0];
+  const std::string size = absl::StrCat("SELECT pg_total_relation_size('", partition, "')");
+  ASSERT_GT(SqlInt(size), 65536);
+  // Not all hours packed: nothing to truncate.
+  ASSERT_TRUE(store_->PackRawHour(hour_, 10'000).ok());
+  auto freed = store_->TruncatePackedDays(day + 24 * kHour);
+  ASSERT_TRUE(freed.ok()) << freed.status();
+  EXPECT_GT(SqlInt(size), 65536);
+  for (int h = 0; h < 24; ++h) ASSERT_TRUE(store_->PackRawHour(day + h * kHour, 10'000).ok());
+  const int64_t before = SqlInt(size);
+  freed = store_->TruncatePackedDays(day + 24 * kHour);
+  ASSERT_TRUE(freed.ok()) << freed.status();
+  EXPECT_GE(*freed, before);
+  EXPECT_LE(SqlInt(size), 65536);
+  ExpectSame(InHour(all), Stored());
+  // A late reading makes the day hold a row again: kept until it is repacked.
+  RawRow late;
+  late.series_id = ids_[3];
+  late.ts_ns = hour_ + 100 * kSec + 7;
+  late.d = 3.25;
+  ASSERT_EQ(store_->Apply({late}, topic_, {{0, 1}})->inserted, 1);
+  freed = store_->TruncatePackedDays(day + 24 * kHour);
+  ASSERT_TRUE(freed.ok());
+  EXPECT_EQ(RowsIn(hour_, hour_ + kHour), 1);
+  ASSERT_EQ(store_->PackRawHour(hour_, 10'000)->readings, 1);
+  freed = store_->TruncatePackedDays(day + 24 * kHour);
+  ASSERT_TRUE(freed.ok());
+  std::vector<RawRow> want = all;
+  want.push_back(late);
+  ExpectSame(InHour(want), Stored());
 }
 
 // Every raw read as text, to compare answers exactly (doubles by their bits).

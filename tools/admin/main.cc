@@ -11,6 +11,7 @@
 //   telemetry-admin register-device --tenant_id 1 --device d1 [--project p] [--model m]
 //                                   [--location l] [--time_zone Europe/Berlin]
 //   telemetry-admin compact-rollups [--older_than_s 3600]
+//   telemetry-admin pack-raw [--older_than_s 3600] [--step_readings 10000]
 //       packs the 1-minute rollups of every hour that ended at least
 //       --older_than_s ago into one segment per series now (the writer does it
 //       on its own every minute for hours it no longer writes to).
@@ -66,7 +67,9 @@ ABSL_FLAG(std::string, project, "", "Project name (empty: default)");
 ABSL_FLAG(std::string, model, "", "Device model");
 ABSL_FLAG(std::string, location, "", "Device location");
 ABSL_FLAG(std::string, time_zone, "UTC", "Device time zone");
-ABSL_FLAG(int64_t, older_than_s, 3600, "compact-rollups: hours that ended at least this long ago");
+ABSL_FLAG(int64_t, older_than_s, 3600,
+          "compact-rollups, pack-raw: hours that ended at least this long ago");
+ABSL_FLAG(int64_t, step_readings, 10000, "pack-raw: readings per packing transaction");
 ABSL_FLAG(std::string, kafka_brokers, "127.0.0.1:9092", "create-topics: Kafka bootstrap servers");
 ABSL_FLAG(std::string, kafka_config, "",
           "create-topics: extra librdkafka properties, name=value[,name=value...]");
@@ -235,6 +238,38 @@ int CompactRollups(telemetry::PgPool& pool) {
   return 0;
 }
 
+// Packs every closed raw hour into segments now (what the writer's compactor
+// does with --pack_raw), and reports the readings moved and the rate.
+int PackRaw(telemetry::PgPool& pool) {
+  auto store = telemetry::NewPgReadingWriter(&pool);
+  telemetry::MetricsRegistry registry;
+  telemetry::writer::CompactorMetrics metrics(&registry);
+  telemetry::writer::CompactorOptions options;
+  options.grace_ns = absl::GetFlag(FLAGS_older_than_s) * telemetry::kNsPerSec;
+  options.pack_raw = true;
+  options.raw_step_readings = absl::GetFlag(FLAGS_step_readings);
+  const telemetry::Clock* clock = telemetry::SystemClock::Get();
+  telemetry::writer::Compactor compactor(options, store.get(), clock, &metrics);
+  const int64_t start = clock->MonotonicNs();
+  while (true) {
+    auto n = compactor.PackRawOnce();
+    if (!n.ok()) {
+      std::fprintf(stderr, "pack-raw: %s\n", n.status().ToString().c_str());
+      return 1;
+    }
+    if (*n == 0) break;
+  }
+  const double seconds = static_cast<double>(clock->MonotonicNs() - start) / 1e9;
+  std::printf(
+      "hours=%lld readings=%lld segments=%lld bytes_freed=%lld seconds=%.3f readings_per_s=%.0f\n",
+      static_cast<long long>(metrics.raw_hours->Value()),
+      static_cast<long long>(metrics.raw_readings->Value()),
+      static_cast<long long>(metrics.raw_segments->Value()),
+      static_cast<long long>(metrics.raw_bytes_freed->Value()), seconds,
+      static_cast<double>(metrics.raw_readings->Value()) / std::max(seconds, 1e-9));
+  return 0;
+}
+
 // The platform's topics. Messages: ingest produces at most 16 MiB
 // (kafka_impl.cc); a dead letter wraps one with its origin, so its topic
 // takes more.
@@ -361,10 +396,11 @@ int main(int argc, char** argv) {
                            "migrate|create-tenant|add-key|add-client-cert|register-device|compact-"
                            "rollups|create-topics|import|verify [flags]");
   if (args.size() < 2) {
-    std::fprintf(stderr,
-                 "usage: telemetry-admin "
-                 "migrate|create-tenant|add-key|add-client-cert|register-device|compact-rollups|"
-                 "create-topics|import|verify\n");
+    std::fprintf(
+        stderr,
+        "usage: telemetry-admin "
+        "migrate|create-tenant|add-key|add-client-cert|register-device|compact-rollups|pack-raw|"
+        "create-topics|import|verify\n");
     return 2;
   }
   if (std::string(args[1]) == "create-topics") return CreateTopics();
@@ -378,6 +414,7 @@ int main(int argc, char** argv) {
   if (cmd == "add-client-cert") return AddClientCert(*store);
   if (cmd == "register-device") return RegisterDevice(*store);
   if (cmd == "compact-rollups") return CompactRollups(pool);
+  if (cmd == "pack-raw") return PackRaw(pool);
   if (cmd == "verify") return Verify(pool);
   std::fprintf(stderr, "unknown command %s\n", cmd.c_str());
   return 2;
