@@ -164,6 +164,26 @@ log "$COMPACTION"
 # What autovacuum does after the rewrite (the dead old rows are 23 hours'
 # worth at once here; in steady state one hour's).
 psql "$TELEMETRY_PG_PRIMARY" -qc "VACUUM agg_1m" >/dev/null
+# The warm tier (issue 16): the same closed hours' raw rows packed into per-series segments, as
+# the writer does with --pack_raw, then the packed days' partitions emptied. Timed with the
+# machine's busy CPU (packer + Postgres + its standby's replay).
+log "packing the platform's closed raw hours"
+busy0="$(busy_s)"
+PACKING="$("$BIN/tools/admin/telemetry-admin" pack-raw --older_than_s 3600)"
+PACKING="$PACKING busy_s=$(echo "$(busy_s) - $busy0" | bc)"
+log "$PACKING"
+psql "$TELEMETRY_PG_PRIMARY" -qc "VACUUM raw_readings" >/dev/null
+# Bytes at rest after packing, by part: k=v pairs for the report.
+PACKED_BYTES="$(psql "$TELEMETRY_PG_PRIMARY" -Atc "SELECT string_agg(k || '=' || v, ' ') FROM (
+  SELECT CASE WHEN c.relname LIKE 'raw_readings_seg_d%' THEN 'raw_segments'
+              WHEN c.relname LIKE 'raw_readings_d%' THEN 'raw_rows' ELSE c.relname END AS k,
+         sum(pg_total_relation_size(c.oid)) AS v
+  FROM pg_class c WHERE c.relkind = 'r' AND (c.relname LIKE 'raw_readings_d%'
+    OR c.relname LIKE 'raw_readings_seg_d%'
+    OR c.relname IN ('agg_1m', 'agg_1m_seg', 'agg_1h', 'agg_1h_sensor', 'series'))
+  GROUP BY 1
+  UNION ALL SELECT 'segment_readings', coalesce(sum(n), 0) FROM raw_readings_seg) x")"
+log "after packing: $PACKED_BYTES"
 log "platform reads after compaction: $REPS repetitions"
 READS_AFTER="$("$BIN/tools/bench/telemetry-bench-compare" --mode reads --systems platform \
   --api_keys "${KEYS[1]}" --reps "$REPS" --tenant_reps "$TENANT_REPS" "${common[@]}")"
@@ -236,11 +256,13 @@ OUT="$OUT" /usr/bin/python3 - "$PROFILE" "$INGEST" "$READS" "$CONC" "$influx_byt
   "docs/benchmarks/compare-$stamp-$PROFILE.json" \
   "$TENANTS" "$DEVICES" "$SENSORS" "$STRING_SENSORS" "$INTERVAL_S" "$HOURS" "$DUPLICATES" "$LATE" \
   "$REPS" "$TENANT_REPS" "$CONC_SECONDS" "$ROUNDS" "$COMPACTION" "$READS_BEFORE" "$READS_AFTER" \
-  "$KAFKA_MEM" <<'PY' | tee -a docs/benchmarks.md
+  "$KAFKA_MEM" "$PACKING" "$PACKED_BYTES" <<'PY' | tee -a docs/benchmarks.md
 import datetime, json, os, subprocess, sys
 (profile, ingest_file, reads_json, conc_file, influx_b, platform_b, pg_b, json_out, tenants, devices,
  sensors, string_sensors, interval_s, hours, dups, late, reps, tenant_reps, conc_s, rounds,
- compaction, reads_before_json, reads_after_json, kafka_mem) = sys.argv[1:25]
+ compaction, reads_before_json, reads_after_json, kafka_mem, packing, packed_bytes) = sys.argv[1:27]
+pack = dict(kv.split("=") for kv in packing.split())
+packed = {k: int(v) for k, v in (kv.split("=") for kv in packed_bytes.split())}
 kafka_rss, kafka_peak, kafka_log_b = (int(x) for x in kafka_mem.split())
 reads_before, reads_after = json.loads(reads_before_json), json.loads(reads_after_json)
 comp = dict(kv.split("=") for kv in compaction.split())
@@ -306,6 +328,27 @@ CPU above: {p['kafka_us']:.2f} µs/reading in the platform's best round ({100 * 
 while it ran). Its resident memory at the end of the run {kafka_rss:,} MiB (peak {kafka_peak:,} MiB);
 its log on disk {kafka_log_b / total_unique['platform']:.1f} bytes per unique reading the platform took (retention:
 7 days; not in the bytes at rest above).""")
+seg_readings = max(packed.get("segment_readings", 0), 1)
+parts = ["raw_rows", "raw_segments", "agg_1m", "agg_1m_seg", "agg_1h", "agg_1h_sensor", "series"]
+total_packed = sum(packed.get(k, 0) for k in parts)
+print(f"""
+### The warm tier: raw hours packed into segments
+
+After the ingest rounds and the rollup compaction below, `telemetry-admin pack-raw --older_than_s
+3600` packed the closed raw hours (as the writer does with `--pack_raw`) and emptied the packed
+days' partitions: {int(pack['hours'])} hours, {int(pack['readings']):,} readings into {int(pack['segments']):,} segments in
+{float(pack['seconds']):.1f} s (**{float(pack['readings_per_s']):,.0f} readings/s**), {float(pack['busy_s']) / max(int(pack['readings']), 1) * 1e6:.2f} µs of machine CPU per reading
+(packer, Postgres and the standby's replay). Bytes at rest on the primary afterwards, over the
+{total_unique['platform']:,} unique readings the platform took ({seg_readings:,} of them in segments):
+
+| part | bytes | bytes/reading |
+|---|---:|---:|""")
+for k in parts:
+    v = packed.get(k, 0)
+    per = v / seg_readings if k == "raw_segments" else v / total_unique["platform"]
+    label = {"raw_segments": "raw segments (per packed reading)", "raw_rows": "raw rows (the open hour, late rows)"}.get(k, k)
+    print(f"| {label} | {v:,} | {per:.2f} |")
+print(f"| **total** (before packing: {stored['platform'] / total_unique['platform']:.1f}; InfluxDB: {stored['influx'] / total_unique['influx']:.1f}) | {total_packed:,} | **{total_packed / total_unique['platform']:.2f}** |")
 print(f"""
 Before the reads, the platform's closed hours of 1-minute rollups were packed into one segment
 per series and hour (agg_1m_seg; until session 6 they were rewritten in series order instead)
@@ -369,6 +412,7 @@ if loads:
         refused = l.get("rejected", 0) + l.get("errors", 0) + l.get("failed_calls", 0)
         print(f"| {short[s]} | {sent:,} | {l.get('accepted', sent - refused):,} | {refused:,} |")
 result = {"date": now.isoformat() + "Z", "profile": profile, "ingest": ingest, "bytes_at_rest": stored,
+          "packing": pack, "packed_bytes": packed,
           "reads": reads["reads"], "concurrent": conc, "background_loads": loads,
           "rollup_compaction": comp,
           "platform_reads_before_compaction": reads_before["reads"],
