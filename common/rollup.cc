@@ -5,6 +5,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/float_bits.h"
 
 namespace telemetry {
 namespace {
@@ -28,18 +29,6 @@ uint64_t GetBig64(const unsigned char* p) {
   uint64_t v = 0;
   for (int i = 0; i < 8; ++i) v = (v << 8) | p[i];
   return v;
-}
-
-uint64_t BitsOf(double d) {
-  uint64_t v;
-  std::memcpy(&v, &d, sizeof v);
-  return v;
-}
-
-double DoubleOf(uint64_t v) {
-  double d;
-  std::memcpy(&d, &v, sizeof d);
-  return d;
 }
 
 }  // namespace
@@ -98,11 +87,11 @@ std::string EncodeMinuteSegment(int64_t hour_ns, const std::vector<MinuteRollup>
   for (const MinuteRollup& m : minutes) {
     raw.push_back(static_cast<char>((m.bucket_ns - hour_ns) / kNsPerMinute));
     PutBig64(&raw, static_cast<uint64_t>(m.cnt));
-    PutBig64(&raw, BitsOf(m.sum));
-    PutBig64(&raw, BitsOf(m.min));
-    PutBig64(&raw, BitsOf(m.max));
+    PutBig64(&raw, DoubleBits(m.sum));
+    PutBig64(&raw, DoubleBits(m.min));
+    PutBig64(&raw, DoubleBits(m.max));
     PutBig64(&raw, static_cast<uint64_t>(m.last_ts));
-    PutBig64(&raw, BitsOf(m.last_value));
+    PutBig64(&raw, DoubleBits(m.last_value));
   }
   return absl::Base64Escape(raw);
 }
@@ -128,11 +117,11 @@ absl::Status DecodeMinuteSegment(int32_t series_id, int64_t hour_ns, absl::strin
     m.series_id = series_id;
     m.bucket_ns = hour_ns + p[0] * kNsPerMinute;
     m.cnt = static_cast<int64_t>(GetBig64(p + 1));
-    m.sum = DoubleOf(GetBig64(p + 9));
-    m.min = DoubleOf(GetBig64(p + 17));
-    m.max = DoubleOf(GetBig64(p + 25));
+    m.sum = DoubleFromBits(GetBig64(p + 9));
+    m.min = DoubleFromBits(GetBig64(p + 17));
+    m.max = DoubleFromBits(GetBig64(p + 25));
     m.last_ts = static_cast<int64_t>(GetBig64(p + 33));
-    m.last_value = DoubleOf(GetBig64(p + 41));
+    m.last_value = DoubleFromBits(GetBig64(p + 41));
     out->push_back(m);
   }
   return absl::OkStatus();

@@ -209,6 +209,15 @@ std::string RollupCopyText(const std::vector<MinuteRollup>& rollups) {
   return buf;
 }
 
+// The day partitions of raw_readings (raw_readings_dYYYYMMDD): name, oid and
+// the day's start in ns.
+constexpr char kRawDaysCte[] =
+    "WITH days AS ("
+    "  SELECT c.relname, c.oid, extract(epoch FROM to_date(substring(c.relname FROM"
+    "           'raw_readings_d([0-9]{8})$'), 'YYYYMMDD'))::bigint * 1000000000 AS lo"
+    "  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+    "  WHERE i.inhparent = 'raw_readings'::regclass)";
+
 int64_t HourOf(int64_t ns) { return ns - ((ns % kNsPerHour) + kNsPerHour) % kNsPerHour; }
 
 // A Postgres array literal of integers.
@@ -529,19 +538,14 @@ class PgReadingWriter final : public ReadingWriter {
       // and done in one step), the interrupted ones, and those with late rows.
       pqxx::result r = PgReadPrepared(
           c, "unpacked_raw_hours",
-          "WITH days AS ("
-          "  SELECT extract(epoch FROM to_date(substring(c.relname FROM "
-          "'raw_readings_d([0-9]{8})$'),"
-          "                                    'YYYYMMDD'))::bigint * 1000000000 AS lo"
-          "  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-          "  WHERE i.inhparent = 'raw_readings'::regclass)"
-          " SELECT h FROM ("
-          "  SELECT generate_series(lo, lo + 23 * 3600000000000, 3600000000000) AS h FROM days"
-          "  WHERE lo IS NOT NULL) x"
-          " WHERE h < $1 AND NOT EXISTS (SELECT 1 FROM raw_compactions c WHERE c.hour = x.h)"
-          " UNION SELECT hour FROM raw_compactions WHERE state = 'packing' AND hour < $1"
-          " UNION SELECT hour FROM raw_late_hours WHERE hour < $1"
-          " ORDER BY 1 LIMIT $2",
+          std::string(kRawDaysCte) +
+              " SELECT h FROM ("
+              "  SELECT generate_series(lo, lo + 23 * 3600000000000, 3600000000000) AS h FROM days"
+              "  WHERE lo IS NOT NULL) x"
+              " WHERE h < $1 AND NOT EXISTS (SELECT 1 FROM raw_compactions c WHERE c.hour = x.h)"
+              " UNION SELECT hour FROM raw_compactions WHERE state = 'packing' AND hour < $1"
+              " UNION SELECT hour FROM raw_late_hours WHERE hour < $1"
+              " ORDER BY 1 LIMIT $2",
           before_ns, limit);
       for (const auto& row : r) hours.push_back(PgInt64(row[0]));
       return absl::OkStatus();
@@ -714,21 +718,17 @@ class PgReadingWriter final : public ReadingWriter {
     RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
       pqxx::result r = PgReadPrepared(
           c, "packed_raw_days",
-          "WITH days AS ("
-          "  SELECT c.relname, c.oid, extract(epoch FROM to_date(substring(c.relname FROM"
-          "           'raw_readings_d([0-9]{8})$'), 'YYYYMMDD'))::bigint * 1000000000 AS lo"
-          "  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-          "  WHERE i.inhparent = 'raw_readings'::regclass)"
-          " SELECT relname, pg_total_relation_size(oid) FROM days"
-          // (An empty partition with its primary key takes 8-16 KB; VACUUM
-          // truncates the heap's empty tail but not the index.)
-          " WHERE lo IS NOT NULL AND lo + 86400000000000 <= $1"
-          "   AND pg_total_relation_size(oid) > 65536"
-          "   AND (SELECT count(*) FROM raw_compactions c WHERE c.state = 'packed'"
-          "        AND c.hour >= lo AND c.hour < lo + 86400000000000) = 24"
-          "   AND NOT EXISTS (SELECT 1 FROM raw_late_hours l"
-          "                   WHERE l.hour >= lo AND l.hour < lo + 86400000000000)"
-          " ORDER BY lo",
+          std::string(kRawDaysCte) +
+              " SELECT relname, pg_total_relation_size(oid) FROM days"
+              // (An empty partition with its primary key takes 8-16 KB; VACUUM
+              // truncates the heap's empty tail but not the index.)
+              " WHERE lo IS NOT NULL AND lo + 86400000000000 <= $1"
+              "   AND pg_total_relation_size(oid) > 65536"
+              "   AND (SELECT count(*) FROM raw_compactions c WHERE c.state = 'packed'"
+              "        AND c.hour >= lo AND c.hour < lo + 86400000000000) = 24"
+              "   AND NOT EXISTS (SELECT 1 FROM raw_late_hours l"
+              "                   WHERE l.hour >= lo AND l.hour < lo + 86400000000000)"
+              " ORDER BY lo",
           before_ns);
       for (const auto& row : r) days.emplace_back(row[0].as<std::string>(), PgInt64(row[1]));
       return absl::OkStatus();

@@ -12,6 +12,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "common/float_bits.h"
 #include "common/segment/bits.h"
 #include "common/status_macros.h"
 
@@ -63,17 +64,6 @@ namespace {
 constexpr uint64_t kMaxSegmentReadings = uint64_t{1} << 24;
 constexpr int kMaxDecimalExponent = 12;
 constexpr int kZstdLevel = 3;
-
-uint64_t Bits(double d) {
-  uint64_t b;
-  std::memcpy(&b, &d, sizeof b);
-  return b;
-}
-double FromBits(uint64_t b) {
-  double d;
-  std::memcpy(&d, &b, sizeof d);
-  return d;
-}
 
 absl::Status Corrupt(absl::string_view what) {
   return absl::DataLossError(absl::StrCat("raw segment: ", what));
@@ -198,10 +188,10 @@ absl::Status DecodeRuns(absl::string_view section, size_t n, uint64_t max_value,
 
 void EncodeGorilla(absl::Span<const double> v, std::string* out) {
   BitWriter w(out);
-  w.Write(Bits(v[0]), 64);
+  w.Write(DoubleBits(v[0]), 64);
   int lead = -1, trail = 0;  // the current window; none yet
   for (size_t i = 1; i < v.size(); ++i) {
-    const uint64_t x = Bits(v[i]) ^ Bits(v[i - 1]);
+    const uint64_t x = DoubleBits(v[i]) ^ DoubleBits(v[i - 1]);
     if (x == 0) {
       w.Write(0, 1);
       continue;
@@ -228,7 +218,7 @@ bool DecodeGorilla(absl::string_view in, size_t n, double* out) {
   BitReader r(in);
   uint64_t b;
   if (!r.Read(64, &b)) return false;
-  out[0] = FromBits(b);
+  out[0] = DoubleFromBits(b);
   int lead = -1, trail = 0;
   for (size_t i = 1; i < n; ++i) {
     uint64_t x = 0, ctl;
@@ -248,7 +238,7 @@ bool DecodeGorilla(absl::string_view in, size_t n, double* out) {
         x <<= trail;
       }
     }
-    out[i] = FromBits(x ^ Bits(out[i - 1]));
+    out[i] = DoubleFromBits(x ^ DoubleBits(out[i - 1]));
   }
   return r.unread_bytes() == 0;
 }
@@ -388,7 +378,7 @@ bool DecodeDecimal(absl::string_view in, size_t n, double* out) {
 
 void EncodeBitsPolynomial(absl::Span<const double> v, std::string* out) {
   std::vector<uint64_t> keys(v.size());
-  for (size_t i = 0; i < v.size(); ++i) keys[i] = OrderedKey(Bits(v[i]));
+  for (size_t i = 0; i < v.size(); ++i) keys[i] = OrderedKey(DoubleBits(v[i]));
   EncodePolynomial(keys, out);
 }
 
@@ -396,7 +386,7 @@ bool DecodeBitsPolynomial(absl::string_view in, size_t n, double* out) {
   ByteReader r(in);
   std::vector<uint64_t> keys;
   if (!DecodePolynomial(&r, n, &keys)) return false;
-  for (size_t i = 0; i < n; ++i) out[i] = FromBits(FromOrderedKey(keys[i]));
+  for (size_t i = 0; i < n; ++i) out[i] = DoubleFromBits(FromOrderedKey(keys[i]));
   return true;
 }
 
@@ -404,7 +394,7 @@ bool EncodeSplitZstd(absl::Span<const double> v, std::string* out) {
   const size_t n = v.size();
   std::string streams(8 * n, '\0');
   for (size_t j = 0; j < n; ++j) {
-    const uint64_t b = Bits(v[j]);
+    const uint64_t b = DoubleBits(v[j]);
     for (size_t k = 0; k < 8; ++k) streams[k * n + j] = static_cast<char>(b >> (8 * k));
   }
   const size_t old = out->size();
@@ -430,7 +420,7 @@ bool DecodeSplitZstd(absl::string_view in, size_t n, double* out) {
     uint64_t b = 0;
     for (size_t k = 0; k < 8; ++k)
       b |= static_cast<uint64_t>(static_cast<uint8_t>(streams[k * n + j])) << (8 * k);
-    out[j] = FromBits(b);
+    out[j] = DoubleFromBits(b);
   }
   return true;
 }
@@ -558,7 +548,7 @@ bool EncodeDoubles(FloatCodec codec, absl::Span<const double> v, std::string* ou
   switch (codec) {
     case FloatCodec::kRaw:
       for (double d : v) {
-        const uint64_t b = Bits(d);
+        const uint64_t b = DoubleBits(d);
         for (int k = 0; k < 8; ++k) out->push_back(static_cast<char>(b >> (8 * k)));
       }
       break;
@@ -596,7 +586,7 @@ absl::Status DecodeDoubles(absl::string_view in, size_t n, std::vector<double>* 
         uint64_t b = 0;
         for (size_t k = 0; k < 8; ++k)
           b |= static_cast<uint64_t>(static_cast<uint8_t>(body[8 * j + k])) << (8 * k);
-        (*out)[j] = FromBits(b);
+        (*out)[j] = DoubleFromBits(b);
       }
       break;
     case static_cast<uint8_t>(FloatCodec::kGorilla):

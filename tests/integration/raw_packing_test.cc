@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/float_bits.h"
 #include "common/pg/pool.h"
 #include "common/pg/stores.h"
 #include "common/reading_reader.h"
@@ -125,8 +126,7 @@ class RawPacking : public ::testing::Test {
       r.ts_ns = std::stoll(row[1]);
       r.kind = static_cast<ValueKind>(std::stoi(row[2]));
       if (r.kind == ValueKind::kDouble) {
-        const uint64_t bits = std::stoull(row[3], nullptr, 16);
-        std::memcpy(&r.d, &bits, sizeof bits);
+        r.d = DoubleFromBits(std::stoull(row[3], nullptr, 16));
       }
       r.s = row[4];
       r.b = row[5] == "t";
@@ -157,7 +157,7 @@ class RawPacking : public ::testing::Test {
       ASSERT_EQ(got[i].ts_ns, want[i].ts_ns);
       ASSERT_EQ(got[i].kind, want[i].kind);
       ASSERT_EQ(got[i].status, want[i].status);
-      ASSERT_EQ(std::memcmp(&got[i].d, &want[i].d, sizeof(double)), 0) << want[i].d;
+      ASSERT_EQ(DoubleBits(got[i].d), DoubleBits(want[i].d)) << want[i].d;
       ASSERT_EQ(got[i].s, want[i].s);
       ASSERT_EQ(got[i].b, want[i].b);
     }
@@ -389,8 +389,7 @@ TEST_F(RawPacking, APackedDayIsTruncatedWhenNoLiveRowIsLeft) {
 
 // Every raw read as text, to compare answers exactly (doubles by their bits).
 std::string Text(const ReadingRow& r) {
-  uint64_t bits;
-  std::memcpy(&bits, &r.d, sizeof bits);
+  const uint64_t bits = DoubleBits(r.d);
   return absl::StrCat(r.device, "/", r.sensor, "/", r.unit, "@", r.ts_ns, "=",
                       static_cast<int>(r.kind), ":", bits, ":", r.s, ":", r.b, ":", r.status);
 }

@@ -17,8 +17,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/float_bits.h"
 #include "common/segment/bits.h"
 #include "common/segment/raw_segment.h"
+#include "common/testing/raw_rows.h"
 #include "tests/integration/harness.h"
 
 namespace telemetry::testing {
@@ -34,47 +36,11 @@ constexpr int64_t kHour = 1'764'000'000'000'000'000 / kNsPerHour * kNsPerHour;
 constexpr int64_t kSec = 1'000'000'000;
 constexpr int64_t kMs = 1'000'000;
 
-uint64_t Bits(double d) {
-  uint64_t b;
-  std::memcpy(&b, &d, sizeof b);
-  return b;
-}
-double FromBits(uint64_t b) {
-  double d;
-  std::memcpy(&d, &b, sizeof d);
-  return d;
-}
-
-RawRow Double(int64_t ts, double v, int32_t status = 0) {
-  RawRow r;
-  r.ts_ns = ts;
-  r.kind = ValueKind::kDouble;
-  r.d = v;
-  r.status = status;
-  return r;
-}
-RawRow String(int64_t ts, std::string s, int32_t status = 0) {
-  RawRow r;
-  r.ts_ns = ts;
-  r.kind = ValueKind::kString;
-  r.s = std::move(s);
-  r.status = status;
-  return r;
-}
-RawRow Bool(int64_t ts, bool b, int32_t status = 0) {
-  RawRow r;
-  r.ts_ns = ts;
-  r.kind = ValueKind::kBool;
-  r.b = b;
-  r.status = status;
-  return r;
-}
-
 // `values` one a second from the hour.
 std::vector<RawRow> EverySecond(const std::vector<double>& values) {
   std::vector<RawRow> rows;
   for (size_t i = 0; i < values.size(); ++i) {
-    rows.push_back(Double(kHour + static_cast<int64_t>(i) * kSec, values[i]));
+    rows.push_back(DoubleRow(kHour + static_cast<int64_t>(i) * kSec, values[i]));
   }
   return rows;
 }
@@ -92,9 +58,9 @@ std::vector<Case> Cases() {
     cases.push_back({std::move(name), hour, std::move(rows)});
   };
 
-  add("one_reading", {Double(kHour + 17, 21.5)});
-  add("one_reading_before_the_hour", {Double(kHour - 5, -3.25, 7)});
-  add("two_readings", {Double(kHour + 3 * kSec, 1.0), Double(kHour + 4 * kSec, 1.5, -1)});
+  add("one_reading", {DoubleRow(kHour + 17, 21.5)});
+  add("one_reading_before_the_hour", {DoubleRow(kHour - 5, -3.25, 7)});
+  add("two_readings", {DoubleRow(kHour + 3 * kSec, 1.0), DoubleRow(kHour + 4 * kSec, 1.5, -1)});
 
   std::vector<double> v(3600);
   for (size_t i = 0; i < v.size(); ++i)
@@ -109,7 +75,7 @@ std::vector<Case> Cases() {
     for (int i = 0; rows.size() < 3000; ++i) {
       t += 100 * kMs + jitter(rng) * kMs;
       if (i % 500 == 499) t += 37 * kSec;  // a gap
-      rows.push_back(Double(t, 50 + noise(rng)));
+      rows.push_back(DoubleRow(t, 50 + noise(rng)));
     }
     add("noisy_jittered_ms", std::move(rows));
   }
@@ -119,7 +85,7 @@ std::vector<Case> Cases() {
     int64_t t = kHour;
     for (int i = 0; i < 700; ++i) {
       t += step(rng) + (i == 350 ? 40 * 60 * kSec : 0);
-      rows.push_back(Double(t, std::cos(i / 10.0)));
+      rows.push_back(DoubleRow(t, std::cos(i / 10.0)));
     }
     add("ns_jitter_long_gap", std::move(rows));
   }
@@ -172,7 +138,7 @@ std::vector<Case> Cases() {
                                         -min,
                                         denorm,
                                         -denorm,
-                                        FromBits(0x000FFFFFFFFFFFFF),
+                                        DoubleFromBits(0x000FFFFFFFFFFFFF),
                                         1.0,
                                         std::nextafter(1.0, 2.0),
                                         -1.0,
@@ -186,9 +152,9 @@ std::vector<Case> Cases() {
                                         0.0,
                                         inf}));
     add("gorilla_full_width", EverySecond({0.0, -denorm, 0.0}));  // an XOR of 64 significant bits
-    add("with_nans",
-        EverySecond({1.0, std::numeric_limits<double>::quiet_NaN(), FromBits(0xFFF0000000000123),
-                     -inf, FromBits(0x7FF8000000000001), 2.0}));
+    add("with_nans", EverySecond({1.0, std::numeric_limits<double>::quiet_NaN(),
+                                  DoubleFromBits(0xFFF0000000000123), -inf,
+                                  DoubleFromBits(0x7FF8000000000001), 2.0}));
   }
   {  // every kind, status codes at the extremes, dictionary strings
     std::vector<RawRow> rows;
@@ -202,13 +168,13 @@ std::vector<Case> Cases() {
       switch (i % 5) {
         case 0:
         case 3:
-          rows.push_back(String(t, words[static_cast<size_t>(i / 5) % words.size()], st));
+          rows.push_back(StringRow(t, words[static_cast<size_t>(i / 5) % words.size()], st));
           break;
         case 1:
-          rows.push_back(Bool(t, (i / 5) % 3 == 0, st));
+          rows.push_back(BoolRow(t, (i / 5) % 3 == 0, st));
           break;
         default:
-          rows.push_back(Double(t, static_cast<double>(i) / 4, st));
+          rows.push_back(DoubleRow(t, static_cast<double>(i) / 4, st));
       }
     }
     add("mixed_kinds", std::move(rows));
@@ -219,19 +185,19 @@ std::vector<Case> Cases() {
       std::string s = absl::StrCat("msg ", i, " Ωμέγα ✓");
       if (i % 7 == 0) s.append(200 + static_cast<size_t>(i), 'x');
       if (i == 150) s.clear();
-      rows.push_back(String(kHour + i * kSec, std::move(s), i % 11 == 0 ? 500 : 0));
+      rows.push_back(StringRow(kHour + i * kSec, std::move(s), i % 11 == 0 ? 500 : 0));
     }
     add("plain_strings", std::move(rows));
   }
   {
     std::vector<RawRow> rows;
-    rows.push_back(String(kHour + kSec, "long " + std::string(300, 'y')));
-    for (int i = 2; i < 50; ++i) rows.push_back(String(kHour + i * kSec, i % 2 ? "a" : "b"));
+    rows.push_back(StringRow(kHour + kSec, "long " + std::string(300, 'y')));
+    for (int i = 2; i < 50; ++i) rows.push_back(StringRow(kHour + i * kSec, i % 2 ? "a" : "b"));
     add("dictionary_long_entry", std::move(rows));
   }
   {
     std::vector<RawRow> rows;
-    for (int i = 0; i < 13; ++i) rows.push_back(Bool(kHour + i * 60 * kSec, i % 4 != 1));
+    for (int i = 0; i < 13; ++i) rows.push_back(BoolRow(kHour + i * 60 * kSec, i % 4 != 1));
     add("only_bools", std::move(rows));
   }
   // Timestamps far apart: the gaps and delta-of-deltas wrap in 64 bits (in
@@ -239,10 +205,13 @@ std::vector<Case> Cases() {
   const int64_t min = std::numeric_limits<int64_t>::min(),
                 max = std::numeric_limits<int64_t>::max();
   add("extreme_timestamps",
-      {Double(min + 1, 1), Double(-1, 2), Double(0, 3), Double(5, 4), Double(max, 5)}, 0);
-  add("extreme_regular_timestamps", {Double(min + 1, 1), Double(0, 2), Double(max, 3)}, 0);
-  add("extreme_two_timestamps", {Double(min, 1), Double(max, 2)}, 0);
-  add("extreme_gaps", {Double(min, 1), Double(max - 1, 2), Double(max, 3)}, 0);  // 2^64 - 2, 1
+      {DoubleRow(min + 1, 1), DoubleRow(-1, 2), DoubleRow(0, 3), DoubleRow(5, 4),
+       DoubleRow(max, 5)},
+      0);
+  add("extreme_regular_timestamps", {DoubleRow(min + 1, 1), DoubleRow(0, 2), DoubleRow(max, 3)}, 0);
+  add("extreme_two_timestamps", {DoubleRow(min, 1), DoubleRow(max, 2)}, 0);
+  add("extreme_gaps", {DoubleRow(min, 1), DoubleRow(max - 1, 2), DoubleRow(max, 3)},
+      0);  // 2^64 - 2, 1
   return cases;
 }
 
@@ -289,7 +258,7 @@ std::string Hex64(uint64_t b) {
 SqlRow Expected(const RawRow& r) {
   SqlRow e;
   e.ts = r.ts_ns;
-  e.dbl = r.kind == ValueKind::kDouble ? Hex64(Bits(r.d)) : "NULL";
+  e.dbl = r.kind == ValueKind::kDouble ? Hex64(DoubleBits(r.d)) : "NULL";
   e.text = r.kind == ValueKind::kString ? r.s : "NULL";
   e.boolean = r.kind == ValueKind::kBool ? (r.b ? "t" : "f") : "NULL";
   e.status = r.status == 0 ? "NULL" : std::to_string(r.status);
@@ -340,7 +309,7 @@ void ExpectUnpacked(const std::vector<RawRow>& rows, const std::vector<SqlRow>& 
     // A NaN comes back as float8's NaN (sign and payload not kept).
     const bool nan = rows[i].kind == ValueKind::kDouble && std::isnan(rows[i].d);
     const bool dbl_ok =
-        nan ? g.dbl != "NULL" && std::isnan(FromBits(std::stoull(g.dbl, nullptr, 16)))
+        nan ? g.dbl != "NULL" && std::isnan(DoubleFromBits(std::stoull(g.dbl, nullptr, 16)))
             : g.dbl == want.dbl;
     if (g.ts == want.ts && dbl_ok && g.text == want.text && g.boolean == want.boolean &&
         g.status == want.status) {
@@ -375,7 +344,7 @@ TEST_F(RawSegmentSql, UnpacksEveryLayoutAsTheCodecEncodedIt) {
         const RawRow& a = decoded[i];
         const RawRow& b = c.rows[i];
         ASSERT_TRUE(a.ts_ns == b.ts_ns && a.kind == b.kind && a.status == b.status &&
-                    Bits(a.d) == Bits(b.d) && a.s == b.s && a.b == b.b)
+                    DoubleBits(a.d) == DoubleBits(b.d) && a.s == b.s && a.b == b.b)
             << "DecodeRawSegment, reading " << i;
       }
 
@@ -431,9 +400,10 @@ std::string Rebuild(uint8_t version, uint64_t n, const std::vector<std::string>&
 }
 
 TEST_F(RawSegmentSql, TruncatedOrInconsistentSegmentsRaise) {
-  std::vector<RawRow> rows = {Double(kHour + kSec, 1.5, 4),       String(kHour + 2 * kSec, "a"),
-                              Bool(kHour + 3 * kSec, true),       Double(kHour + 5 * kSec, 2.25),
-                              String(kHour + 6 * kSec, "bc", -2), Bool(kHour + 7 * kSec, false)};
+  std::vector<RawRow> rows = {
+      DoubleRow(kHour + kSec, 1.5, 4),       StringRow(kHour + 2 * kSec, "a"),
+      BoolRow(kHour + 3 * kSec, true),       DoubleRow(kHour + 5 * kSec, 2.25),
+      StringRow(kHour + 6 * kSec, "bc", -2), BoolRow(kHour + 7 * kSec, false)};
   for (const auto& options :
        {EncodeOptions{{FloatCodec::kRaw}}, EncodeOptions{{FloatCodec::kGorilla}},
         EncodeOptions{{FloatCodec::kPolynomial}}, EncodeOptions{{FloatCodec::kDecimal}}}) {

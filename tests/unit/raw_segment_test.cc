@@ -10,36 +10,21 @@
 #include <limits>
 #include <random>
 
+#include "common/float_bits.h"
+#include "common/testing/raw_rows.h"
+
 namespace telemetry::segment {
 namespace {
+
+using ::telemetry::testing::DoubleRow;
 
 constexpr int64_t kHour = 1'764'000'000'000'000'000 / kNsPerHour * kNsPerHour;
 constexpr int64_t kSec = 1'000'000'000;
 
-uint64_t Bits(double d) {
-  uint64_t b;
-  std::memcpy(&b, &d, sizeof b);
-  return b;
-}
-double FromBits(uint64_t b) {
-  double d;
-  std::memcpy(&d, &b, sizeof d);
-  return d;
-}
-
-RawRow Double(int64_t ts, double v, int32_t status = 0) {
-  RawRow r;
-  r.ts_ns = ts;
-  r.kind = ValueKind::kDouble;
-  r.d = v;
-  r.status = status;
-  return r;
-}
-
 std::vector<RawRow> Regular(const std::vector<double>& values, int64_t step = kSec) {
   std::vector<RawRow> rows;
   for (size_t i = 0; i < values.size(); ++i) {
-    rows.push_back(Double(kHour + static_cast<int64_t>(i) * step, values[i]));
+    rows.push_back(DoubleRow(kHour + static_cast<int64_t>(i) * step, values[i]));
   }
   return rows;
 }
@@ -55,7 +40,8 @@ void ExpectSame(const std::vector<RawRow>& want, const std::vector<RawRow>& got,
     EXPECT_EQ(got[i].status, want[i].status);
     switch (want[i].kind) {
       case ValueKind::kDouble:
-        EXPECT_EQ(Bits(got[i].d), Bits(want[i].d)) << want[i].d << " came back as " << got[i].d;
+        EXPECT_EQ(DoubleBits(got[i].d), DoubleBits(want[i].d))
+            << want[i].d << " came back as " << got[i].d;
         break;
       case ValueKind::kString:
         EXPECT_EQ(got[i].s, want[i].s);
@@ -92,8 +78,8 @@ void RoundTripAll(const std::vector<RawRow>& rows) {
 }
 
 TEST(RawSegment, OneReading) {
-  RoundTripAll({Double(kHour + 17, 21.5)});
-  RoundTripAll({Double(kHour - 5, -3.25)});  // before the hour: the offset is signed
+  RoundTripAll({DoubleRow(kHour + 17, 21.5)});
+  RoundTripAll({DoubleRow(kHour - 5, -3.25)});  // before the hour: the offset is signed
 }
 
 TEST(RawSegment, EdgeDoubles) {
@@ -103,8 +89,8 @@ TEST(RawSegment, EdgeDoubles) {
                            inf,
                            -inf,
                            std::numeric_limits<double>::quiet_NaN(),
-                           FromBits(0x7ff0000000000001),  // signalling NaN payload
-                           FromBits(0xfff8dead0000beef),  // negative NaN with a payload
+                           DoubleFromBits(0x7ff0000000000001),  // signalling NaN payload
+                           DoubleFromBits(0xfff8dead0000beef),  // negative NaN with a payload
                            std::numeric_limits<double>::max(),
                            -std::numeric_limits<double>::max(),
                            std::numeric_limits<double>::min(),
@@ -174,16 +160,17 @@ TEST(RawSegment, Timestamps) {
   std::vector<RawRow> rows;
   int64_t t = kHour + 3;
   for (int i = 0; i < 3600; ++i) {
-    rows.push_back(Double(t, i));
+    rows.push_back(DoubleRow(t, i));
     t += kSec + static_cast<int64_t>(rng() % 2'000'000) - 1'000'000;
     if (i % 500 == 0) t += 37 * kSec;
   }
   RoundTripAll(rows);
-  RoundTripAll({Double(std::numeric_limits<int64_t>::min(), 1), Double(0, 2),
-                Double(std::numeric_limits<int64_t>::max() - 1, 3),
-                Double(std::numeric_limits<int64_t>::max(), 4)});
-  RoundTripAll({Double(kHour, 1), Double(kHour + 1, 2)});
-  RoundTripAll({Double(kHour, 1), Double(kHour + 1, 2), Double(kHour + kNsPerHour - 1, 3)});
+  RoundTripAll({DoubleRow(std::numeric_limits<int64_t>::min(), 1), DoubleRow(0, 2),
+                DoubleRow(std::numeric_limits<int64_t>::max() - 1, 3),
+                DoubleRow(std::numeric_limits<int64_t>::max(), 4)});
+  RoundTripAll({DoubleRow(kHour, 1), DoubleRow(kHour + 1, 2)});
+  RoundTripAll(
+      {DoubleRow(kHour, 1), DoubleRow(kHour + 1, 2), DoubleRow(kHour + kNsPerHour - 1, 3)});
 }
 
 TEST(RawSegment, MixedKindsStatusesAndStrings) {
@@ -244,10 +231,10 @@ TEST(RawSegment, MixedKindsStatusesAndStrings) {
 TEST(RawSegment, RejectsUnsortedRepeatedAndEmpty) {
   auto empty = EncodeRawSegment(kHour, {});
   EXPECT_EQ(empty.status().code(), absl::StatusCode::kInvalidArgument);
-  auto unsorted = EncodeRawSegment(kHour, {Double(kHour + 2, 1), Double(kHour + 1, 2)});
+  auto unsorted = EncodeRawSegment(kHour, {DoubleRow(kHour + 2, 1), DoubleRow(kHour + 1, 2)});
   EXPECT_EQ(unsorted.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(unsorted.status().message().find("strictly increasing"), std::string::npos);
-  auto repeated = EncodeRawSegment(kHour, {Double(kHour + 1, 1), Double(kHour + 1, 2)});
+  auto repeated = EncodeRawSegment(kHour, {DoubleRow(kHour + 1, 1), DoubleRow(kHour + 1, 2)});
   EXPECT_EQ(repeated.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
@@ -262,7 +249,8 @@ std::vector<RawRow> Sample() {
   std::vector<RawRow> rows;
   const char* kStates[] = {"ok", "warn"};
   for (int i = 0; i < 200; ++i) {
-    RawRow r = Double(kHour + i * kSec + (i % 3) * 1000, 20 + std::sin(i / 10.0), i % 17 ? 0 : 5);
+    RawRow r =
+        DoubleRow(kHour + i * kSec + (i % 3) * 1000, 20 + std::sin(i / 10.0), i % 17 ? 0 : 5);
     if (i % 9 == 0) {
       r.kind = ValueKind::kString;
       r.s = kStates[i % 2];
