@@ -178,9 +178,10 @@ wait_applied() {
   done
   now_s
 }
-stored_rows() { # stored_rows TENANT_ID: the tenant's raw rows
-  psql "$TELEMETRY_PG_PRIMARY" -Atc "SELECT count(*) FROM raw_readings r JOIN series s
-    ON s.id = r.series_id WHERE s.tenant_id = $1"
+stored_rows() { # stored_rows TENANT_ID: the tenant's raw readings (rows and packed segments)
+  psql "$TELEMETRY_PG_PRIMARY" -Atc "SELECT (SELECT count(*) FROM raw_readings r JOIN series s
+    ON s.id = r.series_id WHERE s.tenant_id = $1) + (SELECT coalesce(sum(g.n), 0)
+    FROM raw_readings_seg g JOIN series s ON s.id = g.series_id WHERE s.tenant_id = $1)"
 }
 settle() { # the previous run's leftovers (autovacuum, checkpoint, standby replay) done now
   psql "$TELEMETRY_PG_ADMIN" -qc "VACUUM (ANALYZE)" -c CHECKPOINT >/dev/null

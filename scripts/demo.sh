@@ -124,10 +124,11 @@ echo "== latest values of dev-1 (STRONG, from the primary)"
 echo "== the first 10 readings of dev-1/s2 in the last hour (Range, limit 10, with a resume cursor)"
 "$BUILD_DIR/tools/cli/telemetry-cli" range --api_key "$API_KEY" --device dev-1 --sensors s2 \
   --from_s 3600 --limit 10
-echo "== stored rows (every reading is a raw row; the 1-minute rollups count only numeric and"
-echo "   boolean readings: the string sensor's readings have no rollup, so the two counts differ)"
-psql "$TELEMETRY_PG_PRIMARY" -c "SELECT count(*) AS raw_rows,
-    count(*) FILTER (WHERE value_text IS NULL) AS numeric_or_boolean_rows FROM raw_readings" \
+echo "== stored readings (raw rows and, for hours the writer packed, segments: the view"
+echo "   raw_readings_merged has both; the 1-minute rollups count only numeric and boolean"
+echo "   readings: the string sensor's readings have no rollup, so the two counts differ)"
+psql "$TELEMETRY_PG_PRIMARY" -c "SELECT count(*) AS raw_readings,
+    count(*) FILTER (WHERE value_text IS NULL) AS numeric_or_boolean FROM raw_readings_merged" \
   -c "SELECT count(*) AS minute_buckets, sum(cnt) AS readings_in_rollups FROM agg_1m_merged"
 echo "== writer metrics"
 curl -s http://127.0.0.1:9102/metrics | grep -E '^writer_(readings|batches|dead|log_gap)'

@@ -28,7 +28,7 @@ struct CompactorOptions {
   int max_hours_per_round = 24;
   // The warm tier: closed hours of raw rows packed into per-series segments
   // (ReadingWriter::PackRawHour), in steps of about `raw_step_readings`.
-  bool pack_raw = false;
+  bool pack_raw = true;
   int max_raw_hours_per_round = 4;
   int64_t raw_step_readings = 10'000;
 };

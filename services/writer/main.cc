@@ -34,9 +34,10 @@ ABSL_FLAG(int, compact_interval_s, 60,
           "(0 = never; telemetry-admin compact-rollups does it on demand)");
 ABSL_FLAG(int, compact_grace_s, 3600, "Compact an hour this long after it ended");
 ABSL_FLAG(int, compact_quiet_s, 300, "...and once this writer has not written to it for this long");
-ABSL_FLAG(bool, pack_raw, false,
+ABSL_FLAG(bool, pack_raw, true,
           "Also pack closed hours of raw rows into compressed per-series segments (the warm tier, "
-          "docs/design-storage-layout.md; off by default until its benchmarks are in)");
+          "docs/design-storage-layout.md), each --compact_grace_s after it ended and once this "
+          "writer has not written to it for --compact_quiet_s; needs --compact_interval_s > 0");
 ABSL_FLAG(int64_t, pack_raw_step_readings, 10000,
           "Readings per packing transaction (a writer of a late reading for that hour waits for "
           "at most one)");

@@ -68,17 +68,10 @@ Written WriteFleet(telemetry::v1::IngestService::Stub* stub, const std::string& 
   return w;
 }
 
-int64_t RawCount(int64_t tenant_id) {
-  return SqlInt(
-      absl::StrCat("SELECT count(*) FROM raw_readings r JOIN series s ON s.id = r.series_id WHERE "
-                   "s.tenant_id = ",
-                   tenant_id));
-}
-
 int64_t RollupMismatches(int64_t tenant_id, const std::string& table, int64_t width_ns) {
   return SqlInt(absl::StrCat(
       "WITH v AS (SELECT r.series_id, r.ts, coalesce(r.value_double, r.value_bool::int) AS v"
-      "   FROM raw_readings r JOIN series s ON s.id = r.series_id WHERE s.tenant_id = ",
+      "   FROM raw_readings_merged r JOIN series s ON s.id = r.series_id WHERE s.tenant_id = ",
       tenant_id,
       "   AND (r.value_double IS NOT NULL OR r.value_bool IS NOT NULL)),"
       " r AS (SELECT series_id, ts - ts % ",
@@ -102,7 +95,7 @@ int64_t SensorRollupMismatches(int64_t tenant_id) {
   return SqlInt(absl::StrCat(
       "WITH v AS (SELECT s.project_id, s.sensor, r.ts,"
       "   coalesce(r.value_double, r.value_bool::int) AS v"
-      "   FROM raw_readings r JOIN series s ON s.id = r.series_id WHERE s.tenant_id = ",
+      "   FROM raw_readings_merged r JOIN series s ON s.id = r.series_id WHERE s.tenant_id = ",
       tenant_id,
       "   AND (r.value_double IS NOT NULL OR r.value_bool IS NOT NULL)),"
       " r AS (SELECT project_id, sensor, ts - ts % 3600000000000 AS bucket, count(*) AS c,"
@@ -119,7 +112,7 @@ int64_t SensorRollupMismatches(int64_t tenant_id) {
 int64_t CacheMismatches(int64_t tenant_id) {
   auto rows = Sql(absl::StrCat(
       "SELECT d.name, s.sensor, r.ts FROM series s JOIN devices d ON d.id = s.device_id"
-      " CROSS JOIN LATERAL (SELECT ts FROM raw_readings r WHERE r.series_id = s.id"
+      " CROSS JOIN LATERAL (SELECT ts FROM raw_readings_merged r WHERE r.series_id = s.id"
       "   ORDER BY ts DESC LIMIT 1) r WHERE s.tenant_id = ",
       tenant_id));
   std::vector<std::string> devices;

@@ -39,8 +39,8 @@ Written WriteFleet(telemetry::v1::IngestService::Stub* stub, const std::string& 
                    const loadgen::FleetOptions& fleet, int64_t total, int batch,
                    WriteOptions options = {});
 
-int64_t RawCount(int64_t tenant_id);
-// Rollup buckets that differ from a GROUP BY over the tenant's raw rows.
+// Rollup buckets that differ from a GROUP BY over the tenant's raw readings (rows and
+// segments: raw_readings_merged).
 int64_t RollupMismatches(int64_t tenant_id, const std::string& table, int64_t width_ns);
 // Tenant-wide hourly per-sensor rollup rows that differ from a GROUP BY over
 // the tenant's raw rows.

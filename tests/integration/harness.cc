@@ -342,11 +342,17 @@ std::pair<std::string, int> Shell(const std::string& cmd) {
   return {out, WIFEXITED(rc) ? WEXITSTATUS(rc) : -1};
 }
 
+std::string StoredReadingsSql(const std::string& series_where) {
+  return absl::StrCat(
+      "SELECT (SELECT count(*) FROM raw_readings r JOIN series s ON s.id = r.series_id WHERE ",
+      series_where,
+      ") + (SELECT coalesce(sum(g.n), 0) FROM raw_readings_seg g JOIN series s"
+      " ON s.id = g.series_id WHERE ",
+      series_where, ")");
+}
+
 int64_t StoredReadings(int64_t tenant_id) {
-  return SqlInt(
-      absl::StrCat("SELECT count(*) FROM raw_readings r JOIN series s ON s.id = r.series_id WHERE "
-                   "s.tenant_id = ",
-                   tenant_id));
+  return SqlInt(StoredReadingsSql(absl::StrCat("s.tenant_id = ", tenant_id)));
 }
 
 int64_t WaitForReadings(int64_t tenant_id, int64_t expected, int timeout_s) {

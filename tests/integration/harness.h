@@ -117,7 +117,11 @@ bool WaitForHealth(int port, const std::string& service, int want, int timeout_m
 // did not exit normally).
 std::pair<std::string, int> Shell(const std::string& cmd);
 
-// Raw readings stored for a tenant (rows of raw_readings of its series).
+// SQL counting the raw readings stored for the series matching `series_where`
+// (a condition on `series s`): rows of raw_readings plus the readings packed
+// into segments (raw_readings_seg.n; the writer packs closed hours).
+std::string StoredReadingsSql(const std::string& series_where);
+// Raw readings stored for a tenant (rows and packed, StoredReadingsSql).
 int64_t StoredReadings(int64_t tenant_id);
 // Waits until `expected` readings of the tenant are stored (at most
 // `timeout_s`), then a second more to see nothing extra arrives; the count.

@@ -45,7 +45,7 @@ std::string Fingerprint(int64_t tenant_id) {
   std::string out;
   for (const std::string& q : {
            "SELECT count(*), sum(x.ts % 1000003), sum(coalesce(x.value_double, 0)::numeric),"
-           " count(x.value_text) FROM raw_readings x" +
+           " count(x.value_text) FROM raw_readings_merged x" +
                of_tenant,
            "SELECT count(*), sum(x.cnt), sum(x.sum::numeric), sum(x.last_ts % 1000003) FROM "
            "agg_1m_merged x" +
@@ -115,7 +115,7 @@ TEST(KafkaBroker, KilledDuringIngestLosesNothingAcknowledgedAndDoublesNothing) {
   EXPECT_LE(w.slowest_failure_ms, options.deadline_ms + 500);
   auto query = services.QueryStub();
   ASSERT_TRUE(WaitForToken(query.get(), t.key, w.token, "dev-0", 120'000).ok());
-  EXPECT_EQ(RawCount(t.id), w.unique);
+  EXPECT_EQ(StoredReadings(t.id), w.unique);
   EXPECT_EQ(RollupMismatches(t.id, "agg_1m_merged", 60'000'000'000), 0);
   EXPECT_EQ(RollupMismatches(t.id, "agg_1h", 3'600'000'000'000), 0);
   EXPECT_EQ(CacheMismatches(t.id), 0);
@@ -140,7 +140,7 @@ TEST(KafkaBroker, WriterReplayFromItsPositionAndFromZeroChangesNothing) {
   ASSERT_EQ(w.failed_calls, 0);
   auto query = services.QueryStub();
   ASSERT_TRUE(WaitForToken(query.get(), t.key, w.token, "dev-0", 60'000).ok());
-  ASSERT_EQ(RawCount(t.id), w.unique);
+  ASSERT_EQ(StoredReadings(t.id), w.unique);
   const std::string before = Fingerprint(t.id);
   const int64_t offsets = StoredOffsetSum(topic);
   ASSERT_GT(offsets, 0);
@@ -253,7 +253,7 @@ TEST(KafkaBroker, IngestPushesBackWhileNoWriterConsumesThenRecovers) {
       30'000));
   auto query = services.QueryStub();
   ASSERT_TRUE(WaitForToken(query.get(), t.key, MergeTokens(tokens), "d0", 60'000).ok());
-  EXPECT_EQ(RawCount(t.id), stored);
+  EXPECT_EQ(StoredReadings(t.id), stored);
   DeleteTopic(topic);
 }
 
@@ -343,7 +343,7 @@ TEST(KafkaBroker, WriterThatFellOffTheLogStartCountsTheGapAndThePartitionResumes
   std::string token = resp.consistency_token();
   services.StartWriter(writer_args);
   ASSERT_TRUE(WaitForToken(query.get(), t.key, token, "c", 30'000).ok());
-  EXPECT_EQ(RawCount(t.id), 20);  // a and c; b was lost, and said so:
+  EXPECT_EQ(StoredReadings(t.id), 20);  // a and c; b was lost, and said so:
   const int port = services.writer_http_port();
   EXPECT_EQ(MetricValue(port, "writer_log_gap_messages_total"), static_cast<double>(low - 1));
   EXPECT_EQ(SqlInt("SELECT count(*) FROM writer_log_gaps WHERE topic = '" + topic +
@@ -358,7 +358,7 @@ TEST(KafkaBroker, WriterThatFellOffTheLogStartCountsTheGapAndThePartitionResumes
   // And the partition goes on: later writes are stored too.
   ASSERT_TRUE(WriteOne(ingest.get(), t.key, "d", t0, 10, &resp).ok());
   EXPECT_TRUE(WaitForToken(query.get(), t.key, resp.consistency_token(), "d", 30'000).ok());
-  EXPECT_EQ(RawCount(t.id), 30);
+  EXPECT_EQ(StoredReadings(t.id), 30);
   DeleteTopic(topic);
 }
 

@@ -81,7 +81,7 @@ TEST_F(Pipeline, DuplicatesAndLateReadingsAreStoredExactlyOnce) {
   ASSERT_EQ(w.failed_calls, 0);
   EXPECT_GT(w.accepted, w.unique);  // duplicates were sent and accepted
   ASSERT_TRUE(WaitForToken(query_.get(), t.key, w.token, "dev-0").ok());
-  EXPECT_EQ(RawCount(t.id), w.unique);
+  EXPECT_EQ(StoredReadings(t.id), w.unique);
   EXPECT_EQ(RollupMismatches(t.id, "agg_1m_merged", 60'000'000'000), 0);
   EXPECT_EQ(RollupMismatches(t.id, "agg_1h", 3'600'000'000'000), 0);
   EXPECT_EQ(SensorRollupMismatches(t.id), 0);
@@ -279,7 +279,7 @@ TEST_F(Pipeline, ARequestAtTheSizeLimitIsStoredAndOneOverItIsRefusedAsTooLarge) 
   ASSERT_TRUE(st.ok()) << st.error_code() << " " << st.error_message();
   EXPECT_EQ(resp.accepted(), 15'000);
   ASSERT_TRUE(WaitForToken(query_.get(), t.key, resp.consistency_token(), "big-device").ok());
-  EXPECT_EQ(RawCount(t.id), 15'000);
+  EXPECT_EQ(StoredReadings(t.id), 15'000);
 
   WriteRequest too_big = request(16'500);
   ASSERT_GT(too_big.ByteSizeLong(), 16u << 20);
@@ -309,7 +309,7 @@ TEST_F(Pipeline, QuotaRefusalCarriesRetryAdviceAndStoresNothing) {
             0);
   // Wait until the first write is stored: none of the refused one is there.
   ASSERT_TRUE(WaitForToken(query_.get(), t.key, resp.consistency_token(), "q").ok());
-  EXPECT_EQ(RawCount(t.id), 90);
+  EXPECT_EQ(StoredReadings(t.id), 90);
 }
 
 TEST_F(Pipeline, UnregisteredDevicesAreRejectedWhenTheTenantRequiresRegistration) {
@@ -356,7 +356,7 @@ TEST_F(Pipeline, WriteStreamAcknowledgesTheWholeStream) {
   ASSERT_EQ(resp.rejected_size(), 1);
   EXPECT_EQ(resp.rejected(0).index(), 3503);
   ASSERT_TRUE(WaitForToken(query_.get(), t.key, resp.consistency_token(), "s-0").ok());
-  EXPECT_EQ(RawCount(t.id), 9'999);
+  EXPECT_EQ(StoredReadings(t.id), 9'999);
 }
 
 TEST_F(Pipeline, ReplayingTheTopicFromTheStartChangesNothing) {
@@ -365,7 +365,7 @@ TEST_F(Pipeline, ReplayingTheTopicFromTheStartChangesNothing) {
   fleet.duplicate_fraction = 0.05;
   Written w = WriteFleet(ingest_.get(), t.key, fleet, 5'000, 1'000);
   ASSERT_TRUE(WaitForToken(query_.get(), t.key, w.token, "dev-0").ok());
-  const int64_t raw_before = SqlInt("SELECT count(*) FROM raw_readings");
+  const int64_t raw_before = SqlInt(StoredReadingsSql("true"));
   const std::string agg_before =
       Sql("SELECT coalesce(sum(cnt), 0)::text || '/' || coalesce(sum(sum::numeric), 0)::text FROM "
           "agg_1m")[0][0];
@@ -390,7 +390,7 @@ TEST_F(Pipeline, ReplayingTheTopicFromTheStartChangesNothing) {
   ASSERT_GE(
       SqlInt("SELECT sum(next_offset) FROM writer_offsets WHERE topic = 'telemetry.readings.v1'"),
       applied_before);
-  EXPECT_EQ(SqlInt("SELECT count(*) FROM raw_readings"), raw_before);
+  EXPECT_EQ(SqlInt(StoredReadingsSql("true")), raw_before);
   EXPECT_EQ(Sql("SELECT coalesce(sum(cnt), 0)::text || '/' || coalesce(sum(sum::numeric), 0)::text "
                 "FROM agg_1m")[0][0],
             agg_before);
@@ -425,7 +425,7 @@ TEST(WriterCompaction, ClosedHoursAreRewrittenByTheWriterAndStayEqualToRaw) {
     if (!compacted) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   ASSERT_TRUE(compacted) << "the writer did not compact the two closed hours; see " << s.log_dir();
-  EXPECT_EQ(RawCount(t.id), w.unique);
+  EXPECT_EQ(StoredReadings(t.id), w.unique);
   EXPECT_EQ(RollupMismatches(t.id, "agg_1m_merged", 60'000'000'000), 0);
   EXPECT_EQ(RollupMismatches(t.id, "agg_1h", 3'600'000'000'000), 0);
 }

@@ -48,7 +48,7 @@ TEST(Robustness, WriterKilledMidStreamLosesNothingAndDoublesNothing) {
   ASSERT_EQ(w.failed_calls, 0);
   auto query = services.QueryStub();
   ASSERT_TRUE(WaitForToken(query.get(), t.key, w.token, "dev-0", 120000).ok());
-  EXPECT_EQ(RawCount(t.id), w.unique);
+  EXPECT_EQ(StoredReadings(t.id), w.unique);
   EXPECT_EQ(RollupMismatches(t.id, "agg_1m_merged", 60'000'000'000), 0);
   EXPECT_EQ(RollupMismatches(t.id, "agg_1h", 3'600'000'000'000), 0);
   EXPECT_EQ(SensorRollupMismatches(t.id), 0);
@@ -119,7 +119,7 @@ TEST(Robustness, KafkaOutageFailsWritesWithUnavailableThenRecovers) {
   ASSERT_FALSE(token.empty()) << "writes did not recover after Kafka came back";
   auto query = services.QueryStub();
   ASSERT_TRUE(WaitForToken(query.get(), t.key, token, "k1", 60000).ok());
-  EXPECT_EQ(RawCount(t.id), 1);
+  EXPECT_EQ(StoredReadings(t.id), 1);
 }
 
 TEST(Robustness, IngestWhosePortIsTakenExitsWithAnErrorNotAnAbort) {

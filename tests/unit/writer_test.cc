@@ -287,20 +287,24 @@ TEST_F(WriterTest, CompactorRewritesClosedHoursThisWriterNoLongerWrites) {
   EXPECT_EQ(cm.failures->Value(), 1);
 }
 
-TEST_F(WriterTest, CompactorPacksRawHoursOnlyWhenAskedAndOnlyQuietClosedOnes) {
+TEST_F(WriterTest, CompactorPacksRawHoursUnlessTurnedOffAndOnlyQuietClosedOnes) {
   constexpr int64_t kHour = 3600 * kNsPerSec;
   const int64_t now_hour = clock_.NowNs() - clock_.NowNs() % kHour;
   clock_.Set(now_hour + kHour / 2);
   CompactorOptions o;
+  EXPECT_TRUE(o.pack_raw);  // on by default
   o.grace_ns = kHour;
   o.quiet_ns = 300 * kNsPerSec;
   CompactorMetrics cm(&registry_);
   FakeConsumer consumer(&kafka_, kTopic);
   auto w = MakeWriter(&consumer);
-  Produce({{"d1", "t", now_hour - 3 * kHour + 1, 1}, {"d1", "t", now_hour - 3 * kHour + 2, 2},
-           {"d2", "t", now_hour - 3 * kHour + 1, 3}, {"d1", "t", now_hour + 1, 4}});
+  Produce({{"d1", "t", now_hour - 3 * kHour + 1, 1},
+           {"d1", "t", now_hour - 3 * kHour + 2, 2},
+           {"d2", "t", now_hour - 3 * kHour + 1, 3},
+           {"d1", "t", now_hour + 1, 4}});
   Drain(*w);
-  // Off by default: the rollups are compacted, raw rows stay.
+  // Turned off (--pack_raw=false): the rollups are compacted, raw rows stay.
+  o.pack_raw = false;
   Compactor off(o, &store_, &clock_, &cm);
   ASSERT_TRUE(off.RunOnce().ok());
   EXPECT_TRUE(store_.packed_hours().empty());
