@@ -171,16 +171,18 @@ absl::Status DecodeRawSegmentField(const pqxx::field& data, int64_t hour_ns,
 }
 
 // The segments of one series a read over [from, ...) needs to fill `want`
-// readings: those overlapping the range, in hour order, while the readings
-// of the segments before (not counting the first, which may begin before
-// `from`) are fewer than `want`. {S} is the series id expression, {FROM} and
-// {END} the range, {WANT} the limit.
+// readings: those holding readings in the range (first_ts / last_ts,
+// migration 0010), in hour order, while the readings of the segments before
+// (not counting the first, which may begin before `from`) are fewer than
+// `want`. {S} is the series id expression, {FROM} and {END} the range,
+// {WANT} the limit.
 constexpr char kSegmentsForRangeTemplate[] = R"sql(
   SELECT hour, data FROM (
     SELECT hour, data, sum(n) OVER w - n - first_value(n) OVER w AS before_n,
            row_number() OVER w AS k
     FROM raw_readings_seg
     WHERE series_id = {S} AND hour > {FROM} - 3600000000000 AND hour < {END}
+      AND last_ts >= {FROM} AND first_ts < {END}
     WINDOW w AS (ORDER BY hour)) seg
   WHERE k = 1 OR before_n < {WANT})sql";
 
@@ -465,9 +467,12 @@ class PgReadingReader final : public ReadingReader {
                                         int64_t to_ns) override {
     // Per series: the last row before, the rows inside, the first after;
     // each part an index range scan on (series_id, ts). Then the segments
-    // that may hold any of them: the two newest before the window (the one
-    // holding its start may have nothing before it), those starting inside,
-    // and the first after it (the one holding its end may have nothing after).
+    // that hold any of them, by their first and last timestamps (migration
+    // 0010): the newest that starts before the window (the last reading
+    // before it, if a segment has one, is there: every newer segment starts
+    // inside or after the window), those overlapping it, and the oldest that
+    // ends after it. For a window inside one hour that is one segment, listed
+    // up to three times (in hour order: the copies are adjacent and skipped).
     static const std::string kSql =
         "SELECT s.sensor, s.unit, x.part, x.ts, x.value_double, x.value_text, x.value_bool,"
         " x.status_code, x.data"
@@ -483,13 +488,15 @@ class PgReadingReader final : public ReadingReader {
         "   FROM raw_readings WHERE series_id = s.id AND ts > $5 ORDER BY ts LIMIT 1)"
         "  UNION ALL"
         "  (SELECT 3, hour, NULL, NULL, NULL, NULL, data FROM raw_readings_seg"
-        "   WHERE series_id = s.id AND hour < $4 ORDER BY hour DESC LIMIT 2)"
+        "   WHERE series_id = s.id AND hour < $4 AND first_ts < $4 ORDER BY hour DESC LIMIT 1)"
         "  UNION ALL"
         "  (SELECT 3, hour, NULL, NULL, NULL, NULL, data FROM raw_readings_seg"
-        "   WHERE series_id = s.id AND hour >= $4 AND hour <= $5)"
+        "   WHERE series_id = s.id AND hour > $4 - 3600000000000 AND hour <= $5"
+        "     AND last_ts >= $4 AND first_ts <= $5)"
         "  UNION ALL"
         "  (SELECT 3, hour, NULL, NULL, NULL, NULL, data FROM raw_readings_seg"
-        "   WHERE series_id = s.id AND hour > $5 ORDER BY hour LIMIT 1)) x"
+        "   WHERE series_id = s.id AND hour > $5 - 3600000000000 AND last_ts > $5"
+        "   ORDER BY hour LIMIT 1)) x"
         " WHERE d.tenant_id = $1 AND d.name = $2"
         "   AND (cardinality($3::text[]) = 0 OR s.sensor = ANY($3::text[]))"
         " ORDER BY s.sensor, s.unit, x.part, x.ts";
@@ -535,19 +542,28 @@ class PgReadingReader final : public ReadingReader {
             }
           };
           std::vector<RawRow> decoded;
+          // The series' previous segment (a bool beside it: GCC 12 sees
+          // std::optional<int64_t> here as maybe uninitialized).
+          bool have_decoded = false;
+          int64_t decoded_hour = 0;
           for (const auto& row : r) {
             if (!open || sensor != row[0].c_str() || unit != row[1].c_str()) {
               flush();
               sensor = row[0].as<std::string>();
               unit = row[1].as<std::string>();
               open = true;
+              have_decoded = false;
             }
             if (PgInt64(row[2]) < 3) {
               place(RowFrom(row, 3));
               continue;
             }
+            const int64_t hour = PgInt64(row[3]);
+            if (have_decoded && decoded_hour == hour) continue;  // listed again
             decoded.clear();
-            RETURN_IF_ERROR(DecodeRawSegmentField(row[8], PgInt64(row[3]), &decoded));
+            have_decoded = true;
+            decoded_hour = hour;
+            RETURN_IF_ERROR(DecodeRawSegmentField(row[8], hour, &decoded));
             // Only the readings next to the window and inside it matter.
             for (const RawRow& raw : decoded) {
               if ((raw.ts_ns < from_ns && parts.before && raw.ts_ns <= parts.before->ts_ns) ||

@@ -628,8 +628,8 @@ class PgReadingWriter final : public ReadingWriter {
         tx.exec(
             "SET LOCAL synchronous_commit = off;"
             "SET LOCAL client_min_messages = warning;"
-            "CREATE TEMP TABLE IF NOT EXISTS stage_seg (series_id integer, hour bigint,"
-            " n integer, data bytea) ON COMMIT DELETE ROWS");
+            "CREATE TEMP TABLE IF NOT EXISTS stage_raw_seg (series_id integer, hour bigint,"
+            " n integer, first_ts bigint, last_ts bigint, data bytea) ON COMMIT DELETE ROWS");
         // Waits for the writers of the hour; they wait for this step.
         tx.exec_params("SELECT 1 FROM raw_compactions WHERE hour = $1 FOR UPDATE", hour_ns);
         if (first) {
@@ -682,16 +682,20 @@ class PgReadingWriter final : public ReadingWriter {
             copy.push_back('\t');
             AppendNumber(&copy, v.size());
             copy.push_back('\t');
+            AppendNumber(&copy, v.front().ts_ns);
+            copy.push_back('\t');
+            AppendNumber(&copy, v.back().ts_ns);
+            copy.push_back('\t');
             AppendCopyBytea(&copy, *data);
             ++written;
           }
           if (!copy.empty()) {
-            CopyRawText(tx, "stage_seg", copy);
+            CopyRawText(tx, "stage_raw_seg", copy);
             tx.exec(
-                "INSERT INTO raw_readings_seg (series_id, hour, n, data)"
-                " SELECT series_id, hour, n, data FROM stage_seg"
-                " ON CONFLICT (series_id, hour) DO UPDATE SET n = EXCLUDED.n, data = "
-                "EXCLUDED.data");
+                "INSERT INTO raw_readings_seg (series_id, hour, n, first_ts, last_ts, data)"
+                " SELECT series_id, hour, n, first_ts, last_ts, data FROM stage_raw_seg"
+                " ON CONFLICT (series_id, hour) DO UPDATE SET n = EXCLUDED.n,"
+                " first_ts = EXCLUDED.first_ts, last_ts = EXCLUDED.last_ts, data = EXCLUDED.data");
           }
         }
         tx.exec_params(

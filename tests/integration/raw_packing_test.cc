@@ -103,17 +103,23 @@ class RawPacking : public ::testing::Test {
                      Ids(), ") AND hour = ", hour_));
   }
   // Every reading of the hour: the rows and the decoded segments, by (series, time).
+  // Checks that each segment's first_ts / last_ts are its first and last reading's.
   std::vector<RawRow> Stored() const {
     std::vector<RawRow> out;
-    for (const auto& row :
-         Sql(absl::StrCat("SELECT series_id, data FROM raw_readings_seg WHERE series_id = ANY(",
-                          Ids(), ") AND hour = ", hour_))) {
+    for (const auto& row : Sql(absl::StrCat(
+             "SELECT series_id, data, first_ts, last_ts FROM raw_readings_seg WHERE series_id = "
+             "ANY(",
+             Ids(), ") AND hour = ", hour_))) {
       std::string bytes;
       for (size_t i = 2; i + 1 < row[1].size(); i += 2) {
         bytes.push_back(static_cast<char>(std::stoi(row[1].substr(i, 2), nullptr, 16)));
       }
+      const size_t before = out.size();
       absl::Status st = segment::DecodeRawSegment(std::stoi(row[0]), hour_, bytes, &out);
       EXPECT_TRUE(st.ok()) << st;
+      if (!st.ok() || out.size() == before) continue;
+      EXPECT_EQ(std::stoll(row[2]), out[before].ts_ns) << "series " << row[0];
+      EXPECT_EQ(std::stoll(row[3]), out.back().ts_ns) << "series " << row[0];
     }
     for (const auto& row : Sql(absl::StrCat(
              "SELECT series_id, ts, CASE WHEN value_double IS NOT NULL THEN 0"
@@ -198,6 +204,13 @@ TEST_F(RawPacking, MovesAnHourIntoSegmentsExactlyOnce) {
   EXPECT_EQ(RowsIn(hour_, hour_ + kHour), 0);
   EXPECT_EQ(RowsIn(hour_ + kHour, hour_ + 2 * kHour), 12 * 5);  // the next hour is untouched
   EXPECT_EQ(InSegments(), 12 * 120);
+  // The bounds the packer wrote are what migration 0010 computes for older segments.
+  EXPECT_EQ(SqlInt(absl::StrCat(
+                "SELECT count(*) FROM raw_readings_seg g CROSS JOIN LATERAL"
+                " (SELECT min(u.ts) AS lo, max(u.ts) AS hi FROM raw_seg_unpack(g.hour, g.data) u) b"
+                " WHERE g.series_id = ANY(",
+                Ids(), ") AND (g.first_ts, g.last_ts) IS DISTINCT FROM (b.lo, b.hi)")),
+            0);
   EXPECT_EQ(SqlInt(absl::StrCat("SELECT count(*) FROM raw_compactions WHERE hour = ", hour_,
                                 " AND state = 'packed' AND readings = ", 12 * 120)),
             1);
@@ -460,6 +473,11 @@ std::vector<std::string> Answers(ReadingReader* reader, int64_t tenant, int64_t 
       {hour + 2 * kHour - 45 * kSec, hour + 2 * kHour + 45 * kSec},   // into the open hour
       {hour + 3 * kHour, hour + 4 * kHour},                           // after: nothing
       {hour + 15, hour + 15},                                         // an instant
+      // Starting inside an hour, before the first reading of some series (series s has its
+      // readings at s ns past each 30 s): their reading before is in the previous hour's segment.
+      {hour + kHour + 2, hour + kHour + 30 * kSec},
+      // Ending at a segment's last reading: the one after is in the next hour's segment.
+      {hour + kHour - 90 * kSec, hour + kHour - 30 * kSec},
   };
   for (const auto& [from, to] : windows) {
     for (const std::string device : {"d0", "d2"}) {
