@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <thread>
 
@@ -179,8 +180,13 @@ void Service::ShutDown() {
   health_.ShutDown();
   StartDrain();
   if (grpc_server_) {
+    const auto start = std::chrono::steady_clock::now();
     grpc_server_->Shutdown(std::chrono::system_clock::now() +
                            std::chrono::seconds(absl::GetFlag(FLAGS_drain_s)));
+    log_->info("shutdown: gRPC calls drained in {} ms",
+               std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now() - start)
+                   .count());
   }
   for (auto& [name, step] : shutdown_steps_) {
     log_->info("shutdown: {}", name);

@@ -421,12 +421,20 @@ bool Processor::Backoff() { return SleepUnlessStopped(options_.retry_backoff_ns,
 void Processor::Run(const std::atomic<bool>& stop) {
   stop_ = &stop;
   while (!stop.load()) RunOnce().IgnoreError();
+  auto log = GetLogger("alert");
+  const int64_t stopped = clock_->MonotonicNs();
   if (!halted_) {
-    for (int i = 0; i < 10 && !Checkpoint().ok(); ++i) {
+    for (int i = 0; i < 10; ++i) {
+      absl::Status st = Checkpoint();
+      if (st.ok()) break;
+      log->warn("final checkpoint, try {} of 10: {}", i + 1, st.ToString());
       std::this_thread::sleep_for(std::chrono::nanoseconds(options_.retry_backoff_ns));
     }
   }
+  const int64_t checkpointed = clock_->MonotonicNs();
   consumer_->Close();
+  log->info("evaluation stopped: final checkpoint {} ms, left the group in {} ms",
+            (checkpointed - stopped) / kNsPerMs, (clock_->MonotonicNs() - checkpointed) / kNsPerMs);
   stop_ = nullptr;
 }
 
