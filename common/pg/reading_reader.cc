@@ -258,18 +258,25 @@ class PgReadingReader final : public ReadingReader {
   absl::StatusOr<std::vector<ReadingRow>> Latest(int64_t tenant_id,
                                                  const std::vector<std::string>& devices,
                                                  const std::vector<std::string>& sensors) override {
-    // Per series the newest row and the newest segment (late rows of a
-    // packed hour stay rows until repacked, so either may hold the newest).
+    // Per series the newest segment and the newest row after its last
+    // reading (late rows of a packed hour stay rows until repacked, so either
+    // may hold the newest). The row search is bounded by the segment: without
+    // the bound, a series whose rows were all packed would probe every day
+    // partition of raw_readings, newest to oldest, for a row that is not there.
     static const std::string kSql =
         "SELECT d.name, s.sensor, s.unit, r.part, r.ts, r.value_double, r.value_text,"
         " r.value_bool, r.status_code, r.data"
-        " FROM devices d JOIN series s ON s.device_id = d.id CROSS JOIN LATERAL ("
+        " FROM devices d JOIN series s ON s.device_id = d.id LEFT JOIN LATERAL ("
+        "  SELECT hour, last_ts, data FROM raw_readings_seg"
+        "  WHERE series_id = s.id ORDER BY hour DESC LIMIT 1) g ON true"
+        " CROSS JOIN LATERAL ("
         "  (SELECT 0 AS part, ts, value_double, value_text, value_bool, status_code,"
         "          NULL::bytea AS data"
-        "   FROM raw_readings r WHERE r.series_id = s.id ORDER BY r.ts DESC LIMIT 1)"
+        "   FROM raw_readings r WHERE r.series_id = s.id"
+        "     AND r.ts > coalesce(g.last_ts, '-9223372036854775808'::bigint)"
+        "   ORDER BY r.ts DESC LIMIT 1)"
         "  UNION ALL"
-        "  (SELECT 1, hour, NULL, NULL, NULL, NULL, data FROM raw_readings_seg g"
-        "   WHERE g.series_id = s.id ORDER BY g.hour DESC LIMIT 1)) r"
+        "  SELECT 1, g.hour, NULL, NULL, NULL, NULL, g.data WHERE g.hour IS NOT NULL) r"
         " WHERE d.tenant_id = $1 AND d.name = ANY($2::text[])"
         "   AND (cardinality($3::text[]) = 0 OR s.sensor = ANY($3::text[]))"
         " ORDER BY d.name, s.sensor, s.unit";
@@ -473,30 +480,42 @@ class PgReadingReader final : public ReadingReader {
     // inside or after the window), those overlapping it, and the oldest that
     // ends after it. For a window inside one hour that is one segment, listed
     // up to three times (in hour order: the copies are adjacent and skipped).
+    // The edge rows are searched only where they can beat the edge segments
+    // (no older than the segment before, no newer than the last reading of
+    // the one after): unbounded, a window over packed hours would probe every
+    // day partition of raw_readings on each side for rows that are not there.
     static const std::string kSql =
         "SELECT s.sensor, s.unit, x.part, x.ts, x.value_double, x.value_text, x.value_bool,"
         " x.status_code, x.data"
-        " FROM devices d JOIN series s ON s.device_id = d.id CROSS JOIN LATERAL ("
+        " FROM devices d JOIN series s ON s.device_id = d.id"
+        " LEFT JOIN LATERAL (SELECT hour, data FROM raw_readings_seg"
+        "   WHERE series_id = s.id AND hour < $4 AND first_ts < $4"
+        "   ORDER BY hour DESC LIMIT 1) bs ON true"
+        " LEFT JOIN LATERAL (SELECT hour, last_ts, data FROM raw_readings_seg"
+        "   WHERE series_id = s.id AND hour > $5 - 3600000000000 AND last_ts > $5"
+        "   ORDER BY hour LIMIT 1) af ON true"
+        " CROSS JOIN LATERAL ("
         "  (SELECT 0 AS part, ts, value_double, value_text, value_bool, status_code,"
         "          NULL::bytea AS data"
-        "   FROM raw_readings WHERE series_id = s.id AND ts < $4 ORDER BY ts DESC LIMIT 1)"
+        "   FROM raw_readings WHERE series_id = s.id AND ts < $4"
+        "     AND ts >= coalesce(bs.hour, '-9223372036854775808'::bigint)"
+        "   ORDER BY ts DESC LIMIT 1)"
         "  UNION ALL"
         "  (SELECT 1, ts, value_double, value_text, value_bool, status_code, NULL"
         "   FROM raw_readings WHERE series_id = s.id AND ts >= $4 AND ts <= $5 ORDER BY ts)"
         "  UNION ALL"
         "  (SELECT 2, ts, value_double, value_text, value_bool, status_code, NULL"
-        "   FROM raw_readings WHERE series_id = s.id AND ts > $5 ORDER BY ts LIMIT 1)"
+        "   FROM raw_readings WHERE series_id = s.id AND ts > $5"
+        "     AND ts <= coalesce(af.last_ts, '9223372036854775807'::bigint)"
+        "   ORDER BY ts LIMIT 1)"
         "  UNION ALL"
-        "  (SELECT 3, hour, NULL, NULL, NULL, NULL, data FROM raw_readings_seg"
-        "   WHERE series_id = s.id AND hour < $4 AND first_ts < $4 ORDER BY hour DESC LIMIT 1)"
+        "  SELECT 3, bs.hour, NULL, NULL, NULL, NULL, bs.data WHERE bs.hour IS NOT NULL"
         "  UNION ALL"
         "  (SELECT 3, hour, NULL, NULL, NULL, NULL, data FROM raw_readings_seg"
         "   WHERE series_id = s.id AND hour > $4 - 3600000000000 AND hour <= $5"
         "     AND last_ts >= $4 AND first_ts <= $5)"
         "  UNION ALL"
-        "  (SELECT 3, hour, NULL, NULL, NULL, NULL, data FROM raw_readings_seg"
-        "   WHERE series_id = s.id AND hour > $5 - 3600000000000 AND last_ts > $5"
-        "   ORDER BY hour LIMIT 1)) x"
+        "  SELECT 3, af.hour, NULL, NULL, NULL, NULL, af.data WHERE af.hour IS NOT NULL) x"
         " WHERE d.tenant_id = $1 AND d.name = $2"
         "   AND (cardinality($3::text[]) = 0 OR s.sensor = ANY($3::text[]))"
         " ORDER BY s.sensor, s.unit, x.part, x.ts";
