@@ -104,14 +104,14 @@ TEST_F(BridgeE2E, MosquittoPubAndPahoFleetLandExactlyTheirUniqueReadings) {
   const int64_t expected = 3 + 1 + 50 * 20 * 4;
   EXPECT_EQ(WaitForReadings(t.id, expected), expected);
   // Labels from "meta", the string and boolean types, the device of the topic.
-  EXPECT_EQ(
-      SqlInt(absl::StrCat(
-          "SELECT count(*) FROM raw_readings_merged r JOIN series s ON s.id = r.series_id JOIN "
-          "devices d ON d.id = s.device_id WHERE s.tenant_id = ",
-          t.id,
-          " AND d.name = 'pub-1' AND ((s.sensor = 'mode' AND r.value_text = 'eco') OR "
-          "(s.sensor = 'relay' AND r.value_bool)) AND s.labels->>'firmware' = '1.0.3'")),
-      2);
+  EXPECT_EQ(SqlInt(absl::StrCat(
+                "SELECT count(*) FROM ", TenantReadingsSql(t.id),
+                " r JOIN series s ON s.id = r.series_id JOIN "
+                "devices d ON d.id = s.device_id WHERE s.tenant_id = ",
+                t.id,
+                " AND d.name = 'pub-1' AND ((s.sensor = 'mode' AND r.value_text = 'eco') OR "
+                "(s.sensor = 'relay' AND r.value_bool)) AND s.labels->>'firmware' = '1.0.3'")),
+            2);
   EXPECT_EQ(MetricValue(services_->bridge_http_port(), "bridge_bad_messages_total"), bad_sent);
   // The broker's counters reach our metrics ($SYS, published every second
   // while they change): it received the fleet and dropped nothing.

@@ -71,8 +71,9 @@ Written WriteFleet(telemetry::v1::IngestService::Stub* stub, const std::string& 
 int64_t RollupMismatches(int64_t tenant_id, const std::string& table, int64_t width_ns) {
   return SqlInt(absl::StrCat(
       "WITH v AS (SELECT r.series_id, r.ts, coalesce(r.value_double, r.value_bool::int) AS v"
-      "   FROM raw_readings_merged r JOIN series s ON s.id = r.series_id WHERE s.tenant_id = ",
-      tenant_id,
+      "   FROM ",
+      TenantReadingsSql(tenant_id),
+      " r JOIN series s ON s.id = r.series_id WHERE s.tenant_id = ", tenant_id,
       "   AND (r.value_double IS NOT NULL OR r.value_bool IS NOT NULL)),"
       " r AS (SELECT series_id, ts - ts % ",
       width_ns,
@@ -95,8 +96,9 @@ int64_t SensorRollupMismatches(int64_t tenant_id) {
   return SqlInt(absl::StrCat(
       "WITH v AS (SELECT s.project_id, s.sensor, r.ts,"
       "   coalesce(r.value_double, r.value_bool::int) AS v"
-      "   FROM raw_readings_merged r JOIN series s ON s.id = r.series_id WHERE s.tenant_id = ",
-      tenant_id,
+      "   FROM ",
+      TenantReadingsSql(tenant_id),
+      " r JOIN series s ON s.id = r.series_id WHERE s.tenant_id = ", tenant_id,
       "   AND (r.value_double IS NOT NULL OR r.value_bool IS NOT NULL)),"
       " r AS (SELECT project_id, sensor, ts - ts % 3600000000000 AS bucket, count(*) AS c,"
       "   sum(v) AS s, min(v) AS mn, max(v) AS mx, max(ts) AS lt FROM v GROUP BY 1, 2, 3),"

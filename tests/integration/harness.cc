@@ -351,6 +351,17 @@ std::string StoredReadingsSql(const std::string& series_where) {
       series_where, ")");
 }
 
+std::string TenantReadingsSql(int64_t tenant_id) {
+  return absl::StrCat(
+      "(SELECT r.series_id, r.ts, r.value_double, r.value_text, r.value_bool, r.status_code"
+      " FROM raw_readings r WHERE r.series_id IN (SELECT id FROM series WHERE tenant_id = ",
+      tenant_id,
+      ") UNION ALL SELECT g.series_id, u.ts, u.value_double, u.value_text, u.value_bool,"
+      " u.status_code FROM (SELECT g.series_id, g.hour, g.data FROM raw_readings_seg g"
+      " WHERE g.series_id IN (SELECT id FROM series WHERE tenant_id = ",
+      tenant_id, ") OFFSET 0) g CROSS JOIN LATERAL raw_seg_unpack(g.hour, g.data) u)");
+}
+
 int64_t StoredReadings(int64_t tenant_id) {
   return SqlInt(StoredReadingsSql(absl::StrCat("s.tenant_id = ", tenant_id)));
 }

@@ -121,6 +121,11 @@ std::pair<std::string, int> Shell(const std::string& cmd);
 // (a condition on `series s`): rows of raw_readings plus the readings packed
 // into segments (raw_readings_seg.n; the writer packs closed hours).
 std::string StoredReadingsSql(const std::string& series_where);
+// A subquery with a tenant's raw readings, rows and unpacked segments (the
+// columns of raw_readings): what `raw_readings_merged` holds for the tenant,
+// with the segments chosen before they are unpacked (a join of the view with
+// `series` unpacks every segment of the database first).
+std::string TenantReadingsSql(int64_t tenant_id);
 // Raw readings stored for a tenant (rows and packed, StoredReadingsSql).
 int64_t StoredReadings(int64_t tenant_id);
 // Waits until `expected` readings of the tenant are stored (at most

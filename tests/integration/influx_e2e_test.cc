@@ -126,22 +126,22 @@ except ApiException as e:
   // Types survive: a string field, a boolean, an integer as a double.
   EXPECT_EQ(
       SqlInt(absl::StrCat(
-          "SELECT count(*) FROM raw_readings_merged r JOIN series s ON s.id = r.series_id JOIN "
+          "SELECT count(*) FROM ", TenantReadingsSql(t.id),
+          " r JOIN series s ON s.id = r.series_id JOIN "
           "devices d ON d.id = s.device_id WHERE s.tenant_id = ",
           t.id, " AND d.name = 'curl/host:h3' AND s.sensor = 's' AND r.value_text = 'text 3'")),
       1);
-  EXPECT_EQ(
-      SqlInt(absl::StrCat(
-          "SELECT count(*) FROM raw_readings_merged r JOIN series s ON s.id = r.series_id WHERE "
-          "s.tenant_id = ",
-          t.id, " AND s.sensor = 'b' AND r.value_bool")),
-      100);
-  EXPECT_EQ(
-      SqlInt(absl::StrCat(
-          "SELECT count(*) FROM raw_readings_merged r JOIN series s ON s.id = r.series_id JOIN "
-          "devices d ON d.id = s.device_id WHERE s.tenant_id = ",
-          t.id, " AND d.name = 'py/host:p1' AND s.sensor = 'n' AND r.value_double = 6")),
-      1);
+  EXPECT_EQ(SqlInt(absl::StrCat("SELECT count(*) FROM ", TenantReadingsSql(t.id),
+                                " r JOIN series s ON s.id = r.series_id WHERE "
+                                "s.tenant_id = ",
+                                t.id, " AND s.sensor = 'b' AND r.value_bool")),
+            100);
+  EXPECT_EQ(SqlInt(absl::StrCat(
+                "SELECT count(*) FROM ", TenantReadingsSql(t.id),
+                " r JOIN series s ON s.id = r.series_id JOIN "
+                "devices d ON d.id = s.device_id WHERE s.tenant_id = ",
+                t.id, " AND d.name = 'py/host:p1' AND s.sensor = 'n' AND r.value_double = 6")),
+            1);
 }
 
 }  // namespace

@@ -45,8 +45,8 @@ std::string Fingerprint(int64_t tenant_id) {
   std::string out;
   for (const std::string& q : {
            "SELECT count(*), sum(x.ts % 1000003), sum(coalesce(x.value_double, 0)::numeric),"
-           " count(x.value_text) FROM raw_readings_merged x" +
-               of_tenant,
+           " count(x.value_text) FROM " +
+               TenantReadingsSql(tenant_id) + " x" + of_tenant,
            "SELECT count(*), sum(x.cnt), sum(x.sum::numeric), sum(x.last_ts % 1000003) FROM "
            "agg_1m_merged x" +
                of_tenant,

@@ -177,7 +177,9 @@ TEST_F(Query, AggregatesEqualARecomputationFromRawRows) {
   auto expected = Sql(absl::StrCat(
       "SELECT r.ts - r.ts % 300000000000, avg(value_double), min(value_double), max(value_double),"
       " count(*), sum(value_double), (array_agg(value_double ORDER BY ts DESC))[1]"
-      " FROM raw_readings_merged r JOIN series s ON s.id = r.series_id JOIN devices d ON d.id = "
+      " FROM ",
+      TenantReadingsSql(tenant_->id),
+      " r JOIN series s ON s.id = r.series_id JOIN devices d ON d.id = "
       "s.device_id"
       " WHERE s.tenant_id = ",
       tenant_->id,
@@ -227,7 +229,9 @@ TEST_F(Query, MinuteAggregateWithSomeFunctionsEqualsRawRows) {
   ASSERT_EQ(resp.series_size(), 1);
   auto expected = Sql(absl::StrCat(
       "SELECT r.ts - r.ts % 60000000000, max(value_double), avg(value_double), count(*)"
-      " FROM raw_readings_merged r JOIN series s ON s.id = r.series_id JOIN devices d ON d.id = "
+      " FROM ",
+      TenantReadingsSql(tenant_->id),
+      " r JOIN series s ON s.id = r.series_id JOIN devices d ON d.id = "
       "s.device_id WHERE s.tenant_id = ",
       tenant_->id, " AND d.name = 'dev-1' AND s.sensor = 's0' AND r.ts >= ", base_, " AND r.ts < ",
       base_ + 3600 * kNsPerSec, " GROUP BY 1 ORDER BY 1"));
