@@ -260,7 +260,8 @@ class PgReadingReader final : public ReadingReader {
                                                  const std::vector<std::string>& sensors) override {
     // Per series the newest segment and the newest row after its last
     // reading (late rows of a packed hour stay rows until repacked, so either
-    // may hold the newest). The row search is bounded by the segment: without
+    // may hold the newest): the row if there is one (the segment is then not
+    // decoded), else the segment's last reading. The row search is bounded by the segment: without
     // the bound, a series whose rows were all packed would probe every day
     // partition of raw_readings, newest to oldest, for a row that is not there.
     static const std::string kSql =
@@ -279,7 +280,7 @@ class PgReadingReader final : public ReadingReader {
         "  SELECT 1, g.hour, NULL, NULL, NULL, NULL, g.data WHERE g.hour IS NOT NULL) r"
         " WHERE d.tenant_id = $1 AND d.name = ANY($2::text[])"
         "   AND (cardinality($3::text[]) = 0 OR s.sensor = ANY($3::text[]))"
-        " ORDER BY d.name, s.sensor, s.unit";
+        " ORDER BY d.name, s.sensor, s.unit, r.part";
     std::vector<ReadingRow> out;
     RETURN_IF_ERROR(Read(
         "latest", kSql,
@@ -287,24 +288,20 @@ class PgReadingReader final : public ReadingReader {
           out.reserve(r.size());
           std::vector<RawRow> decoded;
           for (const auto& row : r) {
+            const bool same_series = !out.empty() && out.back().device == row[0].c_str() &&
+                                     out.back().sensor == row[1].c_str() &&
+                                     out.back().unit == row[2].c_str();
             ReadingRow rr;
             if (PgInt64(row[3]) == 0) {
               rr = RowFrom(row, 4);
             } else {
+              // The series' row (listed first) is newer than the segment's last reading
+              // (the statement looks for rows after it): no need to decode the segment.
+              if (same_series) continue;
               decoded.clear();
               RETURN_IF_ERROR(DecodeRawSegmentField(row[9], PgInt64(row[4]), &decoded));
               if (decoded.empty()) continue;
               rr = FromRaw(decoded.back());
-            }
-            if (!out.empty() && out.back().device == row[0].c_str() &&
-                out.back().sensor == row[1].c_str() && out.back().unit == row[2].c_str()) {
-              if (rr.ts_ns > out.back().ts_ns) {
-                rr.device = std::move(out.back().device);
-                rr.sensor = std::move(out.back().sensor);
-                rr.unit = std::move(out.back().unit);
-                out.back() = std::move(rr);
-              }
-              continue;
             }
             rr.device = row[0].as<std::string>();
             rr.sensor = row[1].as<std::string>();
