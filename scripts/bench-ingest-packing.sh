@@ -106,7 +106,7 @@ print(f"""
 ## Ingest with the warm tier's packer running, {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC
 
 Machine: {cpu}, 2 cores; every server and service on this machine. Platform at {rev}. Command:
-`bash scripts/bench-ingest-packing.sh` (each round: {hours} closed hours of {int(per_hour):,} readings
+`bash scripts/bench-ingest-packing.sh` (each round: {hours} closed hours of {int(per_hour):,} readings each
 preloaded with packing off, {devices} devices × {sensors} sensors every 10 s, their rollups compacted; then
 {int(n):,} readings at full speed, 1 % duplicates, recent event times, once with a writer that does not
 pack and once with one that packs the preloaded hours while the load runs (compaction rounds every
