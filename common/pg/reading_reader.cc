@@ -261,9 +261,10 @@ class PgReadingReader final : public ReadingReader {
     // Per series the newest segment and the newest row after its last
     // reading (late rows of a packed hour stay rows until repacked, so either
     // may hold the newest): the row if there is one (the segment is then not
-    // decoded), else the segment's last reading. The row search is bounded by the segment: without
-    // the bound, a series whose rows were all packed would probe every day
-    // partition of raw_readings, newest to oldest, for a row that is not there.
+    // decoded), else the segment's last reading. The row search is bounded by
+    // the segment: without the bound, a series whose rows were all packed
+    // would probe every day partition of raw_readings, newest to oldest, for a
+    // row that is not there.
     static const std::string kSql =
         "SELECT d.name, s.sensor, s.unit, r.part, r.ts, r.value_double, r.value_text,"
         " r.value_bool, r.status_code, r.data"

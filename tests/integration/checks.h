@@ -40,7 +40,7 @@ Written WriteFleet(telemetry::v1::IngestService::Stub* stub, const std::string& 
                    WriteOptions options = {});
 
 // Rollup buckets that differ from a GROUP BY over the tenant's raw readings (rows and
-// segments: raw_readings_merged).
+// unpacked segments: TenantReadingsSql).
 int64_t RollupMismatches(int64_t tenant_id, const std::string& table, int64_t width_ns);
 // Tenant-wide hourly per-sensor rollup rows that differ from a GROUP BY over
 // the tenant's raw rows.
