@@ -75,6 +75,18 @@ init_kafka_install_paths() {
   KAFKA_LIBS="$KAFKA_HOME_DIR/libs"
 }
 
+# The pinned Apache Arrow C++ (deploy/local/arrow/requirements.txt) and where
+# install-arrow.sh puts it (cmake/Arrow.cmake computes the same default).
+init_arrow_install_paths() {
+  local here cache
+  here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+  ARROW_REQUIREMENTS="$here/arrow/requirements.txt"
+  ARROW_VERSION="$(sed -n 's/^pyarrow==\([0-9.]*\).*/\1/p' "$ARROW_REQUIREMENTS")"
+  [[ -n "$ARROW_VERSION" ]] || die "no pyarrow==VERSION in $ARROW_REQUIREMENTS"
+  cache="${TELEMETRY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/telemetry}"
+  ARROW_ROOT="${TELEMETRY_ARROW_ROOT:-$cache/arrow-$ARROW_VERSION}"
+}
+
 # Serialises up.sh / down.sh on the same state dir (fd 9 stays open until
 # exit). Every daemon must be started with fd 9 closed (9>&-), or it would
 # inherit the lock and hold it for as long as it runs.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs (Debian 12) every package the build, the tests and the local stack
 # need, then the pinned Apache Kafka jars from Maven Central
-# (deploy/local/install-kafka.sh, cached). Only missing packages are
+# (deploy/local/install-kafka.sh, cached) and the pinned Apache Arrow C++
+# from the pyarrow wheel (deploy/local/install-arrow.sh, cached). Only missing packages are
 # installed; `apt-get update` runs at most once, and only when something is
 # missing. Non-interactive. Uses sudo when not root (and sudo exists).
 #
@@ -57,6 +58,10 @@ done
 install_kafka() {
   "$(dirname "${BASH_SOURCE[0]}")/install-kafka.sh" >/dev/null
 }
+# Arrow C++ / Parquet C++ from the pinned pyarrow wheel (cached; cmake/Arrow.cmake finds it).
+install_arrow() {
+  "$(dirname "${BASH_SOURCE[0]}")/install-arrow.sh" >/dev/null
+}
 # influx_inspect for migration_test (Debian's influxdb has none; built with Go, cached).
 install_influx_inspect() {
   "$(dirname "${BASH_SOURCE[0]}")/install-influx-inspect.sh"
@@ -65,6 +70,7 @@ install_influx_inspect() {
 if [[ ${#missing[@]} -eq 0 ]]; then
   log "all ${#PACKAGES[@]} packages already installed"
   install_kafka
+  install_arrow
   install_influx_inspect
   exit 0
 fi
@@ -85,5 +91,6 @@ if [[ ${#still_missing[@]} -ne 0 ]]; then
   exit 1
 fi
 install_kafka
+install_arrow
 install_influx_inspect
 log "done"

@@ -63,6 +63,10 @@ REQUIRED_BUILD_PACKAGES = (
     "libprotobuf-dev protobuf-compiler libpqxx-dev libhiredis-dev librdkafka-dev libabsl-dev "
     "libspdlog-dev libcpp-httplib-dev libgtest-dev libgmock-dev libssl-dev"
 ).split()
+# Apache Arrow C++ comes from the pinned pyarrow wheel (deploy/local/install-arrow.sh), not from
+# Debian: the build stage unpacks it here (TELEMETRY_ARROW_ROOT), and an image whose binaries
+# load it copies ARROW_IMAGE_ROOT/lib/ from the build stage to the same path (their RUNPATH).
+ARROW_IMAGE_ROOT = "/opt/arrow"
 TOPICS_SERVICE = "kafka-topics"
 KAFKA_POM = "deploy/local/kafka/pom.xml"
 DEFAULT_STOP_GRACE_S = 10  # docker's default
@@ -328,6 +332,8 @@ class Target:
                     rel = src[len(BUILD_OUT) :].rstrip("/")
                     (self.binaries if os.path.isfile(os.path.join(build_dir, rel))
                      else self.missing).append(rel)
+                elif src.rstrip("/") == ARROW_IMAGE_ROOT + "/lib":
+                    pass  # the wheel's Arrow libraries, unpacked by the build stage itself
                 elif src.rstrip("/") == STAGED_INTEGRATION:
                     self.stages_integration = True
                     for test, rel in integration_tests(build_dir):
@@ -425,9 +431,25 @@ def depends_closure(pkgs: frozenset[str]) -> frozenset[str]:
     return frozenset(n.split(":")[0] for n in names if not n.startswith("<")) | pkgs
 
 
+def cmake_cache_value(build_dir: str, key: str) -> str | None:
+    try:
+        with open(os.path.join(build_dir, "CMakeCache.txt"), encoding="utf-8", errors="replace") as f:
+            for line in f:
+                m = re.match(rf"{re.escape(key)}:\w+=(.*)$", line.strip())
+                if m:
+                    return m.group(1)
+    except OSError:
+        pass
+    return None
+
+
 def check_libraries(r: Report, t: Target, build_dir: str) -> None:
     explicit = set(apt_of(t.stage))
     closure = depends_closure(frozenset(explicit))
+    arrow_root = cmake_cache_value(build_dir, "TELEMETRY_ARROW_ROOT")
+    arrow_lib = os.path.join(arrow_root, "lib") + "/" if arrow_root else None
+    copies_arrow = any(frm == BUILD_STAGE and any(x.rstrip("/") == ARROW_IMAGE_ROOT + "/lib" for x in srcs)
+                       and dest.rstrip("/") == ARROW_IMAGE_ROOT + "/lib" for frm, srcs, dest in copies(t.stage))
     for rel in t.binaries:
         path = os.path.join(build_dir, rel)
         libs, not_found = ldd(path)
@@ -445,9 +467,17 @@ def check_libraries(r: Report, t: Target, build_dir: str) -> None:
             r.fail(f"{what}: loads {', '.join(sorted(outside))} from the build dir")
             continue
         libs.pop("linux-vdso.so.1", None)
-        owners = packages_of(libs)
-        direct = needed(path)
         problems = []
+        # The wheel's Arrow libraries: in the image only if the stage copies them.
+        arrow = {so for so, p in libs.items() if arrow_lib and p.startswith(arrow_lib)}
+        if arrow and not copies_arrow:
+            problems.append(f"loads {', '.join(sorted(arrow))} (Apache Arrow from the wheel), but the "
+                            f"{t.name} stage does not COPY --from={BUILD_STAGE} {ARROW_IMAGE_ROOT}/lib/ "
+                            f"{ARROW_IMAGE_ROOT}/lib/")
+        for so in arrow:
+            libs.pop(so)
+        owners = packages_of(libs)
+        direct = [so for so in needed(path) if so not in arrow]
         for so in direct:
             pkg = owners.get(so)
             if so not in libs:

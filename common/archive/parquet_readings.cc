@@ -1,0 +1,449 @@
+// Parquet files of readings with Apache Arrow C++ (parquet_readings.h).
+// Rows are buffered per row group as plain columns (the string columns as
+// indexes into a per-row-group dictionary, looked up once per series run, not
+// per reading) and written column chunk by column chunk.
+#include "common/archive/parquet_readings.h"
+
+#include <openssl/evp.h>
+
+#include <cstdio>
+#include <fstream>
+#include <tuple>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "arrow/api.h"
+#include "arrow/io/file.h"
+#include "parquet/arrow/reader.h"
+#include "parquet/arrow/writer.h"
+#include "parquet/properties.h"
+
+namespace telemetry::archive {
+namespace {
+
+constexpr char kFormatKey[] = "telemetry.archive.format";
+constexpr char kFormatVersion[] = "1";
+constexpr char kTenantKey[] = "telemetry.tenant_id";
+constexpr char kHourKey[] = "telemetry.hour_start_ns";
+constexpr char kVersionKey[] = "telemetry.export_version";
+
+absl::Status FromArrow(const arrow::Status& st, absl::string_view what) {
+  if (st.ok()) return absl::OkStatus();
+  if (st.IsIOError()) return absl::UnavailableError(absl::StrCat(what, ": ", st.ToString()));
+  if (st.IsInvalid() || st.IsTypeError()) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", st.ToString()));
+  }
+  return absl::InternalError(absl::StrCat(what, ": ", st.ToString()));
+}
+
+#define ARCHIVE_RETURN_IF_ERROR(expr, what)       \
+  do {                                            \
+    absl::Status _st = FromArrow((expr), (what)); \
+    if (!_st.ok()) return _st;                    \
+  } while (0)
+
+std::shared_ptr<arrow::Schema> ReadingsSchema(const ParquetFileInfo& info) {
+  auto dict = arrow::dictionary(arrow::int32(), arrow::utf8());
+  auto meta = arrow::key_value_metadata(
+      {kFormatKey, kTenantKey, kHourKey, kVersionKey},
+      {kFormatVersion, absl::StrCat(info.tenant_id), absl::StrCat(info.hour_start_ns),
+       absl::StrCat(info.export_version)});
+  return arrow::schema(
+      {
+          arrow::field("device", dict, false),
+          arrow::field("sensor", dict, false),
+          arrow::field("unit", dict, false),
+          arrow::field("project", dict, false),
+          arrow::field("labels", dict, false),
+          arrow::field("ts", arrow::timestamp(arrow::TimeUnit::NANO, "UTC"), false),
+          arrow::field("value_double", arrow::float64(), true),
+          arrow::field("value_string", arrow::utf8(), true),
+          arrow::field("value_bool", arrow::boolean(), true),
+          arrow::field("status", arrow::int32(), false),
+      },
+      meta);
+}
+
+// The distinct values of one string column in the current row group.
+class Dictionary {
+ public:
+  int32_t Index(const std::string& value) {
+    auto [it, inserted] = index_.try_emplace(value, static_cast<int32_t>(values_.size()));
+    if (inserted) values_.push_back(value);
+    return it->second;
+  }
+  arrow::Result<std::shared_ptr<arrow::Array>> Finish() {
+    arrow::StringBuilder b;
+    ARROW_RETURN_NOT_OK(b.AppendValues(values_));
+    return b.Finish();
+  }
+  void Clear() {
+    values_.clear();
+    index_.clear();
+  }
+
+ private:
+  std::vector<std::string> values_;
+  absl::flat_hash_map<std::string, int32_t> index_;
+};
+
+absl::StatusOr<std::string> FileSha256Hex(const std::string& path, int64_t* bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::UnavailableError(absl::StrCat("cannot reopen ", path));
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
+    return absl::InternalError("EVP sha256 init failed");
+  }
+  std::vector<char> buf(1 << 20);
+  *bytes = 0;
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    std::streamsize n = in.gcount();
+    if (n <= 0) break;
+    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
+    *bytes += n;
+  }
+  if (in.bad()) return absl::UnavailableError(absl::StrCat("cannot read ", path));
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx.get(), digest, &len);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(len * 2);
+  for (unsigned int i = 0; i < len; ++i) {
+    hex.push_back(kHex[digest[i] >> 4]);
+    hex.push_back(kHex[digest[i] & 15]);
+  }
+  return hex;
+}
+
+class WriterImpl final : public ParquetReadingsWriter {
+ public:
+  WriterImpl(std::string path, ParquetOptions options)
+      : path_(std::move(path)), tmp_path_(path_ + ".tmp"), options_(options) {}
+
+  ~WriterImpl() override {
+    if (!finished_) {
+      if (writer_) (void)writer_->Close();
+      std::remove(tmp_path_.c_str());
+    }
+  }
+
+  absl::Status Open(const ParquetFileInfo& info) {
+    schema_ = ReadingsSchema(info);
+    auto out = arrow::io::FileOutputStream::Open(tmp_path_);
+    ARCHIVE_RETURN_IF_ERROR(out.status(), absl::StrCat("create ", tmp_path_));
+    parquet::WriterProperties::Builder props;
+    props.compression(parquet::Compression::ZSTD)
+        ->compression_level(options_.zstd_level)
+        ->max_row_group_length(options_.row_group_rows)
+        ->enable_write_page_index()
+        ->created_by("telemetry export (Apache Arrow " ARROW_VERSION_STRING ")")
+        ->disable_dictionary("ts")
+        ->encoding("ts", parquet::Encoding::DELTA_BINARY_PACKED)
+        ->disable_dictionary("value_double")
+        ->encoding("value_double", parquet::Encoding::BYTE_STREAM_SPLIT);
+    auto writer = parquet::arrow::FileWriter::Open(*schema_, arrow::default_memory_pool(), *out,
+                                                   props.build());
+    ARCHIVE_RETURN_IF_ERROR(writer.status(), absl::StrCat("open parquet writer ", tmp_path_));
+    writer_ = std::move(*writer);
+    // (The schema's metadata is not written to the Parquet footer unless the
+    // whole Arrow schema is stored: the file's own key-value metadata is.)
+    ARCHIVE_RETURN_IF_ERROR(writer_->AddKeyValueMetadata(schema_->metadata()), "file metadata");
+    return absl::OkStatus();
+  }
+
+  absl::Status Append(const SeriesColumns& series, const std::vector<RawRow>& readings) override {
+    if (finished_) return absl::FailedPreconditionError("Append after Finish");
+    if (readings.empty()) return absl::OkStatus();
+    auto key = std::tie(series.device, series.sensor, series.unit);
+    bool same = have_last_ && key == std::tie(last_.device, last_.sensor, last_.unit);
+    if (have_last_ && !same && key < std::tie(last_.device, last_.sensor, last_.unit)) {
+      return absl::FailedPreconditionError(absl::StrCat("series out of order: ", series.device, "/",
+                                                        series.sensor, " after ", last_.device, "/",
+                                                        last_.sensor));
+    }
+    if (!same) {
+      last_ = series;
+      have_last_ = true;
+      last_ts_ = INT64_MIN;
+      indexes_valid_ = false;
+    }
+    size_t i = 0;
+    while (i < readings.size()) {
+      if (!indexes_valid_) Index(series);
+      size_t room = static_cast<size_t>(options_.row_group_rows - rows_);
+      size_t n = std::min(room, readings.size() - i);
+      for (size_t k = i; k < i + n; ++k) {
+        const RawRow& r = readings[k];
+        if (r.ts_ns <= last_ts_) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "readings of ", series.device, "/", series.sensor, " out of order at ", r.ts_ns));
+        }
+        last_ts_ = r.ts_ns;
+        AddRow(r);
+      }
+      i += n;
+      if (rows_ == options_.row_group_rows) {
+        if (absl::Status st = FlushRowGroup(); !st.ok()) return st;
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<ParquetFileSummary> Finish() override {
+    if (finished_) return absl::FailedPreconditionError("Finish called twice");
+    if (rows_ > 0) {
+      if (absl::Status st = FlushRowGroup(); !st.ok()) return st;
+    }
+    ARCHIVE_RETURN_IF_ERROR(writer_->Close(), absl::StrCat("close ", tmp_path_));
+    ParquetFileSummary summary;
+    summary.rows = total_rows_;
+    summary.row_groups = row_groups_;
+    auto sha = FileSha256Hex(tmp_path_, &summary.bytes);
+    if (!sha.ok()) return sha.status();
+    summary.sha256_hex = std::move(*sha);
+    if (std::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
+      return absl::UnavailableError(absl::StrCat("rename ", tmp_path_, " -> ", path_));
+    }
+    finished_ = true;
+    return summary;
+  }
+
+ private:
+  // The current series' dictionary indexes in this row group.
+  void Index(const SeriesColumns& s) {
+    device_ix_ = dicts_[0].Index(s.device);
+    sensor_ix_ = dicts_[1].Index(s.sensor);
+    unit_ix_ = dicts_[2].Index(s.unit);
+    project_ix_ = dicts_[3].Index(s.project);
+    labels_ix_ = dicts_[4].Index(s.labels_json);
+    indexes_valid_ = true;
+  }
+
+  void AddRow(const RawRow& r) {
+    ix_[0].push_back(device_ix_);
+    ix_[1].push_back(sensor_ix_);
+    ix_[2].push_back(unit_ix_);
+    ix_[3].push_back(project_ix_);
+    ix_[4].push_back(labels_ix_);
+    ts_.push_back(r.ts_ns);
+    d_.push_back(r.kind == ValueKind::kDouble ? r.d : 0);
+    d_valid_.push_back(r.kind == ValueKind::kDouble);
+    s_.push_back(r.kind == ValueKind::kString ? r.s : std::string());
+    s_valid_.push_back(r.kind == ValueKind::kString);
+    b_.push_back(r.kind == ValueKind::kBool && r.b);
+    b_valid_.push_back(r.kind == ValueKind::kBool);
+    status_.push_back(r.status);
+    ++rows_;
+  }
+
+  absl::Status FlushRowGroup() {
+    ARCHIVE_RETURN_IF_ERROR(writer_->NewRowGroup(), "new row group");
+    for (int c = 0; c < 5; ++c) {
+      arrow::Int32Builder ib;
+      ARCHIVE_RETURN_IF_ERROR(ib.AppendValues(ix_[c]), "dictionary indexes");
+      auto indices = ib.Finish();
+      ARCHIVE_RETURN_IF_ERROR(indices.status(), "dictionary indexes");
+      auto values = dicts_[c].Finish();
+      ARCHIVE_RETURN_IF_ERROR(values.status(), "dictionary values");
+      auto arr = arrow::DictionaryArray::FromArrays(schema_->field(c)->type(), *indices, *values);
+      ARCHIVE_RETURN_IF_ERROR(arr.status(), "dictionary column");
+      ARCHIVE_RETURN_IF_ERROR(writer_->WriteColumnChunk(**arr), schema_->field(c)->name());
+    }
+    {
+      arrow::TimestampBuilder tb(schema_->field(5)->type(), arrow::default_memory_pool());
+      ARCHIVE_RETURN_IF_ERROR(tb.AppendValues(ts_), "ts");
+      auto arr = tb.Finish();
+      ARCHIVE_RETURN_IF_ERROR(arr.status(), "ts");
+      ARCHIVE_RETURN_IF_ERROR(writer_->WriteColumnChunk(**arr), "ts");
+    }
+    {
+      arrow::DoubleBuilder db;
+      ARCHIVE_RETURN_IF_ERROR(
+          db.AppendValues(d_.data(), static_cast<int64_t>(d_.size()), d_valid_.data()),
+          "value_double");
+      auto arr = db.Finish();
+      ARCHIVE_RETURN_IF_ERROR(arr.status(), "value_double");
+      ARCHIVE_RETURN_IF_ERROR(writer_->WriteColumnChunk(**arr), "value_double");
+    }
+    {
+      arrow::StringBuilder sb;
+      ARCHIVE_RETURN_IF_ERROR(sb.AppendValues(s_, s_valid_.data()), "value_string");
+      auto arr = sb.Finish();
+      ARCHIVE_RETURN_IF_ERROR(arr.status(), "value_string");
+      ARCHIVE_RETURN_IF_ERROR(writer_->WriteColumnChunk(**arr), "value_string");
+    }
+    {
+      arrow::BooleanBuilder bb;
+      ARCHIVE_RETURN_IF_ERROR(
+          bb.AppendValues(b_.data(), static_cast<int64_t>(b_.size()), b_valid_.data()),
+          "value_bool");
+      auto arr = bb.Finish();
+      ARCHIVE_RETURN_IF_ERROR(arr.status(), "value_bool");
+      ARCHIVE_RETURN_IF_ERROR(writer_->WriteColumnChunk(**arr), "value_bool");
+    }
+    {
+      arrow::Int32Builder sb;
+      ARCHIVE_RETURN_IF_ERROR(sb.AppendValues(status_), "status");
+      auto arr = sb.Finish();
+      ARCHIVE_RETURN_IF_ERROR(arr.status(), "status");
+      ARCHIVE_RETURN_IF_ERROR(writer_->WriteColumnChunk(**arr), "status");
+    }
+    total_rows_ += rows_;
+    ++row_groups_;
+    rows_ = 0;
+    for (auto& d : dicts_) d.Clear();
+    for (auto& v : ix_) v.clear();
+    indexes_valid_ = false;
+    ts_.clear();
+    d_.clear();
+    d_valid_.clear();
+    s_.clear();
+    s_valid_.clear();
+    b_.clear();
+    b_valid_.clear();
+    status_.clear();
+    return absl::OkStatus();
+  }
+
+  const std::string path_, tmp_path_;
+  const ParquetOptions options_;
+  std::shared_ptr<arrow::Schema> schema_;
+  std::unique_ptr<parquet::arrow::FileWriter> writer_;
+  bool finished_ = false;
+
+  SeriesColumns last_;
+  bool have_last_ = false;
+  int64_t last_ts_ = INT64_MIN;
+
+  // The current row group.
+  int64_t rows_ = 0;
+  Dictionary dicts_[5];
+  std::vector<int32_t> ix_[5];
+  bool indexes_valid_ = false;
+  int32_t device_ix_ = 0, sensor_ix_ = 0, unit_ix_ = 0, project_ix_ = 0, labels_ix_ = 0;
+  std::vector<int64_t> ts_;
+  std::vector<double> d_;
+  std::vector<uint8_t> d_valid_;
+  std::vector<std::string> s_;
+  std::vector<uint8_t> s_valid_;
+  std::vector<uint8_t> b_;
+  std::vector<uint8_t> b_valid_;
+  std::vector<int32_t> status_;
+
+  int64_t total_rows_ = 0;
+  int64_t row_groups_ = 0;
+};
+
+absl::StatusOr<std::unique_ptr<parquet::arrow::FileReader>> OpenReader(const std::string& path) {
+  auto in = arrow::io::ReadableFile::Open(path);
+  if (!in.ok()) return FromArrow(in.status(), absl::StrCat("open ", path));
+  auto reader = parquet::arrow::OpenFile(*in, arrow::default_memory_pool());
+  if (!reader.ok()) return FromArrow(reader.status(), absl::StrCat("read ", path));
+  return std::move(*reader);
+}
+
+// A string column read back: plain utf8, or dictionary-encoded.
+std::string StringAt(const arrow::Array& a, int64_t i) {
+  if (a.type_id() == arrow::Type::DICTIONARY) {
+    const auto& d = static_cast<const arrow::DictionaryArray&>(a);
+    return StringAt(*d.dictionary(), d.GetValueIndex(i));
+  }
+  if (a.type_id() == arrow::Type::LARGE_STRING) {
+    return std::string(static_cast<const arrow::LargeStringArray&>(a).GetView(i));
+  }
+  return std::string(static_cast<const arrow::StringArray&>(a).GetView(i));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ParquetReadingsWriter>> ParquetReadingsWriter::Create(
+    const std::string& path, const ParquetFileInfo& info, const ParquetOptions& options) {
+  if (options.row_group_rows <= 0) {
+    return absl::InvalidArgumentError("row_group_rows must be positive");
+  }
+  auto w = std::make_unique<WriterImpl>(path, options);
+  if (absl::Status st = w->Open(info); !st.ok()) return st;
+  return std::unique_ptr<ParquetReadingsWriter>(std::move(w));
+}
+
+absl::StatusOr<std::vector<ArchivedReading>> ReadParquetReadings(const std::string& path) {
+  auto reader = OpenReader(path);
+  if (!reader.ok()) return reader.status();
+  auto table = (*reader)->ReadTable();
+  ARCHIVE_RETURN_IF_ERROR(table.status(), absl::StrCat("read ", path));
+  auto combined = (*table)->CombineChunksToBatch();
+  ARCHIVE_RETURN_IF_ERROR(combined.status(), absl::StrCat("combine ", path));
+  const arrow::RecordBatch& b = **combined;
+  static const char* kColumns[] = {"device",     "sensor", "unit",         "project",
+                                   "labels",     "ts",     "value_double", "value_string",
+                                   "value_bool", "status"};
+  std::shared_ptr<arrow::Array> col[10];
+  for (int c = 0; c < 10; ++c) {
+    col[c] = b.GetColumnByName(kColumns[c]);
+    if (!col[c]) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": no column ", kColumns[c]));
+    }
+  }
+  const auto& ts = static_cast<const arrow::TimestampArray&>(*col[5]);
+  const auto& d = static_cast<const arrow::DoubleArray&>(*col[6]);
+  const auto& s = static_cast<const arrow::StringArray&>(*col[7]);
+  const auto& bo = static_cast<const arrow::BooleanArray&>(*col[8]);
+  const auto& st = static_cast<const arrow::Int32Array&>(*col[9]);
+  std::vector<ArchivedReading> out;
+  out.reserve(static_cast<size_t>(b.num_rows()));
+  for (int64_t i = 0; i < b.num_rows(); ++i) {
+    ArchivedReading r;
+    r.series.device = StringAt(*col[0], i);
+    r.series.sensor = StringAt(*col[1], i);
+    r.series.unit = StringAt(*col[2], i);
+    r.series.project = StringAt(*col[3], i);
+    r.series.labels_json = StringAt(*col[4], i);
+    r.reading.device = r.series.device;
+    r.reading.sensor = r.series.sensor;
+    r.reading.unit = r.series.unit;
+    r.reading.ts_ns = ts.Value(i);
+    r.reading.status = st.Value(i);
+    if (d.IsValid(i)) {
+      r.reading.kind = ValueKind::kDouble;
+      r.reading.d = d.Value(i);
+    } else if (s.IsValid(i)) {
+      r.reading.kind = ValueKind::kString;
+      r.reading.s = std::string(s.GetView(i));
+    } else if (bo.IsValid(i)) {
+      r.reading.kind = ValueKind::kBool;
+      r.reading.b = bo.Value(i);
+    } else {
+      return absl::DataLossError(absl::StrCat(path, ": row ", i, " has no value"));
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+absl::StatusOr<ParquetFileInfo> ReadParquetFileInfo(const std::string& path) {
+  auto reader = OpenReader(path);
+  if (!reader.ok()) return reader.status();
+  auto kv = (*reader)->parquet_reader()->metadata()->key_value_metadata();
+  if (!kv) return absl::InvalidArgumentError(absl::StrCat(path, ": no key-value metadata"));
+  auto format = kv->Get(kFormatKey);
+  if (!format.ok() || *format != kFormatVersion) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a telemetry archive file"));
+  }
+  ParquetFileInfo info;
+  auto tenant = kv->Get(kTenantKey);
+  auto hour = kv->Get(kHourKey);
+  auto version = kv->Get(kVersionKey);
+  if (!tenant.ok() || !hour.ok() || !version.ok() || !absl::SimpleAtoi(*tenant, &info.tenant_id) ||
+      !absl::SimpleAtoi(*hour, &info.hour_start_ns) ||
+      !absl::SimpleAtoi(*version, &info.export_version)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": bad telemetry metadata"));
+  }
+  return info;
+}
+
+}  // namespace telemetry::archive

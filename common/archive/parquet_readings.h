@@ -1,0 +1,89 @@
+// The archive's file format: readings of one tenant's hour as Parquet
+// (issue 17; docs/archive.md). Written by the export service, read by any
+// Parquet reader (DuckDB, pyarrow, Spark, Trino/Athena) and by the query
+// service's cold reads. This header is free of Arrow (Arrow 26's headers need
+// C++20; the implementation is the only C++20 translation unit).
+//
+// Columns, in this order (one row per reading, sorted by device, sensor,
+// unit, ts):
+//   device, sensor, unit, project, labels   string (dictionary-encoded; labels
+//                                           is the series' labels as a JSON
+//                                           object, "{}" when none)
+//   ts                                      timestamp, ns, UTC
+//   value_double, value_string, value_bool  exactly one is set per row
+//   status                                  int32 (0 = OK)
+// zstd-compressed, with row-group statistics and a page index; timestamps
+// delta-encoded, doubles byte-stream-split. The file's key-value metadata
+// names the tenant, the hour and the export version.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/model.h"
+
+namespace telemetry::archive {
+
+// Everything a series' readings share.
+struct SeriesColumns {
+  std::string device;
+  std::string sensor;
+  std::string unit;
+  std::string project;
+  std::string labels_json = "{}";
+};
+
+struct ParquetOptions {
+  // Rows per row group: readers prune by row group (statistics of device,
+  // sensor, ts), so smaller groups prune finer and cost more metadata.
+  int64_t row_group_rows = 1 << 20;
+  int zstd_level = 3;
+};
+
+// What ends up in the file's key-value metadata.
+struct ParquetFileInfo {
+  int64_t tenant_id = 0;
+  int64_t hour_start_ns = 0;
+  int64_t export_version = 0;
+};
+
+struct ParquetFileSummary {
+  int64_t rows = 0;
+  int64_t bytes = 0;
+  int64_t row_groups = 0;
+  std::string sha256_hex;  // of the file's bytes
+};
+
+// Writes one Parquet file at a local path: into "<path>.tmp" first, renamed
+// to `path` by Finish (a crash leaves no half file under the final name).
+// Series must come in (device, sensor, unit) order and each series' readings
+// in timestamp order; the writer checks both (FailedPrecondition).
+class ParquetReadingsWriter {
+ public:
+  virtual ~ParquetReadingsWriter() = default;
+  static absl::StatusOr<std::unique_ptr<ParquetReadingsWriter>> Create(
+      const std::string& path, const ParquetFileInfo& info, const ParquetOptions& options = {});
+  // Appends `readings` of one series (a series may be appended in several
+  // calls, consecutively).
+  virtual absl::Status Append(const SeriesColumns& series, const std::vector<RawRow>& readings) = 0;
+  // Flushes, closes, checksums and publishes the file.
+  virtual absl::StatusOr<ParquetFileSummary> Finish() = 0;
+};
+
+// A reading read back from an archive file.
+struct ArchivedReading {
+  SeriesColumns series;
+  ReadingRow reading;  // device / sensor / unit repeated from `series`
+};
+
+// Reads a whole file written by ParquetReadingsWriter (tests, small files).
+absl::StatusOr<std::vector<ArchivedReading>> ReadParquetReadings(const std::string& path);
+
+// The file's key-value metadata as written (InvalidArgument when absent).
+absl::StatusOr<ParquetFileInfo> ReadParquetFileInfo(const std::string& path);
+
+}  // namespace telemetry::archive
