@@ -35,6 +35,15 @@ struct SeriesSpec {
   std::string labels_json;
 };
 
+// A series' names, as the archive stores them with each reading.
+struct SeriesNames {
+  std::string device;
+  std::string sensor;
+  std::string unit;
+  std::string project;
+  std::string labels_json = "{}";  // a JSON object
+};
+
 // One row of the raw table.
 struct RawRow {
   int32_t series_id = 0;

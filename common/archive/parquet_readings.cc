@@ -156,7 +156,7 @@ class WriterImpl final : public ParquetReadingsWriter {
     return absl::OkStatus();
   }
 
-  absl::Status Append(const SeriesColumns& series, const std::vector<RawRow>& readings) override {
+  absl::Status Append(const SeriesNames& series, const std::vector<RawRow>& readings) override {
     if (finished_) return absl::FailedPreconditionError("Append after Finish");
     if (readings.empty()) return absl::OkStatus();
     auto key = std::tie(series.device, series.sensor, series.unit);
@@ -215,7 +215,7 @@ class WriterImpl final : public ParquetReadingsWriter {
 
  private:
   // The current series' dictionary indexes in this row group.
-  void Index(const SeriesColumns& s) {
+  void Index(const SeriesNames& s) {
     device_ix_ = dicts_[0].Index(s.device);
     sensor_ix_ = dicts_[1].Index(s.sensor);
     unit_ix_ = dicts_[2].Index(s.unit);
@@ -316,7 +316,7 @@ class WriterImpl final : public ParquetReadingsWriter {
   std::unique_ptr<parquet::arrow::FileWriter> writer_;
   bool finished_ = false;
 
-  SeriesColumns last_;
+  SeriesNames last_;
   bool have_last_ = false;
   int64_t last_ts_ = INT64_MIN;
 

@@ -28,15 +28,6 @@
 
 namespace telemetry::archive {
 
-// Everything a series' readings share.
-struct SeriesColumns {
-  std::string device;
-  std::string sensor;
-  std::string unit;
-  std::string project;
-  std::string labels_json = "{}";
-};
-
 struct ParquetOptions {
   // Rows per row group: readers prune by row group (statistics of device,
   // sensor, ts), so smaller groups prune finer and cost more metadata.
@@ -69,14 +60,14 @@ class ParquetReadingsWriter {
       const std::string& path, const ParquetFileInfo& info, const ParquetOptions& options = {});
   // Appends `readings` of one series (a series may be appended in several
   // calls, consecutively).
-  virtual absl::Status Append(const SeriesColumns& series, const std::vector<RawRow>& readings) = 0;
+  virtual absl::Status Append(const SeriesNames& series, const std::vector<RawRow>& readings) = 0;
   // Flushes, closes, checksums and publishes the file.
   virtual absl::StatusOr<ParquetFileSummary> Finish() = 0;
 };
 
 // A reading read back from an archive file.
 struct ArchivedReading {
-  SeriesColumns series;
+  SeriesNames series;
   ReadingRow reading;  // device / sensor / unit repeated from `series`
 };
 

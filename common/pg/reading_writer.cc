@@ -701,6 +701,7 @@ class PgReadingWriter final : public ReadingWriter {
         tx.exec_params(
             "UPDATE raw_compactions SET readings = readings + $2,"
             " state = CASE WHEN $3 THEN 'packed' ELSE state END,"
+            " packs = packs + CASE WHEN $3 THEN 1 ELSE 0 END,"
             " packed_at = CASE WHEN $3 THEN now() ELSE packed_at END WHERE hour = $1",
             hour_ns, moved, last);
         tx.commit();

@@ -7,6 +7,7 @@
 #include "common/alert_rules.h"
 #include "common/alert_silences.h"
 #include "common/alert_state.h"
+#include "common/archive_store.h"
 #include "common/clock.h"
 #include "common/metadata_store.h"
 #include "common/reading_reader.h"
@@ -23,5 +24,6 @@ std::unique_ptr<ReadingWriter> NewPgReadingWriter(PgPool* pool);
 std::unique_ptr<AlertRuleStore> NewPgAlertRuleStore(PgPool* pool, const Clock* clock = nullptr);
 std::unique_ptr<AlertStateStore> NewPgAlertStateStore(PgPool* pool);
 std::unique_ptr<AlertSilenceStore> NewPgAlertSilenceStore(PgPool* pool);
+std::unique_ptr<ArchiveStore> NewPgArchiveStore(PgPool* pool);
 
 }  // namespace telemetry

@@ -37,7 +37,7 @@ constexpr int64_t kSecNs = 1'000'000'000LL;
 struct Written {
   std::string rel;  // path under the root
   int64_t tenant = 0, hour = 0;
-  std::vector<std::pair<SeriesColumns, RawRow>> rows;  // in file order
+  std::vector<std::pair<SeriesNames, RawRow>> rows;  // in file order
   int64_t row_group_rows = 0;
 };
 
@@ -73,9 +73,9 @@ TEST(ArchiveReaders, PyarrowAndDuckDbReadWhatWasWritten) {
       w.row_group_rows = 500;
       w.rel = HivePath(tenant, hour) + "/readings-v1-0000.parquet";
       for (int d = 0; d < 3; ++d) {
-        SeriesColumns base{absl::StrCat("dev-", tenant, "-", d), "", "", "proj",
+        SeriesNames base{absl::StrCat("dev-", tenant, "-", d), "", "", "proj",
                            absl::StrCat(R"({"slot":")", d, R"("})")};
-        SeriesColumns temp = base, state = base, ok = base;
+        SeriesNames temp = base, state = base, ok = base;
         temp.sensor = "temp";
         temp.unit = "C";
         state.sensor = "state";

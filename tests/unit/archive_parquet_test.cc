@@ -82,7 +82,7 @@ TEST_F(ArchiveParquetTest, RoundTripsEveryKindAcrossRowGroups) {
   ASSERT_TRUE(w.ok()) << w.status();
 
   struct Series {
-    SeriesColumns cols;
+    SeriesNames cols;
     std::vector<RawRow> rows;
   };
   std::vector<Series> in;

@@ -15,6 +15,10 @@
 //       packs the 1-minute rollups of every hour that ended at least
 //       --older_than_s ago into one segment per series now (the writer does it
 //       on its own every minute for hours it no longer writes to).
+//   telemetry-admin archive --archive_root DIR [--tenant_id N --hour_ns H]
+//       exports packed hours into the Parquet archive now (docs/archive.md):
+//       every due hour, or one tenant's hour; prints one line per tenant and
+//       hour (version, readings, bytes, files) and the rate.
 //   telemetry-admin create-topics [--kafka_brokers host:port] [--readings_partitions 16]
 //                                 [--readings_retention_hours 168] [--readings_retention_bytes -1]
 //                                 [--replication_factor -1] [--print]
@@ -47,6 +51,7 @@
 #include "common/pg/migrate.h"
 #include "common/pg/pool.h"
 #include "common/pg/stores.h"
+#include "services/export/exporter.h"
 #include "services/writer/compactor.h"
 #include "tools/admin/import.h"
 #include "tools/admin/verify.h"
@@ -70,6 +75,8 @@ ABSL_FLAG(std::string, time_zone, "UTC", "Device time zone");
 ABSL_FLAG(int64_t, older_than_s, 3600,
           "compact-rollups, pack-raw: hours that ended at least this long ago");
 ABSL_FLAG(int64_t, step_readings, 10000, "pack-raw: readings per packing transaction");
+ABSL_FLAG(std::string, archive_root, "", "archive: the archive's root directory");
+ABSL_FLAG(int64_t, hour_ns, 0, "archive: with --tenant_id, only this hour (its start, ns)");
 ABSL_FLAG(std::string, kafka_brokers, "127.0.0.1:9092", "create-topics: Kafka bootstrap servers");
 ABSL_FLAG(std::string, kafka_config, "",
           "create-topics: extra librdkafka properties, name=value[,name=value...]");
@@ -389,18 +396,70 @@ int Verify(telemetry::PgPool& pool) {
   return telemetry::admin::VerifyCommand(config, reader.get());
 }
 
+// Exports due packed hours (or one tenant's hour) into the Parquet archive.
+int Archive(telemetry::PgPool& pool) {
+  telemetry::ExporterOptions options;
+  options.root = absl::GetFlag(FLAGS_archive_root);
+  if (options.root.empty()) {
+    std::fprintf(stderr, "archive: --archive_root is required\n");
+    return 2;
+  }
+  auto store = telemetry::NewPgArchiveStore(&pool);
+  telemetry::Exporter exporter(store.get(), options);
+  const telemetry::Clock* clock = telemetry::SystemClock::Get();
+  const int64_t start = clock->MonotonicNs();
+  std::vector<telemetry::TenantHourExport> done;
+  if (absl::GetFlag(FLAGS_tenant_id) != 0 || absl::GetFlag(FLAGS_hour_ns) != 0) {
+    auto one =
+        exporter.ExportTenantHour(absl::GetFlag(FLAGS_tenant_id), absl::GetFlag(FLAGS_hour_ns));
+    if (!one.ok()) {
+      std::fprintf(stderr, "archive: %s\n", one.status().ToString().c_str());
+      return 1;
+    }
+    done.push_back(std::move(*one));
+  } else {
+    while (true) {
+      auto batch = exporter.RunOnce(0, clock->NowNs(), 16);
+      if (!batch.ok()) {
+        std::fprintf(stderr, "archive: %s\n", batch.status().ToString().c_str());
+        return 1;
+      }
+      if (batch->empty()) break;
+      for (auto& e : *batch) done.push_back(std::move(e));
+    }
+  }
+  int64_t readings = 0, bytes = 0;
+  for (const auto& e : done) {
+    std::printf("tenant %lld hour %lld version %d%s: %lld readings, %lld bytes, %zu files\n",
+                static_cast<long long>(e.tenant_id), static_cast<long long>(e.hour_ns), e.version,
+                e.up_to_date ? " (up to date)" : "", static_cast<long long>(e.readings),
+                static_cast<long long>(e.bytes), e.files.size());
+    if (!e.up_to_date) {
+      readings += e.readings;
+      bytes += e.bytes;
+    }
+  }
+  const double seconds = static_cast<double>(clock->MonotonicNs() - start) / 1e9;
+  std::printf(
+      "archived %lld readings (%lld bytes, %.2f bytes/reading) in %.2f s: %.0f readings/s\n",
+      static_cast<long long>(readings), static_cast<long long>(bytes),
+      readings > 0 ? static_cast<double>(bytes) / static_cast<double>(readings) : 0.0, seconds,
+      seconds > 0 ? static_cast<double>(readings) / seconds : 0.0);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   std::vector<char*> args =
       telemetry::InitFlags(argc, argv,
                            "telemetry-admin "
                            "migrate|create-tenant|add-key|add-client-cert|register-device|compact-"
-                           "rollups|create-topics|import|verify [flags]");
+                           "rollups|pack-raw|archive|create-topics|import|verify [flags]");
   if (args.size() < 2) {
     std::fprintf(
         stderr,
         "usage: telemetry-admin "
         "migrate|create-tenant|add-key|add-client-cert|register-device|compact-rollups|pack-raw|"
-        "create-topics|import|verify\n");
+        "archive|create-topics|import|verify\n");
     return 2;
   }
   if (std::string(args[1]) == "create-topics") return CreateTopics();
@@ -415,6 +474,7 @@ int main(int argc, char** argv) {
   if (cmd == "register-device") return RegisterDevice(*store);
   if (cmd == "compact-rollups") return CompactRollups(pool);
   if (cmd == "pack-raw") return PackRaw(pool);
+  if (cmd == "archive") return Archive(pool);
   if (cmd == "verify") return Verify(pool);
   std::fprintf(stderr, "unknown command %s\n", cmd.c_str());
   return 2;

@@ -1,0 +1,69 @@
+// The archive exporter (docs/archive.md): packed hours of the warm tier into
+// Parquet files under an archive root, one export per (tenant, hour) and
+// content version, recorded in the manifest. No gRPC, no Postgres types:
+// over ArchiveStore, so the service, telemetry-admin and tests share it.
+//
+// Exactly once in effect: an export reads the hour's content version
+// (raw_compactions.packs) before its data; an export at that version or newer
+// is never repeated; late readings make the compactor pack the hour again
+// (packs + 1), which makes it due again and the new export supersedes the old.
+// A crash leaves a 'writing' export that the next run resumes under the same
+// version (its files are rewritten; nothing is published by name until the
+// manifest says so).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/archive/parquet_readings.h"
+#include "common/archive_store.h"
+
+namespace telemetry {
+
+struct ExporterOptions {
+  // The archive root: a local directory (created when missing).
+  std::string root;
+  // A new file part starts after this many readings (at a series boundary).
+  int64_t max_readings_per_file = 8'000'000;
+  archive::ParquetOptions parquet;
+};
+
+// What exporting one tenant's hour did.
+struct TenantHourExport {
+  int64_t tenant_id = 0;
+  int64_t hour_ns = 0;
+  int32_t version = 0;
+  // Already archived at the hour's current content version: nothing written.
+  bool up_to_date = false;
+  int64_t readings = 0;
+  int64_t bytes = 0;
+  std::vector<ArchiveFile> files;
+};
+
+// tenant=<id>/date=<YYYY-MM-DD>/hour=<HH> (UTC) of an hour start.
+std::string ArchiveHourDir(int64_t tenant_id, int64_t hour_ns);
+
+class Exporter {
+ public:
+  Exporter(ArchiveStore* store, ExporterOptions options);
+
+  // Exports every tenant of up to `max_hours` due hours that start in
+  // [from_ns, before_ns), oldest first; an hour is marked archived once each
+  // of its tenants is. Stops at the first error (the next run resumes).
+  absl::StatusOr<std::vector<TenantHourExport>> RunOnce(int64_t from_ns, int64_t before_ns,
+                                                        int max_hours);
+
+  // Exports one tenant's hour at its current content version (up to date:
+  // reported, not repeated). NOT_FOUND when the hour is not packed yet.
+  absl::StatusOr<TenantHourExport> ExportTenantHour(int64_t tenant_id, int64_t hour_ns);
+
+ private:
+  absl::StatusOr<TenantHourExport> Export(int64_t tenant_id, int64_t hour_ns, int32_t packs);
+
+  ArchiveStore* store_;
+  const ExporterOptions options_;
+};
+
+}  // namespace telemetry
