@@ -2,6 +2,7 @@
 
 #include <time.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -68,22 +69,48 @@ std::string ArchiveHourDir(int64_t tenant_id, int64_t hour_ns) {
 Exporter::Exporter(ArchiveStore* store, ExporterOptions options)
     : store_(store), options_(std::move(options)) {}
 
-absl::StatusOr<std::vector<TenantHourExport>> Exporter::RunOnce(int64_t from_ns, int64_t before_ns,
-                                                                int max_hours) {
-  std::vector<TenantHourExport> out;
-  auto due = store_->DueHours(from_ns, before_ns, max_hours);
-  if (!due.ok()) return due.status();
-  for (const DueHour& h : *due) {
-    auto tenants = store_->TenantsInHour(h.hour_ns);
-    if (!tenants.ok()) return tenants.status();
-    for (int64_t tenant : *tenants) {
-      auto done = Export(tenant, h.hour_ns, h.packs);
-      if (!done.ok()) return done.status();
-      out.push_back(std::move(*done));
+absl::StatusOr<ExportPass> Exporter::RunOnce(int64_t from_ns, int64_t before_ns, int max_hours) {
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  std::map<int64_t, int64_t> waiting;
+  {
+    absl::MutexLock lock(&retry_mu_);
+    for (auto it = retry_at_.begin(); it != retry_at_.end();) {
+      it = it->second <= now ? retry_at_.erase(it) : std::next(it);
     }
-    RETURN_IF_ERROR(store_->MarkHourArchived(h.hour_ns, h.packs));
+    waiting = retry_at_;
   }
-  return out;
+  ExportPass pass;
+  auto due = store_->DueHours(from_ns, before_ns, max_hours + static_cast<int>(waiting.size()));
+  if (!due.ok()) return due.status();
+  int hours = 0;
+  for (const DueHour& h : *due) {
+    if (hours >= max_hours) break;
+    if (waiting.count(h.hour_ns)) continue;
+    ++hours;
+    absl::Status st = ExportHour(h, &pass.exports);
+    if (!st.ok()) {
+      pass.failed.emplace_back(h.hour_ns, st);
+      absl::MutexLock lock(&retry_mu_);
+      retry_at_[h.hour_ns] = now + options_.retry_after_ns;
+    }
+  }
+  return pass;
+}
+
+absl::Status Exporter::ExportHour(const DueHour& h, std::vector<TenantHourExport>* out) {
+  auto tenants = store_->TenantsInHour(h.hour_ns);
+  if (!tenants.ok()) return tenants.status();
+  for (int64_t tenant : *tenants) {
+    auto done = Export(tenant, h.hour_ns, h.packs);
+    if (!done.ok()) {
+      return absl::Status(done.status().code(),
+                          absl::StrCat("tenant ", tenant, ": ", done.status().message()));
+    }
+    out->push_back(std::move(*done));
+  }
+  return store_->MarkHourArchived(h.hour_ns, h.packs);
 }
 
 absl::StatusOr<TenantHourExport> Exporter::ExportTenantHour(int64_t tenant_id, int64_t hour_ns) {
@@ -98,6 +125,7 @@ absl::StatusOr<TenantHourExport> Exporter::ExportTenantHour(int64_t tenant_id, i
 
 absl::StatusOr<TenantHourExport> Exporter::Export(int64_t tenant_id, int64_t hour_ns,
                                                   int32_t packs) {
+  absl::MutexLock lock(&mu_);
   TenantHourExport result;
   result.tenant_id = tenant_id;
   result.hour_ns = hour_ns;

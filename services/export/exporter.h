@@ -13,10 +13,13 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "common/archive/parquet_readings.h"
 #include "common/archive_store.h"
 
@@ -28,6 +31,9 @@ struct ExporterOptions {
   // A new file part starts after this many readings (at a series boundary).
   int64_t max_readings_per_file = 8'000'000;
   archive::ParquetOptions parquet;
+  // An hour whose export failed (a damaged segment, the disk full ...) is
+  // tried again after this long; the hours after it go on meanwhile.
+  int64_t retry_after_ns = 300'000'000'000LL;
 };
 
 // What exporting one tenant's hour did.
@@ -42,6 +48,13 @@ struct TenantHourExport {
   std::vector<ArchiveFile> files;
 };
 
+// What one pass of RunOnce did.
+struct ExportPass {
+  std::vector<TenantHourExport> exports;
+  // Hours that failed, with why; each is tried again after retry_after_ns.
+  std::vector<std::pair<int64_t, absl::Status>> failed;
+};
+
 // tenant=<id>/date=<YYYY-MM-DD>/hour=<HH> (UTC) of an hour start.
 std::string ArchiveHourDir(int64_t tenant_id, int64_t hour_ns);
 
@@ -51,19 +64,30 @@ class Exporter {
 
   // Exports every tenant of up to `max_hours` due hours that start in
   // [from_ns, before_ns), oldest first; an hour is marked archived once each
-  // of its tenants is. Stops at the first error (the next run resumes).
-  absl::StatusOr<std::vector<TenantHourExport>> RunOnce(int64_t from_ns, int64_t before_ns,
-                                                        int max_hours);
+  // of its tenants is. An hour that fails is reported and skipped (tried
+  // again after retry_after_ns): one damaged hour never holds up the rest.
+  // An error only when the due hours cannot be listed.
+  absl::StatusOr<ExportPass> RunOnce(int64_t from_ns, int64_t before_ns, int max_hours);
 
   // Exports one tenant's hour at its current content version (up to date:
   // reported, not repeated). NOT_FOUND when the hour is not packed yet.
   absl::StatusOr<TenantHourExport> ExportTenantHour(int64_t tenant_id, int64_t hour_ns);
 
  private:
-  absl::StatusOr<TenantHourExport> Export(int64_t tenant_id, int64_t hour_ns, int32_t packs);
+  // Every tenant of the hour, then the hour marked archived.
+  absl::Status ExportHour(const DueHour& h, std::vector<TenantHourExport>* out);
+  absl::StatusOr<TenantHourExport> Export(int64_t tenant_id, int64_t hour_ns, int32_t packs)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   ArchiveStore* store_;
   const ExporterOptions options_;
+  // One export at a time in a process (the periodic run and TriggerExport
+  // write the same file names). One export process per archive root: see
+  // docs/archive.md.
+  absl::Mutex mu_;
+  // Failed hours -> when to try them again (steady clock, ns).
+  absl::Mutex retry_mu_;
+  std::map<int64_t, int64_t> retry_at_ ABSL_GUARDED_BY(retry_mu_);
 };
 
 }  // namespace telemetry

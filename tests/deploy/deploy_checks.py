@@ -53,8 +53,8 @@ DOCKERFILE = "deploy/docker/Dockerfile"
 BUILD_STAGE = "build"
 BUILD_STAGE_IMAGE = "debian:12"
 RUNTIME_BASE_IMAGE = "debian:12-slim"
-RUNTIME_TARGETS = ("ingest", "writer", "query", "alert", "bridge", "admin", "tests")
-SERVICE_TARGETS = ("ingest", "writer", "query", "alert", "bridge")  # long-running servers: health check, ports
+RUNTIME_TARGETS = ("ingest", "writer", "query", "alert", "bridge", "export", "admin", "tests")
+SERVICE_TARGETS = ("ingest", "writer", "query", "alert", "bridge", "export")  # long-running servers: health check, ports
 BUILD_OUT = "/src/build/"  # the build dir inside the build stage
 STAGED_INTEGRATION = "/stage/integration"  # stage-tests.sh output in the build stage
 # The build packages the project documents (README / deploy/local/install-deps.sh).
@@ -836,6 +836,10 @@ def check_runtime(r: Report, targets: dict[str, Target], config: dict, src: str,
                 "mqtt_host": "127.0.0.1", "mqtt_port": "1",
                 "group": f"deploy-check-{os.getpid()}"}
         env.update({f"TELEMETRY_{k.upper()}": v for k, v in dead.items() if k in flags})
+        # The image's paths (an archive root, say) go to a scratch directory, not this machine's /.
+        scratch = tempfile.TemporaryDirectory(prefix="deploy-check-")
+        if "archive_root" in flags:
+            env["TELEMETRY_ARCHIVE_ROOT"] = os.path.join(scratch.name, "archive")
         log = tempfile.TemporaryFile(mode="w+")
         proc = subprocess.Popen([os.path.join(build_dir, t.entry_binary)], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

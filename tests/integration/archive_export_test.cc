@@ -220,8 +220,9 @@ TEST_F(ArchiveExport, PackedHourEqualsTheStorePerTenantAndIsExportedOnce) {
   ASSERT_TRUE(packed.ok()) << packed.status();
   auto done = exporter_->RunOnce(hour, hour + kHour, 10);
   ASSERT_TRUE(done.ok()) << done.status();
-  ASSERT_EQ(done->size(), 2u);
-  for (const TenantHourExport& e : *done) {
+  EXPECT_TRUE(done->failed.empty());
+  ASSERT_EQ(done->exports.size(), 2u);
+  for (const TenantHourExport& e : done->exports) {
     EXPECT_FALSE(e.up_to_date);
     EXPECT_EQ(e.version, 1);
     EXPECT_EQ(e.readings, static_cast<int64_t>(expected_[e.tenant_id].size()));
@@ -262,7 +263,7 @@ TEST_F(ArchiveExport, PackedHourEqualsTheStorePerTenantAndIsExportedOnce) {
   EXPECT_TRUE(due->empty());
   auto again = exporter_->RunOnce(hour, hour + kHour, 10);
   ASSERT_TRUE(again.ok());
-  EXPECT_TRUE(again->empty());
+  EXPECT_TRUE(again->exports.empty());
   auto direct = exporter_->ExportTenantHour(a, hour);
   ASSERT_TRUE(direct.ok()) << direct.status();
   EXPECT_TRUE(direct->up_to_date);
@@ -305,9 +306,9 @@ TEST_F(ArchiveExport, LateReadingMakesANewVersionThatSupersedesTheOld) {
   ASSERT_TRUE(writer_->PackRawHour(hour, 10'000).ok());
   auto done = exporter_->RunOnce(hour, hour + kHour, 10);
   ASSERT_TRUE(done.ok()) << done.status();
-  ASSERT_EQ(done->size(), 1u);
-  EXPECT_EQ((*done)[0].version, 2);
-  EXPECT_EQ((*done)[0].readings, static_cast<int64_t>(expected_[a].size()));
+  ASSERT_EQ(done->exports.size(), 1u);
+  EXPECT_EQ(done->exports[0].version, 2);
+  EXPECT_EQ(done->exports[0].readings, static_cast<int64_t>(expected_[a].size()));
 
   int32_t version = 0;
   ExpectSame(Archived(a, hour, "readings", &version), Sorted(a));
@@ -358,6 +359,43 @@ TEST_F(ArchiveExport, CrashedExportResumesUnderItsVersionAndLeavesNoStrayFile) {
   ASSERT_TRUE(listed.ok());
   ASSERT_EQ(listed->size(), 1u);
   EXPECT_EQ((*listed)[0].state, "current");
+}
+
+TEST_F(ArchiveExport, ADamagedHourIsReportedAndDoesNotHoldUpTheNext) {
+  const int64_t seed = SqlInt("SELECT coalesce(max(id), 0) + 1 FROM tenants");
+  const int64_t bad_hour = HourFor(seed), good_hour = HourFor(seed) + kHour;
+  const int64_t bad = Fill("archive-damaged", 1, bad_hour);
+  const int64_t good = Fill("archive-after", 1, good_hour);
+  ASSERT_TRUE(writer_->PackRawHour(bad_hour, 10'000).ok());
+  ASSERT_TRUE(writer_->PackRawHour(good_hour, 10'000).ok());
+  // One byte of one of the bad hour's segments flipped: its CRC fails.
+  ASSERT_EQ(
+      SqlExec(absl::StrCat(
+          "UPDATE raw_readings_seg SET data = set_byte(data, 20, get_byte(data, 20) # 255)"
+          " WHERE hour = ",
+          bad_hour, " AND series_id = (SELECT min(id) FROM series WHERE tenant_id = ", bad, ")")),
+      1);
+  auto pass = exporter_->RunOnce(bad_hour, good_hour + kHour, 10);
+  ASSERT_TRUE(pass.ok()) << pass.status();
+  ASSERT_EQ(pass->failed.size(), 1u);
+  EXPECT_EQ(pass->failed[0].first, bad_hour);
+  EXPECT_EQ(pass->failed[0].second.code(), absl::StatusCode::kDataLoss) << pass->failed[0].second;
+  ASSERT_EQ(pass->exports.size(), 1u);
+  EXPECT_EQ(pass->exports[0].tenant_id, good);
+  ExpectSame(Archived(good, good_hour, "readings"), Sorted(good));
+  // Nothing of the damaged hour is published; it waits for its retry.
+  EXPECT_EQ(archive_->CurrentExport(bad, bad_hour).status().code(), absl::StatusCode::kNotFound);
+  pass = exporter_->RunOnce(bad_hour, good_hour + kHour, 10);
+  ASSERT_TRUE(pass.ok());
+  EXPECT_TRUE(pass->failed.empty());
+  EXPECT_TRUE(pass->exports.empty());
+  // The byte back: the shared database holds no damaged segment after the test.
+  EXPECT_EQ(
+      SqlExec(absl::StrCat(
+          "UPDATE raw_readings_seg SET data = set_byte(data, 20, get_byte(data, 20) # 255)"
+          " WHERE hour = ",
+          bad_hour, " AND series_id = (SELECT min(id) FROM series WHERE tenant_id = ", bad, ")")),
+      1);
 }
 
 TEST_F(ArchiveExport, HourNotAlignedIsInvalidArgument) {

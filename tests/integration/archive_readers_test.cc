@@ -74,7 +74,7 @@ TEST(ArchiveReaders, PyarrowAndDuckDbReadWhatWasWritten) {
       w.rel = HivePath(tenant, hour) + "/readings-v1-0000.parquet";
       for (int d = 0; d < 3; ++d) {
         SeriesNames base{absl::StrCat("dev-", tenant, "-", d), "", "", "proj",
-                           absl::StrCat(R"({"slot":")", d, R"("})")};
+                         absl::StrCat(R"({"slot":")", d, R"("})")};
         SeriesNames temp = base, state = base, ok = base;
         temp.sensor = "temp";
         temp.unit = "C";

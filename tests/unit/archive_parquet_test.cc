@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/archive/parquet_readings.h"
 #include "common/auth.h"
+#include "common/testing/raw_rows.h"
 #include "grpcpp/generic/async_generic_service.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -42,28 +43,9 @@ class ArchiveParquetTest : public ::testing::Test {
   fs::path dir_;
 };
 
-RawRow Double(int64_t ts, double v, int32_t status = 0) {
-  RawRow r;
-  r.ts_ns = ts;
-  r.kind = ValueKind::kDouble;
-  r.d = v;
-  r.status = status;
-  return r;
-}
-RawRow String(int64_t ts, std::string v) {
-  RawRow r;
-  r.ts_ns = ts;
-  r.kind = ValueKind::kString;
-  r.s = std::move(v);
-  return r;
-}
-RawRow Bool(int64_t ts, bool v) {
-  RawRow r;
-  r.ts_ns = ts;
-  r.kind = ValueKind::kBool;
-  r.b = v;
-  return r;
-}
+using telemetry::testing::BoolRow;
+using telemetry::testing::DoubleRow;
+using telemetry::testing::StringRow;
 
 std::string FileBytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -87,18 +69,19 @@ TEST_F(ArchiveParquetTest, RoundTripsEveryKindAcrossRowGroups) {
   };
   std::vector<Series> in;
   in.push_back({{"dev-a", "door", "", "p1", R"({"site":"x"})"},
-                {Bool(kH + 1, true), Bool(kH + 2, false), Bool(kH + 3, true)}});
+                {BoolRow(kH + 1, true), BoolRow(kH + 2, false), BoolRow(kH + 3, true)}});
   std::vector<RawRow> temps;
   for (int i = 0; i < 20; ++i) {
-    temps.push_back(Double(kH + i * 1'000'000'000LL, 20.5 + i * 0.1, i == 5 ? 3 : 0));
+    temps.push_back(DoubleRow(kH + i * 1'000'000'000LL, 20.5 + i * 0.1, i == 5 ? 3 : 0));
   }
-  temps.push_back(Double(kH + 21'000'000'000LL, std::nan("")));
-  temps.push_back(Double(kH + 22'000'000'000LL, -0.0));
-  temps.push_back(Double(kH + 23'000'000'000LL, 1e308));
+  temps.push_back(DoubleRow(kH + 21'000'000'000LL, std::nan("")));
+  temps.push_back(DoubleRow(kH + 22'000'000'000LL, -0.0));
+  temps.push_back(DoubleRow(kH + 23'000'000'000LL, 1e308));
   in.push_back({{"dev-a", "temp", "C", "p1", "{}"}, temps});
-  in.push_back({{"dev-a", "temp", "F", "p1", "{}"}, {Double(kH + 5, 70)}});
-  in.push_back({{"dev-b", "fw", "", "p2", "{}"},
-                {String(kH + 10, "1.2.3"), String(kH + 11, ""), String(kH + 12, "ünïcode")}});
+  in.push_back({{"dev-a", "temp", "F", "p1", "{}"}, {DoubleRow(kH + 5, 70)}});
+  in.push_back(
+      {{"dev-b", "fw", "", "p2", "{}"},
+       {StringRow(kH + 10, "1.2.3"), StringRow(kH + 11, ""), StringRow(kH + 12, "ünïcode")}});
 
   for (const auto& s : in) {
     // The temperature series in two calls: a series may be appended in parts.
@@ -169,12 +152,12 @@ TEST_F(ArchiveParquetTest, RoundTripsEveryKindAcrossRowGroups) {
 TEST_F(ArchiveParquetTest, RejectsSeriesOrReadingsOutOfOrder) {
   auto w = ParquetReadingsWriter::Create(Path("b.parquet"), {1, kH, 1});
   ASSERT_TRUE(w.ok());
-  ASSERT_TRUE((*w)->Append({"d2", "s", "", "p", "{}"}, {Double(kH + 1, 1)}).ok());
-  absl::Status st = (*w)->Append({"d1", "s", "", "p", "{}"}, {Double(kH + 1, 1)});
+  ASSERT_TRUE((*w)->Append({"d2", "s", "", "p", "{}"}, {DoubleRow(kH + 1, 1)}).ok());
+  absl::Status st = (*w)->Append({"d1", "s", "", "p", "{}"}, {DoubleRow(kH + 1, 1)});
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
-  st = (*w)->Append({"d2", "s", "", "p", "{}"}, {Double(kH + 1, 2)});
+  st = (*w)->Append({"d2", "s", "", "p", "{}"}, {DoubleRow(kH + 1, 2)});
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << "same timestamp twice: " << st;
-  st = (*w)->Append({"d2", "t", "", "p", "{}"}, {Double(kH + 5, 1), Double(kH + 4, 1)});
+  st = (*w)->Append({"d2", "t", "", "p", "{}"}, {DoubleRow(kH + 5, 1), DoubleRow(kH + 4, 1)});
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
 }
 
@@ -182,7 +165,7 @@ TEST_F(ArchiveParquetTest, AbandonedWriterLeavesNoFile) {
   {
     auto w = ParquetReadingsWriter::Create(Path("c.parquet"), {1, kH, 1});
     ASSERT_TRUE(w.ok());
-    ASSERT_TRUE((*w)->Append({"d", "s", "", "p", "{}"}, {Double(kH + 1, 1)}).ok());
+    ASSERT_TRUE((*w)->Append({"d", "s", "", "p", "{}"}, {DoubleRow(kH + 1, 1)}).ok());
     EXPECT_TRUE(fs::exists(Path("c.parquet.tmp")));
   }
   EXPECT_FALSE(fs::exists(Path("c.parquet")));
@@ -235,7 +218,7 @@ TEST(ArrowBesideGrpc, OneProcessHoldsBothAndEachBindsToItsOwn) {
   fs::create_directories(dir);
   auto w = ParquetReadingsWriter::Create((dir / "x.parquet").string(), {1, kH, 1});
   ASSERT_TRUE(w.ok()) << w.status();
-  ASSERT_TRUE((*w)->Append({"d", "s", "", "p", "{}"}, {Double(kH + 1, 1.5)}).ok());
+  ASSERT_TRUE((*w)->Append({"d", "s", "", "p", "{}"}, {DoubleRow(kH + 1, 1.5)}).ok());
   ASSERT_TRUE((*w)->Finish().ok());
   auto back = ReadParquetReadings((dir / "x.parquet").string());
   ASSERT_TRUE(back.ok()) << back.status();

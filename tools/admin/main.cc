@@ -409,6 +409,7 @@ int Archive(telemetry::PgPool& pool) {
   const telemetry::Clock* clock = telemetry::SystemClock::Get();
   const int64_t start = clock->MonotonicNs();
   std::vector<telemetry::TenantHourExport> done;
+  int failed = 0;
   if (absl::GetFlag(FLAGS_tenant_id) != 0 || absl::GetFlag(FLAGS_hour_ns) != 0) {
     auto one =
         exporter.ExportTenantHour(absl::GetFlag(FLAGS_tenant_id), absl::GetFlag(FLAGS_hour_ns));
@@ -424,8 +425,13 @@ int Archive(telemetry::PgPool& pool) {
         std::fprintf(stderr, "archive: %s\n", batch.status().ToString().c_str());
         return 1;
       }
-      if (batch->empty()) break;
-      for (auto& e : *batch) done.push_back(std::move(e));
+      for (const auto& [hour, why] : batch->failed) {
+        std::fprintf(stderr, "archive: hour %lld failed: %s\n", static_cast<long long>(hour),
+                     why.ToString().c_str());
+        ++failed;
+      }
+      if (batch->exports.empty() && batch->failed.empty()) break;
+      for (auto& e : batch->exports) done.push_back(std::move(e));
     }
   }
   int64_t readings = 0, bytes = 0;

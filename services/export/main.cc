@@ -1,0 +1,121 @@
+// telemetry-export: the Parquet archive (docs/archive.md). Exports every packed
+// hour of the warm tier per tenant into the archive root on its own, and
+// serves ExportService (trigger, list, get) for each tenant's own exports.
+// Built so far: the local-directory archive; S3, retention, cold reads and
+// the warehouse are not (docs/ROADMAP.md, issue 17).
+#include <filesystem>
+#include <system_error>
+
+#include "absl/flags/flag.h"
+#include "common/auth.h"
+#include "common/config.h"
+#include "common/grpc/handler.h"
+#include "common/pg/pool.h"
+#include "common/pg/stores.h"
+#include "common/service/service.h"
+#include "common/thread_pool.h"
+#include "services/export/export_service.h"
+#include "services/export/exporter.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50055", "gRPC listen address");
+ABSL_FLAG(std::string, pg_primary, "postgresql://telemetry@127.0.0.1:5432/telemetry",
+          "Postgres primary");
+ABSL_FLAG(std::string, archive_root, "",
+          "The archive's root directory (created when missing). Required");
+ABSL_FLAG(double, archive_interval_s, 30,
+          "How often packed hours are looked for and exported (each pass exports at most "
+          "--archive_hours_per_pass hours)");
+ABSL_FLAG(int, archive_hours_per_pass, 4, "Hours exported per pass at most");
+ABSL_FLAG(int64_t, archive_from_ns, 0,
+          "Only hours starting at or after this time (ns since the epoch) are exported on their "
+          "own (older ones only by TriggerExport): to start an archive at a cutoff");
+ABSL_FLAG(int64_t, max_readings_per_file, 8'000'000,
+          "A new Parquet part starts after this many readings (at a series boundary)");
+ABSL_FLAG(int64_t, row_group_rows, 1 << 20, "Rows per Parquet row group");
+ABSL_FLAG(int64_t, default_deadline_ms, 600000,
+          "Deadline of calls that set none (TriggerExport writes a whole tenant-hour)");
+ABSL_FLAG(int, worker_threads, 4, "Threads running ExportService calls");
+
+int main(int argc, char** argv) {
+  const std::string kService = telemetry::v1::ExportService::service_full_name();
+  telemetry::Service service(argc, argv,
+                             {"telemetry-export",
+                              "the Parquet archive of the packed hours",
+                              {kService},
+                              "the primary not reached yet",
+                              9106});
+  auto log = service.log();
+  telemetry::ExporterOptions options;
+  options.root = absl::GetFlag(FLAGS_archive_root);
+  options.max_readings_per_file = absl::GetFlag(FLAGS_max_readings_per_file);
+  options.parquet.row_group_rows = absl::GetFlag(FLAGS_row_group_rows);
+  if (options.root.empty()) {
+    return service.Fail("--archive_root", absl::InvalidArgumentError("required"), 2);
+  }
+  if (options.max_readings_per_file <= 0 || options.parquet.row_group_rows <= 0 ||
+      absl::GetFlag(FLAGS_archive_interval_s) <= 0 ||
+      absl::GetFlag(FLAGS_archive_hours_per_pass) <= 0) {
+    return service.Fail("flags",
+                        absl::InvalidArgumentError(
+                            "--max_readings_per_file, --row_group_rows, --archive_interval_s and "
+                            "--archive_hours_per_pass must be > 0"),
+                        2);
+  }
+  {
+    std::error_code ec;
+    std::filesystem::create_directories(options.root, ec);
+    if (ec) {
+      return service.Fail("--archive_root",
+                          absl::UnavailableError(options.root + ": " + ec.message()), 2);
+    }
+  }
+  telemetry::PgPool pool(absl::GetFlag(FLAGS_pg_primary), 4, "primary");
+  auto metadata = telemetry::NewPgMetadataStore(&pool);
+  auto store = telemetry::NewPgArchiveStore(&pool);
+  telemetry::Exporter exporter(store.get(), options);
+
+  auto* m = service.metrics();
+  auto* exported =
+      m->AddCounter("export_tenant_hours_total", "Tenant-hours exported (new versions)");
+  auto* readings = m->AddCounter("export_readings_total", "Readings written to the archive");
+  auto* bytes = m->AddCounter("export_bytes_total", "Bytes of archive files written");
+  auto* failures = m->AddCounter(
+      "export_failures_total", "Hours whose export failed (retried later) and passes that failed");
+  const int per_pass = absl::GetFlag(FLAGS_archive_hours_per_pass);
+  const int64_t from_ns = absl::GetFlag(FLAGS_archive_from_ns);
+  service.Every("archive", absl::Milliseconds(absl::GetFlag(FLAGS_archive_interval_s) * 1000), [&] {
+    auto done = exporter.RunOnce(from_ns, service.clock()->NowNs(), per_pass);
+    if (!done.ok()) {
+      failures->Inc();
+      log->warn("archive pass: {}", done.status().ToString());
+      return;
+    }
+    for (const auto& [hour, why] : done->failed) {
+      failures->Inc();
+      log->warn("archive: hour {} failed (tried again later): {}", hour, why.ToString());
+    }
+    for (const auto& e : done->exports) {
+      if (e.up_to_date) continue;
+      exported->Inc();
+      readings->Inc(e.readings);
+      bytes->Inc(e.bytes);
+      log->info("archived tenant {} hour {} version {}: {} readings, {} bytes, {} files",
+                e.tenant_id, e.hour_ns, e.version, e.readings, e.bytes, e.files.size());
+    }
+  });
+  service.Every("primary-probe", absl::Seconds(1), [&] {
+    absl::Status st = pool.Ping();
+    service.health()->SetAll(st.ok(), "the Postgres primary does not answer");
+  });
+
+  telemetry::Authenticator auth(metadata.get(), service.clock());
+  telemetry::ThreadPool workers(absl::GetFlag(FLAGS_worker_threads), 1000);
+  telemetry::HandlerKit kit(telemetry::exporting::ExportServiceImpl::KitOptions(
+                                absl::GetFlag(FLAGS_default_deadline_ms) * telemetry::kNsPerMs),
+                            &auth, &workers, service.clock());
+  telemetry::exporting::ExportServiceImpl impl(&exporter, store.get(), &kit);
+  absl::Status served = service.ServeGrpc(absl::GetFlag(FLAGS_listen), {&impl});
+  if (!served.ok()) return service.Fail("gRPC", served);
+  log->info("export archiving packed hours into {}", options.root);
+  return service.Run();
+}

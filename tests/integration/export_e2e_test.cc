@@ -1,0 +1,290 @@
+// telemetry-export as a process against the real Postgres (issue 17): it
+// archives packed hours on its own; ExportService answers each tenant about
+// its own exports only, with the field and the reason for bad requests; and
+// kill -9 in the middle of an export, then a restart, leaves the hour
+// archived exactly (every reading once, no stray file).
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <pqxx/pqxx>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/archive/parquet_readings.h"
+#include "common/pg/pool.h"
+#include "common/pg/stores.h"
+#include "services/export/exporter.h"
+#include "telemetry/v1/export.grpc.pb.h"
+#include "tests/integration/harness.h"
+
+namespace telemetry::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using telemetry::v1::ExportService;
+
+constexpr int64_t kHour = 3'600'000'000'000, kSec = 1'000'000'000;
+
+class ExportE2e : public ::testing::Test {
+ protected:
+  ExportE2e()
+      : pool_(RequireEnv("TELEMETRY_PG_PRIMARY"), 4, "test"),
+        writer_(NewPgReadingWriter(&pool_)),
+        metadata_(NewPgMetadataStore(&pool_)),
+        archive_(NewPgArchiveStore(&pool_)) {
+    const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    root_ = fs::temp_directory_path() / absl::StrCat("export_e2e_", getpid(), "_", name);
+    log_dir_ = fs::temp_directory_path() / absl::StrCat("export_e2e_logs_", getpid(), "_", name);
+    fs::remove_all(root_);
+    fs::create_directories(log_dir_);
+  }
+  ~ExportE2e() override {
+    service_.reset();
+    fs::remove_all(root_);
+  }
+
+  void Start(const std::vector<std::string>& extra = {}) {
+    port_ = FreePort();
+    std::vector<std::string> args = {
+        "--archive_root=" + root_.string(), "--pg_primary=" + RequireEnv("TELEMETRY_PG_PRIMARY"),
+        absl::StrCat("--listen=127.0.0.1:", port_), absl::StrCat("--http_port=", FreePort()),
+        "--archive_interval_s=0.2"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    service_ =
+        std::make_unique<Process>(BuildDir() + "/services/export/telemetry-export", args,
+                                  (log_dir_ / absl::StrCat("export.", ++runs_, ".log")).string());
+    ASSERT_TRUE(WaitForServing(port_, 20000))
+        << "telemetry-export did not serve; log in " << log_dir_;
+    stub_ = ExportService::NewStub(
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_), grpc::InsecureChannelCredentials()));
+  }
+
+  // A tenant with `series` double series in `hour`, one reading every
+  // `step_s` seconds each; packed. Returns the tenant and the readings stored.
+  std::pair<Tenant, int64_t> FillPacked(const std::string& prefix, int series, int step_s,
+                                        int64_t hour) {
+    Tenant t = CreateTenant(prefix);
+    std::vector<SeriesSpec> specs;
+    for (int s = 0; s < series; ++s) {
+      specs.push_back({absl::StrCat("dev-", s / 8), absl::StrCat("s", s % 8), "", ""});
+    }
+    auto ids = metadata_->ResolveSeries(t.id, specs);
+    EXPECT_TRUE(ids.ok()) << ids.status();
+    EXPECT_TRUE(writer_->EnsurePartitions(hour, hour + kHour).ok());
+    std::vector<RawRow> rows;
+    int64_t n = 0;
+    for (int i = 0; i * step_s < 3600; ++i) {
+      for (int s = 0; s < series; ++s) {
+        RawRow r;
+        r.series_id = (*ids)[static_cast<size_t>(s)];
+        r.ts_ns = hour + static_cast<int64_t>(i) * step_s * kSec + s;
+        r.d = std::round(200 * std::sin(i / 50.0 + s)) / 10;
+        rows.push_back(r);
+      }
+      if (rows.size() >= 200'000) {
+        auto a = writer_->Apply(rows, absl::StrCat("export-e2e-", t.id), {{0, i + 1}});
+        EXPECT_TRUE(a.ok()) << a.status();
+        n += static_cast<int64_t>(rows.size());
+        rows.clear();
+      }
+    }
+    if (!rows.empty()) {
+      auto a = writer_->Apply(rows, absl::StrCat("export-e2e-", t.id), {{0, 1'000'000}});
+      EXPECT_TRUE(a.ok()) << a.status();
+      n += static_cast<int64_t>(rows.size());
+    }
+    auto packed = writer_->PackRawHour(hour, 50'000);
+    EXPECT_TRUE(packed.ok()) << packed.status();
+    return {t, n};
+  }
+
+  // Waits until the tenant's hour has a current export; its status.
+  absl::StatusOr<ArchiveExport> WaitArchived(int64_t tenant, int64_t hour, int timeout_ms) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (std::chrono::steady_clock::now() < until) {
+      auto cur = archive_->CurrentExport(tenant, hour);
+      if (cur.ok() || cur.status().code() != absl::StatusCode::kNotFound) return cur;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return absl::DeadlineExceededError("not archived in time");
+  }
+
+  // Readings in the export's readings files, each file's bytes as the manifest says.
+  int64_t ArchivedReadings(const ArchiveExport& e) {
+    int64_t n = 0;
+    for (const auto& f : e.files) {
+      if (f.kind != "readings") continue;
+      EXPECT_EQ(static_cast<int64_t>(fs::file_size(root_ / f.path)), f.bytes) << f.path;
+      auto rows = archive::ReadParquetReadings((root_ / f.path).string());
+      EXPECT_TRUE(rows.ok()) << rows.status();
+      if (rows.ok()) n += static_cast<int64_t>(rows->size());
+    }
+    return n;
+  }
+
+  std::set<std::string> FilesIn(const fs::path& dir) {
+    std::set<std::string> out;
+    if (!fs::exists(dir)) return out;
+    for (const auto& e : fs::directory_iterator(dir))
+      out.insert(fs::relative(e.path(), root_).string());
+    return out;
+  }
+
+  int64_t HourFor(int64_t seed) const {
+    return 1'609'459'200 * kSec + seed * 3 * kHour;  // 2021-01-01 + 3 h per seed
+  }
+
+  PgPool pool_;
+  std::unique_ptr<ReadingWriter> writer_;
+  std::unique_ptr<MetadataStore> metadata_;
+  std::unique_ptr<ArchiveStore> archive_;
+  fs::path root_, log_dir_;
+  std::unique_ptr<Process> service_;
+  std::unique_ptr<ExportService::Stub> stub_;
+  int port_ = 0, runs_ = 0;
+};
+
+TEST_F(ExportE2e, ArchivesOnItsOwnAndAnswersEachTenantAboutItsOwnOnly) {
+  const int64_t hour = HourFor(SqlInt("SELECT coalesce(max(id), 0) + 1 FROM tenants"));
+  auto [a, a_n] = FillPacked("export-e2e-a", 16, 30, hour);
+  auto [b, b_n] = FillPacked("export-e2e-b", 8, 60, hour);
+  Start();
+  auto cur = WaitArchived(a.id, hour, 30000);
+  ASSERT_TRUE(cur.ok()) << cur.status();
+  EXPECT_EQ(ArchivedReadings(*cur), a_n);
+
+  auto call = [&](const std::string& key) {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    if (!key.empty()) ctx->AddMetadata("authorization", "Bearer " + key);
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    return ctx;
+  };
+  // ListExports: A sees its export, with its files.
+  v1::ListExportsRequest list;
+  list.set_from_ns(hour);
+  list.set_to_ns(hour + kHour);
+  v1::ListExportsResponse listed;
+  auto ctx = call(a.key);
+  grpc::Status st = stub_->ListExports(ctx.get(), list, &listed);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(listed.exports_size(), 1);
+  const v1::ExportStatus mine = listed.exports(0);
+  EXPECT_EQ(mine.tenant_id(), a.id);
+  EXPECT_EQ(mine.state(), v1::EXPORT_STATE_DONE);
+  EXPECT_EQ(mine.rows(), a_n);
+  EXPECT_EQ(mine.version(), 1);
+  EXPECT_EQ(mine.files_size(), 2);  // one readings part, the last-reading file
+
+  // GetExport: A reads it; B is told it does not exist, and lists only its own.
+  v1::GetExportRequest get;
+  get.set_export_id(mine.export_id());
+  v1::ExportStatus got;
+  ctx = call(a.key);
+  st = stub_->GetExport(ctx.get(), get, &got);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(got.export_id(), mine.export_id());
+  ctx = call(b.key);
+  st = stub_->GetExport(ctx.get(), get, &got);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND) << st.error_message();
+  ASSERT_TRUE(WaitArchived(b.id, hour, 30000).ok());
+  ctx = call(b.key);
+  st = stub_->ListExports(ctx.get(), list, &listed);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(listed.exports_size(), 1);
+  EXPECT_EQ(listed.exports(0).tenant_id(), b.id);
+  EXPECT_EQ(listed.exports(0).rows(), b_n);
+  for (const auto& f : listed.exports(0).files()) {
+    EXPECT_EQ(f.rfind(absl::StrCat("tenant=", b.id, "/"), 0), 0u) << f;
+  }
+
+  // TriggerExport of an archived hour: reported, not repeated.
+  v1::TriggerExportRequest trig;
+  trig.set_hour_start_ns(hour);
+  v1::ExportStatus triggered;
+  ctx = call(a.key);
+  st = stub_->TriggerExport(ctx.get(), trig, &triggered);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(triggered.export_id(), mine.export_id());
+  EXPECT_EQ(triggered.version(), 1);
+
+  // Bad requests: the field and the reason; no key: UNAUTHENTICATED.
+  trig.set_hour_start_ns(hour + 1);
+  ctx = call(a.key);
+  st = stub_->TriggerExport(ctx.get(), trig, &triggered);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("hour_start_ns"), std::string::npos) << st.error_message();
+  trig.set_hour_start_ns(hour + 40 * kHour);  // nothing packed there
+  ctx = call(a.key);
+  st = stub_->TriggerExport(ctx.get(), trig, &triggered);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << st.error_message();
+  list.set_to_ns(hour + 40LL * 24 * kHour);
+  ctx = call(a.key);
+  st = stub_->ListExports(ctx.get(), list, &listed);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("to_ns"), std::string::npos) << st.error_message();
+  get.set_export_id("not-an-id");
+  ctx = call(a.key);
+  st = stub_->GetExport(ctx.get(), get, &got);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("export_id"), std::string::npos) << st.error_message();
+  ctx = call("");
+  st = stub_->ListExports(ctx.get(), list, &listed);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << st.error_message();
+}
+
+TEST_F(ExportE2e, KillNineMidExportThenRestartArchivesTheHourExactly) {
+  const int64_t hour = HourFor(SqlInt("SELECT coalesce(max(id), 0) + 1 FROM tenants"));
+  // 400 series at 2 s: 720,000 readings, in parts of about 2,000.
+  auto [t, n] = FillPacked("export-e2e-kill", 400, 2, hour);
+  const fs::path dir = root_ / ArchiveHourDir(t.id, hour);
+  const std::string last = absl::StrCat("last-v1.parquet");
+  {
+    // Hold the manifest's files table: the export writes every file, then
+    // waits to record them. Killed there, it has written everything and
+    // published nothing (and the hours before ours are not its business:
+    // --archive_from_ns).
+    pqxx::connection c(RequireEnv("TELEMETRY_PG_PRIMARY"));
+    pqxx::work lock(c);
+    // SHARE: the export reads the manifest, it cannot write it.
+    lock.exec("LOCK TABLE archive_files IN SHARE MODE");
+    Start({"--max_readings_per_file=2000", "--row_group_rows=1000",
+           absl::StrCat("--archive_from_ns=", hour)});
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < until && !fs::exists(dir / last)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_TRUE(fs::exists(dir / last))
+        << "the export did not write its files; log in " << log_dir_;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // into CommitExport's wait
+    service_->Signal(SIGKILL);
+    service_->Wait();
+    lock.abort();
+  }
+  EXPECT_FALSE(archive_->CurrentExport(t.id, hour).ok());
+  EXPECT_EQ(SqlInt(absl::StrCat("SELECT count(*) FROM archive_exports WHERE tenant_id = ", t.id,
+                                " AND state = 'writing'")),
+            1);
+  EXPECT_GT(FilesIn(dir).size(), 100u) << "the killed run's files are there, unpublished";
+
+  Start({"--max_readings_per_file=2000", "--row_group_rows=1000",
+         absl::StrCat("--archive_from_ns=", hour)});
+  auto cur = WaitArchived(t.id, hour, 120000);
+  ASSERT_TRUE(cur.ok()) << cur.status();
+  EXPECT_EQ(cur->version, 1) << "resumed under the version the killed run began";
+  EXPECT_EQ(cur->readings, n);
+  EXPECT_EQ(ArchivedReadings(*cur), n);
+  // Exactly the manifest's files: nothing left of the killed run.
+  std::set<std::string> want;
+  for (const auto& f : cur->files) want.insert(f.path);
+  EXPECT_EQ(FilesIn(dir), want);
+  EXPECT_EQ(SqlInt(absl::StrCat("SELECT count(*) FROM archive_exports WHERE tenant_id = ", t.id)),
+            1);
+}
+
+}  // namespace
+}  // namespace telemetry::testing
