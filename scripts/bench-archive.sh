@@ -59,7 +59,7 @@ cat "$OUT/archive.out" >&2
 seg_bytes="$(psql "$TELEMETRY_PG_PRIMARY" -qAtc "SELECT sum(octet_length(data)) FROM raw_readings_seg WHERE hour = $hour_ns")"
 seg_n="$(psql "$TELEMETRY_PG_PRIMARY" -qAtc "SELECT sum(n) FROM raw_readings_seg WHERE hour = $hour_ns")"
 PY="$(scripts/client-venv.sh)"
-duck="$("$PY" -c 'import sys, duckdb; print(duckdb.sql(f"SELECT count(*), count(DISTINCT device) FROM read_parquet(\"{sys.argv[1]}/**/readings-*.parquet\")").fetchone())' "$OUT/archive")"
+duck="$("$PY" -c 'import sys, duckdb; print(duckdb.sql(f"SELECT count(*), count(DISTINCT device) FROM read_parquet(\"{sys.argv[1]}/**/readings-*.parquet\")").fetchall()[0])' "$OUT/archive")"
 files="$(find "$OUT/archive/tenant=$tenant_id" -name 'readings-*.parquet' | wc -l)"
 archive_bytes="$(find "$OUT/archive/tenant=$tenant_id" -name 'readings-*.parquet' -printf '%s\n' | awk '{s+=$1} END {print s}')"
 

@@ -219,6 +219,8 @@ int CompactRollups(telemetry::PgPool& pool) {
   telemetry::writer::CompactorMetrics metrics(&registry);
   telemetry::writer::CompactorOptions options;
   options.grace_ns = absl::GetFlag(FLAGS_older_than_s) * telemetry::kNsPerSec;
+  // Rollups only: raw hours are `pack-raw`'s (the compactor packs them too by default).
+  options.pack_raw = false;
   const telemetry::Clock* clock = telemetry::SystemClock::Get();
   telemetry::writer::Compactor compactor(options, store.get(), clock, &metrics);
   const int64_t start = clock->MonotonicNs();
