@@ -25,10 +25,11 @@ namespace fs = std::filesystem;
 constexpr int64_t kHourNs = 3'600'000'000'000LL;
 
 // The export version a file of the archive belongs to, from its name
-// (readings-v<version>-<part>.parquet, last-v<version>.parquet, or either
-// with .tmp); -1 for any other file.
+// (readings-v<version>-<part>.parquet, last-v<version>.parquet, either one
+// staged (a leading '.') or being written (.tmp)); -1 for any other file.
 int64_t VersionOfFile(const std::string& name) {
   absl::string_view n = name;
+  absl::ConsumePrefix(&n, ".");
   absl::ConsumeSuffix(&n, ".tmp");
   if (!absl::ConsumeSuffix(&n, ".parquet")) return -1;
   if (!absl::ConsumePrefix(&n, "readings-v") && !absl::ConsumePrefix(&n, "last-v")) return -1;
@@ -36,6 +37,13 @@ int64_t VersionOfFile(const std::string& name) {
   int64_t v = -1;
   if (!absl::SimpleAtoi(n.substr(0, dash), &v)) return -1;
   return v;
+}
+
+// A file's name while it is written: the same in its directory with a
+// leading '.'.
+std::string Staged(const std::string& rel) {
+  const fs::path p(rel);
+  return (p.parent_path() / ("." + p.filename().string())).string();
 }
 
 // Removes the files of the hour's directory whose version `drop` says so.
@@ -155,7 +163,31 @@ absl::StatusOr<TenantHourExport> Exporter::Export(int64_t tenant_id, int64_t hou
     return v == *version || absl::EndsWith(name, ".tmp");
   }));
 
-  const archive::ParquetFileInfo info{tenant_id, hour_ns, *version};
+  // Every file is written under a staged name (a leading '.': readers that
+  // glob readings-*.parquet, and pyarrow's datasets, skip it) and renamed
+  // only once all are written, just before the manifest records them: a
+  // failed or killed export leaves nothing a reader of the directory sees,
+  // but for the few milliseconds of the renames.
+  absl::Status written = WriteFiles(tenant_id, hour_ns, *version, rel_dir, &result);
+  for (const ArchiveFile& f : result.files) {
+    if (!written.ok()) break;
+    fs::rename(fs::path(options_.root) / Staged(f.path), fs::path(options_.root) / f.path, ec);
+    if (ec) written = absl::UnavailableError(absl::StrCat("rename ", f.path, ": ", ec.message()));
+  }
+  if (!written.ok()) {
+    // Nothing of this version stays (a retry writes it again).
+    RemoveFiles(dir, [&](int64_t v, const std::string&) { return v == *version; }).IgnoreError();
+    return written;
+  }
+  RETURN_IF_ERROR(store_->CommitExport(tenant_id, hour_ns, *version, result.files));
+  // The superseded versions' files: the manifest keeps their record.
+  RETURN_IF_ERROR(RemoveFiles(dir, [&](int64_t v, const std::string&) { return v != *version; }));
+  return result;
+}
+
+absl::Status Exporter::WriteFiles(int64_t tenant_id, int64_t hour_ns, int32_t version,
+                                  const std::string& rel_dir, TenantHourExport* result) {
+  const archive::ParquetFileInfo info{tenant_id, hour_ns, version};
   std::unique_ptr<archive::ParquetReadingsWriter> writer;
   std::string writer_rel;
   int64_t in_file = 0;
@@ -165,10 +197,10 @@ absl::StatusOr<TenantHourExport> Exporter::Export(int64_t tenant_id, int64_t hou
     auto summary = writer->Finish();
     writer.reset();
     if (!summary.ok()) return summary.status();
-    result.files.push_back(
+    result->files.push_back(
         {writer_rel, "readings", summary->rows, summary->bytes, summary->sha256_hex});
-    result.readings += summary->rows;
-    result.bytes += summary->bytes;
+    result->readings += summary->rows;
+    result->bytes += summary->bytes;
     return absl::OkStatus();
   };
   // The last reading of each series (note 000's hourly dataset).
@@ -180,9 +212,9 @@ absl::StatusOr<TenantHourExport> Exporter::Export(int64_t tenant_id, int64_t hou
           RETURN_IF_ERROR(finish());
         }
         if (writer == nullptr) {
-          writer_rel = absl::StrFormat("%s/readings-v%d-%04d.parquet", rel_dir, *version, part++);
+          writer_rel = absl::StrFormat("%s/readings-v%d-%04d.parquet", rel_dir, version, part++);
           auto w = archive::ParquetReadingsWriter::Create(
-              (fs::path(options_.root) / writer_rel).string(), info, options_.parquet);
+              (fs::path(options_.root) / Staged(writer_rel)).string(), info, options_.parquet);
           if (!w.ok()) return w.status();
           writer = std::move(*w);
           in_file = 0;
@@ -194,20 +226,17 @@ absl::StatusOr<TenantHourExport> Exporter::Export(int64_t tenant_id, int64_t hou
       }));
   RETURN_IF_ERROR(finish());
   if (!last.empty()) {
-    const std::string rel = absl::StrFormat("%s/last-v%d.parquet", rel_dir, *version);
-    auto w = archive::ParquetReadingsWriter::Create((fs::path(options_.root) / rel).string(), info,
-                                                    options_.parquet);
+    const std::string rel = absl::StrFormat("%s/last-v%d.parquet", rel_dir, version);
+    auto w = archive::ParquetReadingsWriter::Create(
+        (fs::path(options_.root) / Staged(rel)).string(), info, options_.parquet);
     if (!w.ok()) return w.status();
     for (const auto& [series, reading] : last) RETURN_IF_ERROR((*w)->Append(series, {reading}));
     auto summary = (*w)->Finish();
     if (!summary.ok()) return summary.status();
-    result.files.push_back({rel, "last", summary->rows, summary->bytes, summary->sha256_hex});
-    result.bytes += summary->bytes;
+    result->files.push_back({rel, "last", summary->rows, summary->bytes, summary->sha256_hex});
+    result->bytes += summary->bytes;
   }
-  RETURN_IF_ERROR(store_->CommitExport(tenant_id, hour_ns, *version, result.files));
-  // The superseded versions' files: the manifest keeps their record.
-  RETURN_IF_ERROR(RemoveFiles(dir, [&](int64_t v, const std::string&) { return v != *version; }));
-  return result;
+  return absl::OkStatus();
 }
 
 }  // namespace telemetry

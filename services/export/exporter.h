@@ -74,6 +74,10 @@ class Exporter {
   absl::StatusOr<TenantHourExport> ExportTenantHour(int64_t tenant_id, int64_t hour_ns);
 
  private:
+  // The version's files under their staged names; `result` gets their final
+  // names, readings and bytes.
+  absl::Status WriteFiles(int64_t tenant_id, int64_t hour_ns, int32_t version,
+                          const std::string& rel_dir, TenantHourExport* result);
   // Every tenant of the hour, then the hour marked archived.
   absl::Status ExportHour(const DueHour& h, std::vector<TenantHourExport>* out);
   absl::StatusOr<TenantHourExport> Export(int64_t tenant_id, int64_t hour_ns, int32_t packs)

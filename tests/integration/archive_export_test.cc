@@ -345,6 +345,7 @@ TEST_F(ArchiveExport, CrashedExportResumesUnderItsVersionAndLeavesNoStrayFile) {
   fs::create_directories(dir);
   std::ofstream(dir / absl::StrCat("readings-v", *started, "-0099.parquet")) << "half";
   std::ofstream(dir / absl::StrCat("readings-v", *started, "-0000.parquet.tmp")) << "half";
+  std::ofstream(dir / absl::StrCat(".readings-v", *started, "-0001.parquet")) << "staged";
   std::ofstream(dir / "notes.txt") << "not ours";
   EXPECT_EQ(archive_->CurrentExport(a, hour).status().code(), absl::StatusCode::kNotFound);
 
@@ -364,7 +365,9 @@ TEST_F(ArchiveExport, CrashedExportResumesUnderItsVersionAndLeavesNoStrayFile) {
 TEST_F(ArchiveExport, ADamagedHourIsReportedAndDoesNotHoldUpTheNext) {
   const int64_t seed = SqlInt("SELECT coalesce(max(id), 0) + 1 FROM tenants");
   const int64_t bad_hour = HourFor(seed), good_hour = HourFor(seed) + kHour;
-  const int64_t bad = Fill("archive-damaged", 1, bad_hour);
+  // Two devices: with parts of 700 readings, two parts are complete before
+  // the damaged series (dev-1/temp, read last) is reached.
+  const int64_t bad = Fill("archive-damaged", 2, bad_hour);
   const int64_t good = Fill("archive-after", 1, good_hour);
   ASSERT_TRUE(writer_->PackRawHour(bad_hour, 10'000).ok());
   ASSERT_TRUE(writer_->PackRawHour(good_hour, 10'000).ok());
@@ -383,8 +386,10 @@ TEST_F(ArchiveExport, ADamagedHourIsReportedAndDoesNotHoldUpTheNext) {
   ASSERT_EQ(pass->exports.size(), 1u);
   EXPECT_EQ(pass->exports[0].tenant_id, good);
   ExpectSame(Archived(good, good_hour, "readings"), Sorted(good));
-  // Nothing of the damaged hour is published; it waits for its retry.
+  // Nothing of the damaged hour is published, nor left where a reader of
+  // the directory would see it; it waits for its retry.
   EXPECT_EQ(archive_->CurrentExport(bad, bad_hour).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(FilesUnder(root_ / ArchiveHourDir(bad, bad_hour)), std::set<std::string>{});
   pass = exporter_->RunOnce(bad_hour, good_hour + kHour, 10);
   ASSERT_TRUE(pass.ok());
   EXPECT_TRUE(pass->failed.empty());
