@@ -12,11 +12,13 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "arrow/api.h"
 #include "arrow/io/file.h"
+#include "common/status_macros.h"
 #include "parquet/arrow/reader.h"
 #include "parquet/arrow/writer.h"
 #include "parquet/properties.h"
@@ -110,14 +112,8 @@ absl::StatusOr<std::string> FileSha256Hex(const std::string& path, int64_t* byte
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_DigestFinal_ex(ctx.get(), digest, &len);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  hex.reserve(len * 2);
-  for (unsigned int i = 0; i < len; ++i) {
-    hex.push_back(kHex[digest[i] >> 4]);
-    hex.push_back(kHex[digest[i] & 15]);
-  }
-  return hex;
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest), static_cast<size_t>(len)));
 }
 
 class WriterImpl final : public ParquetReadingsWriter {
@@ -241,6 +237,14 @@ class WriterImpl final : public ParquetReadingsWriter {
     ++rows_;
   }
 
+  // Finishes `builder` and writes it as the next column chunk.
+  absl::Status WriteColumn(arrow::ArrayBuilder* builder, const char* name) {
+    auto arr = builder->Finish();
+    ARCHIVE_RETURN_IF_ERROR(arr.status(), name);
+    ARCHIVE_RETURN_IF_ERROR(writer_->WriteColumnChunk(**arr), name);
+    return absl::OkStatus();
+  }
+
   absl::Status FlushRowGroup() {
     ARCHIVE_RETURN_IF_ERROR(writer_->NewRowGroup(), "new row group");
     for (int c = 0; c < 5; ++c) {
@@ -254,45 +258,24 @@ class WriterImpl final : public ParquetReadingsWriter {
       ARCHIVE_RETURN_IF_ERROR(arr.status(), "dictionary column");
       ARCHIVE_RETURN_IF_ERROR(writer_->WriteColumnChunk(**arr), schema_->field(c)->name());
     }
-    {
-      arrow::TimestampBuilder tb(schema_->field(5)->type(), arrow::default_memory_pool());
-      ARCHIVE_RETURN_IF_ERROR(tb.AppendValues(ts_), "ts");
-      auto arr = tb.Finish();
-      ARCHIVE_RETURN_IF_ERROR(arr.status(), "ts");
-      ARCHIVE_RETURN_IF_ERROR(writer_->WriteColumnChunk(**arr), "ts");
-    }
-    {
-      arrow::DoubleBuilder db;
-      ARCHIVE_RETURN_IF_ERROR(
-          db.AppendValues(d_.data(), static_cast<int64_t>(d_.size()), d_valid_.data()),
-          "value_double");
-      auto arr = db.Finish();
-      ARCHIVE_RETURN_IF_ERROR(arr.status(), "value_double");
-      ARCHIVE_RETURN_IF_ERROR(writer_->WriteColumnChunk(**arr), "value_double");
-    }
-    {
-      arrow::StringBuilder sb;
-      ARCHIVE_RETURN_IF_ERROR(sb.AppendValues(s_, s_valid_.data()), "value_string");
-      auto arr = sb.Finish();
-      ARCHIVE_RETURN_IF_ERROR(arr.status(), "value_string");
-      ARCHIVE_RETURN_IF_ERROR(writer_->WriteColumnChunk(**arr), "value_string");
-    }
-    {
-      arrow::BooleanBuilder bb;
-      ARCHIVE_RETURN_IF_ERROR(
-          bb.AppendValues(b_.data(), static_cast<int64_t>(b_.size()), b_valid_.data()),
-          "value_bool");
-      auto arr = bb.Finish();
-      ARCHIVE_RETURN_IF_ERROR(arr.status(), "value_bool");
-      ARCHIVE_RETURN_IF_ERROR(writer_->WriteColumnChunk(**arr), "value_bool");
-    }
-    {
-      arrow::Int32Builder sb;
-      ARCHIVE_RETURN_IF_ERROR(sb.AppendValues(status_), "status");
-      auto arr = sb.Finish();
-      ARCHIVE_RETURN_IF_ERROR(arr.status(), "status");
-      ARCHIVE_RETURN_IF_ERROR(writer_->WriteColumnChunk(**arr), "status");
-    }
+    arrow::TimestampBuilder ts(schema_->field(5)->type(), arrow::default_memory_pool());
+    ARCHIVE_RETURN_IF_ERROR(ts.AppendValues(ts_), "ts");
+    RETURN_IF_ERROR(WriteColumn(&ts, "ts"));
+    arrow::DoubleBuilder d;
+    ARCHIVE_RETURN_IF_ERROR(
+        d.AppendValues(d_.data(), static_cast<int64_t>(d_.size()), d_valid_.data()),
+        "value_double");
+    RETURN_IF_ERROR(WriteColumn(&d, "value_double"));
+    arrow::StringBuilder str;
+    ARCHIVE_RETURN_IF_ERROR(str.AppendValues(s_, s_valid_.data()), "value_string");
+    RETURN_IF_ERROR(WriteColumn(&str, "value_string"));
+    arrow::BooleanBuilder b;
+    ARCHIVE_RETURN_IF_ERROR(
+        b.AppendValues(b_.data(), static_cast<int64_t>(b_.size()), b_valid_.data()), "value_bool");
+    RETURN_IF_ERROR(WriteColumn(&b, "value_bool"));
+    arrow::Int32Builder status;
+    ARCHIVE_RETURN_IF_ERROR(status.AppendValues(status_), "status");
+    RETURN_IF_ERROR(WriteColumn(&status, "status"));
     total_rows_ += rows_;
     ++row_groups_;
     rows_ = 0;
