@@ -6,8 +6,7 @@
 
 #include <openssl/evp.h>
 
-#include <cstdio>
-#include <fstream>
+#include <filesystem>
 #include <tuple>
 #include <utility>
 
@@ -17,7 +16,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "arrow/api.h"
-#include "arrow/io/file.h"
+#include "arrow/filesystem/filesystem.h"
+#include "common/archive/archive_fs_internal.h"
 #include "common/status_macros.h"
 #include "parquet/arrow/reader.h"
 #include "parquet/arrow/writer.h"
@@ -31,21 +31,6 @@ constexpr char kFormatVersion[] = "1";
 constexpr char kTenantKey[] = "telemetry.tenant_id";
 constexpr char kHourKey[] = "telemetry.hour_start_ns";
 constexpr char kVersionKey[] = "telemetry.export_version";
-
-absl::Status FromArrow(const arrow::Status& st, absl::string_view what) {
-  if (st.ok()) return absl::OkStatus();
-  if (st.IsIOError()) return absl::UnavailableError(absl::StrCat(what, ": ", st.ToString()));
-  if (st.IsInvalid() || st.IsTypeError()) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": ", st.ToString()));
-  }
-  return absl::InternalError(absl::StrCat(what, ": ", st.ToString()));
-}
-
-#define ARCHIVE_RETURN_IF_ERROR(expr, what)       \
-  do {                                            \
-    absl::Status _st = FromArrow((expr), (what)); \
-    if (!_st.ok()) return _st;                    \
-  } while (0)
 
 std::shared_ptr<arrow::Schema> ReadingsSchema(const ParquetFileInfo& info) {
   auto dict = arrow::dictionary(arrow::int32(), arrow::utf8());
@@ -92,46 +77,74 @@ class Dictionary {
   absl::flat_hash_map<std::string, int32_t> index_;
 };
 
-absl::StatusOr<std::string> FileSha256Hex(const std::string& path, int64_t* bytes) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::UnavailableError(absl::StrCat("cannot reopen ", path));
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
-    return absl::InternalError("EVP sha256 init failed");
+// The sink of a file being written: forwards every byte and hashes it on
+// the way (SHA-256), so the digest costs no second read (on S3, a download).
+class HashingOutputStream final : public arrow::io::OutputStream {
+ public:
+  explicit HashingOutputStream(std::shared_ptr<arrow::io::OutputStream> inner)
+      : inner_(std::move(inner)), ctx_(EVP_MD_CTX_new(), EVP_MD_CTX_free) {
+    if (ctx_ == nullptr || EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) != 1) ctx_.reset();
   }
-  std::vector<char> buf(1 << 20);
-  *bytes = 0;
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    std::streamsize n = in.gcount();
-    if (n <= 0) break;
-    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
-    *bytes += n;
+  arrow::Status Close() override { return inner_->Close(); }
+  arrow::Status Abort() override { return inner_->Abort(); }
+  bool closed() const override { return inner_->closed(); }
+  arrow::Result<int64_t> Tell() const override { return bytes_; }
+  arrow::Status Flush() override { return inner_->Flush(); }
+  arrow::Status Write(const void* data, int64_t n) override {
+    Hash(data, n);
+    return inner_->Write(data, n);
   }
-  if (in.bad()) return absl::UnavailableError(absl::StrCat("cannot read ", path));
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx.get(), digest, &len);
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(digest), static_cast<size_t>(len)));
-}
+  arrow::Status Write(const std::shared_ptr<arrow::Buffer>& data) override {
+    Hash(data->data(), data->size());
+    return inner_->Write(data);
+  }
+  int64_t bytes() const { return bytes_; }
+  absl::StatusOr<std::string> HexDigest() {
+    if (ctx_ == nullptr) return absl::InternalError("EVP sha256 init failed");
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(ctx_.get(), digest, &len);
+    return absl::BytesToHexString(
+        absl::string_view(reinterpret_cast<const char*>(digest), static_cast<size_t>(len)));
+  }
+
+ private:
+  void Hash(const void* data, int64_t n) {
+    if (ctx_ != nullptr) EVP_DigestUpdate(ctx_.get(), data, static_cast<size_t>(n));
+    bytes_ += n;
+  }
+  std::shared_ptr<arrow::io::OutputStream> inner_;
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx_;
+  int64_t bytes_ = 0;
+};
 
 class WriterImpl final : public ParquetReadingsWriter {
  public:
-  WriterImpl(std::string path, ParquetOptions options)
-      : path_(std::move(path)), tmp_path_(path_ + ".tmp"), options_(options) {}
+  // Writes `write_rel` of `fs`; Finish moves it to `final_rel` when they
+  // differ. `owned` keeps a filesystem of the writer's own alive.
+  WriterImpl(std::shared_ptr<arrow::fs::FileSystem> fs, std::unique_ptr<ArchiveFs> owned,
+             std::string write_rel, std::string final_rel, ParquetOptions options)
+      : fs_(std::move(fs)),
+        owned_(std::move(owned)),
+        write_rel_(std::move(write_rel)),
+        final_rel_(std::move(final_rel)),
+        options_(options) {}
 
   ~WriterImpl() override {
-    if (!finished_) {
-      if (writer_) (void)writer_->Close();
-      std::remove(tmp_path_.c_str());
-    }
+    if (finished_) return;
+    // Abandoned: an S3 upload is aborted (nothing appears), a local file
+    // removed. The Parquet writer's own destructor then fails to write its
+    // footer into the aborted sink, quietly.
+    if (sink_ != nullptr) (void)sink_->Abort();
+    writer_.reset();
+    (void)fs_->DeleteFile(write_rel_);
   }
 
   absl::Status Open(const ParquetFileInfo& info) {
     schema_ = ReadingsSchema(info);
-    auto out = arrow::io::FileOutputStream::Open(tmp_path_);
-    ARCHIVE_RETURN_IF_ERROR(out.status(), absl::StrCat("create ", tmp_path_));
+    auto out = fs_->OpenOutputStream(write_rel_);
+    RETURN_IF_ARROW(out.status(), absl::StrCat("create ", write_rel_));
+    sink_ = std::make_shared<HashingOutputStream>(std::move(*out));
     parquet::WriterProperties::Builder props;
     props.compression(parquet::Compression::ZSTD)
         ->compression_level(options_.zstd_level)
@@ -142,13 +155,13 @@ class WriterImpl final : public ParquetReadingsWriter {
         ->encoding("ts", parquet::Encoding::DELTA_BINARY_PACKED)
         ->disable_dictionary("value_double")
         ->encoding("value_double", parquet::Encoding::BYTE_STREAM_SPLIT);
-    auto writer = parquet::arrow::FileWriter::Open(*schema_, arrow::default_memory_pool(), *out,
+    auto writer = parquet::arrow::FileWriter::Open(*schema_, arrow::default_memory_pool(), sink_,
                                                    props.build());
-    ARCHIVE_RETURN_IF_ERROR(writer.status(), absl::StrCat("open parquet writer ", tmp_path_));
+    RETURN_IF_ARROW(writer.status(), absl::StrCat("open parquet writer ", write_rel_));
     writer_ = std::move(*writer);
     // (The schema's metadata is not written to the Parquet footer unless the
     // whole Arrow schema is stored: the file's own key-value metadata is.)
-    ARCHIVE_RETURN_IF_ERROR(writer_->AddKeyValueMetadata(schema_->metadata()), "file metadata");
+    RETURN_IF_ARROW(writer_->AddKeyValueMetadata(schema_->metadata()), "file metadata");
     return absl::OkStatus();
   }
 
@@ -195,15 +208,19 @@ class WriterImpl final : public ParquetReadingsWriter {
     if (rows_ > 0) {
       if (absl::Status st = FlushRowGroup(); !st.ok()) return st;
     }
-    ARCHIVE_RETURN_IF_ERROR(writer_->Close(), absl::StrCat("close ", tmp_path_));
+    RETURN_IF_ARROW(writer_->Close(), absl::StrCat("close ", write_rel_));
+    // (An S3 object appears here, when its upload completes.)
+    if (!sink_->closed()) RETURN_IF_ARROW(sink_->Close(), absl::StrCat("close ", write_rel_));
     ParquetFileSummary summary;
     summary.rows = total_rows_;
     summary.row_groups = row_groups_;
-    auto sha = FileSha256Hex(tmp_path_, &summary.bytes);
+    summary.bytes = sink_->bytes();
+    auto sha = sink_->HexDigest();
     if (!sha.ok()) return sha.status();
     summary.sha256_hex = std::move(*sha);
-    if (std::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
-      return absl::UnavailableError(absl::StrCat("rename ", tmp_path_, " -> ", path_));
+    if (write_rel_ != final_rel_) {
+      RETURN_IF_ARROW(fs_->Move(write_rel_, final_rel_),
+                      absl::StrCat("rename ", write_rel_, " -> ", final_rel_));
     }
     finished_ = true;
     return summary;
@@ -240,41 +257,40 @@ class WriterImpl final : public ParquetReadingsWriter {
   // Finishes `builder` and writes it as the next column chunk.
   absl::Status WriteColumn(arrow::ArrayBuilder* builder, const char* name) {
     auto arr = builder->Finish();
-    ARCHIVE_RETURN_IF_ERROR(arr.status(), name);
-    ARCHIVE_RETURN_IF_ERROR(writer_->WriteColumnChunk(**arr), name);
+    RETURN_IF_ARROW(arr.status(), name);
+    RETURN_IF_ARROW(writer_->WriteColumnChunk(**arr), name);
     return absl::OkStatus();
   }
 
   absl::Status FlushRowGroup() {
-    ARCHIVE_RETURN_IF_ERROR(writer_->NewRowGroup(), "new row group");
+    RETURN_IF_ARROW(writer_->NewRowGroup(), "new row group");
     for (int c = 0; c < 5; ++c) {
       arrow::Int32Builder ib;
-      ARCHIVE_RETURN_IF_ERROR(ib.AppendValues(ix_[c]), "dictionary indexes");
+      RETURN_IF_ARROW(ib.AppendValues(ix_[c]), "dictionary indexes");
       auto indices = ib.Finish();
-      ARCHIVE_RETURN_IF_ERROR(indices.status(), "dictionary indexes");
+      RETURN_IF_ARROW(indices.status(), "dictionary indexes");
       auto values = dicts_[c].Finish();
-      ARCHIVE_RETURN_IF_ERROR(values.status(), "dictionary values");
+      RETURN_IF_ARROW(values.status(), "dictionary values");
       auto arr = arrow::DictionaryArray::FromArrays(schema_->field(c)->type(), *indices, *values);
-      ARCHIVE_RETURN_IF_ERROR(arr.status(), "dictionary column");
-      ARCHIVE_RETURN_IF_ERROR(writer_->WriteColumnChunk(**arr), schema_->field(c)->name());
+      RETURN_IF_ARROW(arr.status(), "dictionary column");
+      RETURN_IF_ARROW(writer_->WriteColumnChunk(**arr), schema_->field(c)->name());
     }
     arrow::TimestampBuilder ts(schema_->field(5)->type(), arrow::default_memory_pool());
-    ARCHIVE_RETURN_IF_ERROR(ts.AppendValues(ts_), "ts");
+    RETURN_IF_ARROW(ts.AppendValues(ts_), "ts");
     RETURN_IF_ERROR(WriteColumn(&ts, "ts"));
     arrow::DoubleBuilder d;
-    ARCHIVE_RETURN_IF_ERROR(
-        d.AppendValues(d_.data(), static_cast<int64_t>(d_.size()), d_valid_.data()),
-        "value_double");
+    RETURN_IF_ARROW(d.AppendValues(d_.data(), static_cast<int64_t>(d_.size()), d_valid_.data()),
+                    "value_double");
     RETURN_IF_ERROR(WriteColumn(&d, "value_double"));
     arrow::StringBuilder str;
-    ARCHIVE_RETURN_IF_ERROR(str.AppendValues(s_, s_valid_.data()), "value_string");
+    RETURN_IF_ARROW(str.AppendValues(s_, s_valid_.data()), "value_string");
     RETURN_IF_ERROR(WriteColumn(&str, "value_string"));
     arrow::BooleanBuilder b;
-    ARCHIVE_RETURN_IF_ERROR(
-        b.AppendValues(b_.data(), static_cast<int64_t>(b_.size()), b_valid_.data()), "value_bool");
+    RETURN_IF_ARROW(b.AppendValues(b_.data(), static_cast<int64_t>(b_.size()), b_valid_.data()),
+                    "value_bool");
     RETURN_IF_ERROR(WriteColumn(&b, "value_bool"));
     arrow::Int32Builder status;
-    ARCHIVE_RETURN_IF_ERROR(status.AppendValues(status_), "status");
+    RETURN_IF_ARROW(status.AppendValues(status_), "status");
     RETURN_IF_ERROR(WriteColumn(&status, "status"));
     total_rows_ += rows_;
     ++row_groups_;
@@ -293,9 +309,12 @@ class WriterImpl final : public ParquetReadingsWriter {
     return absl::OkStatus();
   }
 
-  const std::string path_, tmp_path_;
+  std::shared_ptr<arrow::fs::FileSystem> fs_;
+  std::unique_ptr<ArchiveFs> owned_;
+  const std::string write_rel_, final_rel_;
   const ParquetOptions options_;
   std::shared_ptr<arrow::Schema> schema_;
+  std::shared_ptr<HashingOutputStream> sink_;
   std::unique_ptr<parquet::arrow::FileWriter> writer_;
   bool finished_ = false;
 
@@ -322,12 +341,36 @@ class WriterImpl final : public ParquetReadingsWriter {
   int64_t row_groups_ = 0;
 };
 
-absl::StatusOr<std::unique_ptr<parquet::arrow::FileReader>> OpenReader(const std::string& path) {
-  auto in = arrow::io::ReadableFile::Open(path);
-  if (!in.ok()) return FromArrow(in.status(), absl::StrCat("open ", path));
+absl::StatusOr<std::unique_ptr<parquet::arrow::FileReader>> OpenReader(ArchiveFs& fs,
+                                                                       const std::string& rel) {
+  auto in = fs.impl().fs->OpenInputFile(rel);
+  if (!in.ok()) return FromArrow(in.status(), absl::StrCat("open ", rel));
   auto reader = parquet::arrow::OpenFile(*in, arrow::default_memory_pool());
-  if (!reader.ok()) return FromArrow(reader.status(), absl::StrCat("read ", path));
+  if (!reader.ok()) return FromArrow(reader.status(), absl::StrCat("read ", rel));
   return std::move(*reader);
+}
+
+// A local path as (its directory's filesystem, its name).
+absl::StatusOr<std::pair<std::unique_ptr<ArchiveFs>, std::string>> SplitLocal(
+    const std::string& path) {
+  const std::filesystem::path p(path);
+  std::string dir = p.parent_path().string();
+  if (dir.empty()) dir = ".";
+  auto fs = LocalDirFs(dir);
+  if (!fs.ok()) return fs.status();
+  return std::make_pair(std::move(*fs), p.filename().string());
+}
+
+absl::StatusOr<std::unique_ptr<ParquetReadingsWriter>> NewWriter(
+    std::unique_ptr<ArchiveFs> owned, ArchiveFs* fs, const std::string& write_rel,
+    const std::string& final_rel, const ParquetFileInfo& info, const ParquetOptions& options) {
+  if (options.row_group_rows <= 0) {
+    return absl::InvalidArgumentError("row_group_rows must be positive");
+  }
+  auto w =
+      std::make_unique<WriterImpl>(fs->impl().fs, std::move(owned), write_rel, final_rel, options);
+  if (absl::Status st = w->Open(info); !st.ok()) return st;
+  return std::unique_ptr<ParquetReadingsWriter>(std::move(w));
 }
 
 // A string column read back: plain utf8, or dictionary-encoded.
@@ -345,22 +388,40 @@ std::string StringAt(const arrow::Array& a, int64_t i) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ParquetReadingsWriter>> ParquetReadingsWriter::Create(
+    ArchiveFs* fs, const std::string& rel, const ParquetFileInfo& info,
+    const ParquetOptions& options) {
+  return NewWriter(nullptr, fs, rel, rel, info, options);
+}
+
+absl::StatusOr<std::unique_ptr<ParquetReadingsWriter>> ParquetReadingsWriter::Create(
     const std::string& path, const ParquetFileInfo& info, const ParquetOptions& options) {
-  if (options.row_group_rows <= 0) {
-    return absl::InvalidArgumentError("row_group_rows must be positive");
-  }
-  auto w = std::make_unique<WriterImpl>(path, options);
-  if (absl::Status st = w->Open(info); !st.ok()) return st;
-  return std::unique_ptr<ParquetReadingsWriter>(std::move(w));
+  auto local = SplitLocal(path);
+  if (!local.ok()) return local.status();
+  ArchiveFs* fs = local->first.get();
+  return NewWriter(std::move(local->first), fs, local->second + ".tmp", local->second, info,
+                   options);
 }
 
 absl::StatusOr<std::vector<ArchivedReading>> ReadParquetReadings(const std::string& path) {
-  auto reader = OpenReader(path);
+  auto local = SplitLocal(path);
+  if (!local.ok()) return local.status();
+  return ReadParquetReadings(*local->first, local->second);
+}
+
+absl::StatusOr<ParquetFileInfo> ReadParquetFileInfo(const std::string& path) {
+  auto local = SplitLocal(path);
+  if (!local.ok()) return local.status();
+  return ReadParquetFileInfo(*local->first, local->second);
+}
+
+absl::StatusOr<std::vector<ArchivedReading>> ReadParquetReadings(ArchiveFs& fs,
+                                                                 const std::string& path) {
+  auto reader = OpenReader(fs, path);
   if (!reader.ok()) return reader.status();
   auto table = (*reader)->ReadTable();
-  ARCHIVE_RETURN_IF_ERROR(table.status(), absl::StrCat("read ", path));
+  RETURN_IF_ARROW(table.status(), absl::StrCat("read ", path));
   auto combined = (*table)->CombineChunksToBatch();
-  ARCHIVE_RETURN_IF_ERROR(combined.status(), absl::StrCat("combine ", path));
+  RETURN_IF_ARROW(combined.status(), absl::StrCat("combine ", path));
   const arrow::RecordBatch& b = **combined;
   static const char* kColumns[] = {"device",     "sensor", "unit",         "project",
                                    "labels",     "ts",     "value_double", "value_string",
@@ -408,8 +469,8 @@ absl::StatusOr<std::vector<ArchivedReading>> ReadParquetReadings(const std::stri
   return out;
 }
 
-absl::StatusOr<ParquetFileInfo> ReadParquetFileInfo(const std::string& path) {
-  auto reader = OpenReader(path);
+absl::StatusOr<ParquetFileInfo> ReadParquetFileInfo(ArchiveFs& fs, const std::string& path) {
+  auto reader = OpenReader(fs, path);
   if (!reader.ok()) return reader.status();
   auto kv = (*reader)->parquet_reader()->metadata()->key_value_metadata();
   if (!kv) return absl::InvalidArgumentError(absl::StrCat(path, ": no key-value metadata"));

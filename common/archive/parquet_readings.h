@@ -24,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/archive/archive_fs.h"
 #include "common/model.h"
 
 namespace telemetry::archive {
@@ -49,13 +50,21 @@ struct ParquetFileSummary {
   std::string sha256_hex;  // of the file's bytes
 };
 
-// Writes one Parquet file at a local path: into "<path>.tmp" first, renamed
-// to `path` by Finish (a crash leaves no half file under the final name).
-// Series must come in (device, sensor, unit) order and each series' readings
-// in timestamp order; the writer checks both (FailedPrecondition).
+// Writes one Parquet file. Series must come in (device, sensor, unit) order
+// and each series' readings in timestamp order; the writer checks both
+// (FailedPrecondition). The SHA-256 is taken of the bytes as they are
+// written. A writer destroyed before Finish leaves nothing (an S3 upload is
+// aborted, a local file removed).
 class ParquetReadingsWriter {
  public:
   virtual ~ParquetReadingsWriter() = default;
+  // `rel` of `fs` itself (on a local disk it exists, partly written, until
+  // Finish: callers that publish by name write a staged name and Move it).
+  // `fs` must outlive the writer.
+  static absl::StatusOr<std::unique_ptr<ParquetReadingsWriter>> Create(
+      ArchiveFs* fs, const std::string& rel, const ParquetFileInfo& info,
+      const ParquetOptions& options = {});
+  // A local path: written as "<path>.tmp", renamed to `path` by Finish.
   static absl::StatusOr<std::unique_ptr<ParquetReadingsWriter>> Create(
       const std::string& path, const ParquetFileInfo& info, const ParquetOptions& options = {});
   // Appends `readings` of one series (a series may be appended in several
@@ -71,10 +80,14 @@ struct ArchivedReading {
   ReadingRow reading;  // device / sensor / unit repeated from `series`
 };
 
-// Reads a whole file written by ParquetReadingsWriter (tests, small files).
+// Reads a whole file written by ParquetReadingsWriter (tests, small files):
+// `rel` of `fs`, or a local path.
+absl::StatusOr<std::vector<ArchivedReading>> ReadParquetReadings(ArchiveFs& fs,
+                                                                 const std::string& rel);
 absl::StatusOr<std::vector<ArchivedReading>> ReadParquetReadings(const std::string& path);
 
 // The file's key-value metadata as written (InvalidArgument when absent).
+absl::StatusOr<ParquetFileInfo> ReadParquetFileInfo(ArchiveFs& fs, const std::string& rel);
 absl::StatusOr<ParquetFileInfo> ReadParquetFileInfo(const std::string& path);
 
 }  // namespace telemetry::archive

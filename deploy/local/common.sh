@@ -75,6 +75,44 @@ init_kafka_install_paths() {
   KAFKA_LIBS="$KAFKA_HOME_DIR/libs"
 }
 
+# The pinned S3Proxy (deploy/local/s3proxy/pom.xml) and where
+# install-s3proxy.sh puts its jars.
+init_s3proxy_install_paths() {
+  local here pom cache
+  here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+  S3PROXY_POM="$here/s3proxy/pom.xml"
+  S3PROXY_LOGBACK="$here/s3proxy/logback.xml"
+  S3PROXY_VERSION="$(sed -n 's:.*<s3proxy.version>\(.*\)</s3proxy.version>.*:\1:p' "$S3PROXY_POM")"
+  [[ -n "$S3PROXY_VERSION" ]] || die "no <s3proxy.version> in $S3PROXY_POM"
+  pom="$(sha256sum "$S3PROXY_POM" | cut -c1-12)"
+  cache="${TELEMETRY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/telemetry}"
+  S3PROXY_LIBS="$cache/s3proxy-$S3PROXY_VERSION-$pom/libs"
+}
+
+# install_jars POM LIBS MAIN_JAR LABEL: the runtime jars of POM's dependencies
+# from Maven Central into LIBS (kept: nothing is downloaded when LIBS is
+# complete), checking that MAIN_JAR is among them. Needs java and mvn.
+install_jars() {
+  local pom="$1" libs="$2" main_jar="$3" label="$4" tmp
+  [[ -f "$libs/.complete" ]] && return 0
+  command -v java >/dev/null 2>&1 || die "java not found: run deploy/local/install-deps.sh"
+  command -v mvn >/dev/null 2>&1 || die "mvn not found: run deploy/local/install-deps.sh"
+  log "installing $label from Maven Central into $libs"
+  tmp="$libs.tmp.$$"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  if ! mvn -q -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
+    -DoutputDirectory="$tmp" -DincludeScope=runtime >&2; then
+    rm -rf "$tmp"
+    die "mvn could not fetch $label (Maven Central reachable? see the output above)"
+  fi
+  [[ -f "$tmp/$main_jar" ]] || { rm -rf "$tmp"; die "$main_jar missing after mvn"; }
+  touch "$tmp/.complete"
+  rm -rf "$libs"
+  mv "$tmp" "$libs"
+  log "$label: $(find "$libs" -name '*.jar' | wc -l) jars in $libs"
+}
+
 # The pinned Apache Arrow C++ (deploy/local/arrow/requirements.txt) and where
 # install-arrow.sh puts it (cmake/Arrow.cmake computes the same default).
 init_arrow_install_paths() {

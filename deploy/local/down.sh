@@ -45,6 +45,12 @@ if [[ "$("$MOSQUITTO_CTL" status)" == running ]]; then
   "$MOSQUITTO_CTL" stop || failed=1
 fi
 
+# S3Proxy (its objects are files: nothing to save).
+if [[ "$("$SCRIPT_DIR/s3.sh" status)" == running ]]; then
+  log "stopping S3Proxy"
+  "$SCRIPT_DIR/s3.sh" stop || failed=1
+fi
+
 # Kafka: a controlled shutdown (its logs closed cleanly, so the next start
 # needs no recovery).
 KAFKA_PID="$(kafka_pid)"

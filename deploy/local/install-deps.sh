@@ -58,6 +58,10 @@ done
 install_kafka() {
   "$(dirname "${BASH_SOURCE[0]}")/install-kafka.sh" >/dev/null
 }
+# S3Proxy, the local stack's S3-compatible object store (jars from Maven Central, cached).
+install_s3proxy() {
+  "$(dirname "${BASH_SOURCE[0]}")/install-s3proxy.sh" >/dev/null
+}
 # Arrow C++ / Parquet C++ from the pinned pyarrow wheel (cached; cmake/Arrow.cmake finds it).
 install_arrow() {
   "$(dirname "${BASH_SOURCE[0]}")/install-arrow.sh" >/dev/null
@@ -70,6 +74,7 @@ install_influx_inspect() {
 if [[ ${#missing[@]} -eq 0 ]]; then
   log "all ${#PACKAGES[@]} packages already installed"
   install_kafka
+  install_s3proxy
   install_arrow
   install_influx_inspect
   exit 0
@@ -91,6 +96,7 @@ if [[ ${#still_missing[@]} -ne 0 ]]; then
   exit 1
 fi
 install_kafka
+install_s3proxy
 install_arrow
 install_influx_inspect
 log "done"

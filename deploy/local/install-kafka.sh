@@ -21,24 +21,5 @@ if [[ "${1:-}" == --print ]]; then
 fi
 [[ $# -eq 0 ]] || die "usage: $0 [--print]"
 
-if [[ -f "$KAFKA_LIBS/.complete" ]]; then
-  printf '%s\n' "$KAFKA_LIBS"
-  exit 0
-fi
-command -v java >/dev/null 2>&1 || die "java not found: run deploy/local/install-deps.sh"
-command -v mvn >/dev/null 2>&1 || die "mvn not found: run deploy/local/install-deps.sh"
-log "installing Apache Kafka $KAFKA_VERSION from Maven Central into $KAFKA_HOME_DIR"
-tmp="$KAFKA_HOME_DIR/libs.tmp.$$"
-rm -rf "$tmp"
-mkdir -p "$tmp"
-if ! mvn -q -B -Dstyle.color=never -f "$SCRIPT_DIR/kafka/pom.xml" dependency:copy-dependencies \
-  -DoutputDirectory="$tmp" -DincludeScope=runtime >&2; then
-  rm -rf "$tmp"
-  die "mvn could not fetch Apache Kafka $KAFKA_VERSION (Maven Central reachable? see the output above)"
-fi
-[[ -f "$tmp/kafka_2.13-$KAFKA_VERSION.jar" ]] || { rm -rf "$tmp"; die "kafka_2.13-$KAFKA_VERSION.jar missing after mvn"; }
-touch "$tmp/.complete"
-rm -rf "$KAFKA_LIBS"
-mv "$tmp" "$KAFKA_LIBS"
-log "Apache Kafka $KAFKA_VERSION: $(find "$KAFKA_LIBS" -name '*.jar' | wc -l) jars in $KAFKA_LIBS"
+install_jars "$KAFKA_POM" "$KAFKA_LIBS" "kafka_2.13-$KAFKA_VERSION.jar" "Apache Kafka $KAFKA_VERSION"
 printf '%s\n' "$KAFKA_LIBS"

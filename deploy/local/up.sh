@@ -9,6 +9,8 @@
 #     route to a receiver that sends nothing, no clustering)
 #   - Mosquitto (the MQTT bridge's broker: passwords, ACL, persistence;
 #     deploy/mosquitto/mosquitto.sh runs it with deploy/mosquitto/mosquitto.conf)
+#   - S3Proxy (an S3-compatible object store checking SigV4, one bucket
+#     telemetry-archive; deploy/local/s3.sh runs it): the archive's S3 root
 # then writes $STATE/env and prints its path on stdout (progress goes to
 # stderr, so `set -a; . "$(deploy/local/up.sh)"; set +a` works).
 #
@@ -19,7 +21,7 @@
 # Env:   TELEMETRY_LOCAL_DIR (state dir, default /tmp/telemetry-local-<uid>)
 #        TELEMETRY_PG_PORT, TELEMETRY_PG_REPLICA_PORT, TELEMETRY_REDIS_PORT,
 #        TELEMETRY_KAFKA_PORT, TELEMETRY_KAFKA_CONTROLLER_PORT,
-#        TELEMETRY_ALERTMANAGER_PORT, TELEMETRY_MQTT_PORT
+#        TELEMETRY_ALERTMANAGER_PORT, TELEMETRY_MQTT_PORT, TELEMETRY_S3_PORT
 #        (fixed ports; default: free loopback ports, reused across runs)
 #        TELEMETRY_KAFKA_HEAP (JVM heap flags, default "-Xms512m -Xmx1g")
 #        TELEMETRY_CACHE_DIR (where the Kafka jars are kept)
@@ -32,7 +34,7 @@ REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 . "$SCRIPT_DIR/common.sh"
 
 usage() {
-  sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 BUILD_DIR_ARG="${BUILD_DIR:-}"
@@ -51,6 +53,7 @@ else
 fi
 ADMIN_BIN="$BUILD_DIR_ABS/tools/admin/telemetry-admin"
 MOSQUITTO_CTL="$REPO_ROOT/deploy/mosquitto/mosquitto.sh"
+S3_CTL="$SCRIPT_DIR/s3.sh"
 
 START_TIME=$SECONDS
 init_state_paths
@@ -177,6 +180,16 @@ if [[ -n "$MQTT_PORT_SAVED" && "$("$MOSQUITTO_CTL" status)" == running ]] &&
   MQTT_RUNNING_PORT="$MQTT_PORT_SAVED"
 fi
 
+S3_PORT_SAVED=""
+if [[ -f "$PORTS_FILE" ]]; then
+  S3_PORT_SAVED="$(sed -n 's/^S3_PORT=\([0-9][0-9]*\)$/\1/p' "$PORTS_FILE" | tail -n 1)"
+fi
+S3_RUNNING_PORT=""
+if [[ -n "$S3_PORT_SAVED" && "$("$S3_CTL" status)" == running ]] &&
+  (exec 3<>"/dev/tcp/127.0.0.1/$S3_PORT_SAVED") 2>/dev/null; then
+  S3_RUNNING_PORT="$S3_PORT_SAVED"
+fi
+
 resolve_port "PostgreSQL primary" TELEMETRY_PG_PORT "$PG_PORT_SAVED" "$PG_PRIMARY_RUNNING_PORT"
 PG_PORT="$RESOLVED_PORT"
 resolve_port "PostgreSQL replica" TELEMETRY_PG_REPLICA_PORT "$PG_REPLICA_PORT_SAVED" "$PG_REPLICA_RUNNING_PORT"
@@ -193,11 +206,13 @@ resolve_port "Alertmanager" TELEMETRY_ALERTMANAGER_PORT "$ALERTMANAGER_PORT_SAVE
 ALERTMANAGER_PORT="$RESOLVED_PORT"
 resolve_port "Mosquitto" TELEMETRY_MQTT_PORT "$MQTT_PORT_SAVED" "$MQTT_RUNNING_PORT"
 MQTT_PORT="$RESOLVED_PORT"
+resolve_port "S3Proxy" TELEMETRY_S3_PORT "$S3_PORT_SAVED" "$S3_RUNNING_PORT"
+S3_PORT="$RESOLVED_PORT"
 
 printf 'PG_PORT=%s\nPG_REPLICA_PORT=%s\nREDIS_PORT=%s\nKAFKA_PORT=%s\nKAFKA_CONTROLLER_PORT=%s\nALERTMANAGER_PORT=%s\n' \
   "$PG_PORT" "$PG_REPLICA_PORT" "$REDIS_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" \
   "$ALERTMANAGER_PORT" >"$PORTS_FILE.tmp"
-printf 'MQTT_PORT=%s\n' "$MQTT_PORT" >>"$PORTS_FILE.tmp"
+printf 'MQTT_PORT=%s\nS3_PORT=%s\n' "$MQTT_PORT" "$S3_PORT" >>"$PORTS_FILE.tmp"
 mv -f "$PORTS_FILE.tmp" "$PORTS_FILE"
 
 # --------------------------------------------------------------- PostgreSQL
@@ -423,6 +438,12 @@ if [[ -z "$MQTT_RUNNING_PORT" ]]; then
   "$MOSQUITTO_CTL" start "$MQTT_PORT"
 fi
 
+# ------------------------------------------------------------------ S3Proxy
+if [[ -z "$S3_RUNNING_PORT" ]]; then
+  "$S3_CTL" stop # a stale one of ours that lost its port
+  "$S3_CTL" start "$S3_PORT"
+fi
+
 # ----------------------------------------------------------------- env file
 cat >"$ENV_FILE.tmp" <<EOF
 TELEMETRY_PG_PRIMARY=postgresql://telemetry@127.0.0.1:$PG_PORT/telemetry
@@ -435,6 +456,7 @@ TELEMETRY_ALERTMANAGER=$ALERTMANAGER_URL
 TELEMETRY_LOCAL_DIR=$STATE_DIR
 EOF
 "$MOSQUITTO_CTL" env >>"$ENV_FILE.tmp"
+"$S3_CTL" env >>"$ENV_FILE.tmp"
 mv -f "$ENV_FILE.tmp" "$ENV_FILE"
-log "stack up in $((SECONDS - START_TIME))s: PostgreSQL primary :$PG_PORT, replica :$PG_REPLICA_PORT, Redis :$REDIS_PORT, Kafka $KAFKA_BROKERS, Alertmanager $ALERTMANAGER_URL, Mosquitto :$MQTT_PORT"
+log "stack up in $((SECONDS - START_TIME))s: PostgreSQL primary :$PG_PORT, replica :$PG_REPLICA_PORT, Redis :$REDIS_PORT, Kafka $KAFKA_BROKERS, Alertmanager $ALERTMANAGER_URL, Mosquitto :$MQTT_PORT, S3Proxy :$S3_PORT"
 printf '%s\n' "$ENV_FILE"

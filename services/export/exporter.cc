@@ -3,11 +3,8 @@
 #include <time.h>
 
 #include <chrono>
-#include <cstdio>
-#include <filesystem>
 #include <map>
 #include <memory>
-#include <system_error>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -19,8 +16,6 @@
 
 namespace telemetry {
 namespace {
-
-namespace fs = std::filesystem;
 
 constexpr int64_t kHourNs = 3'600'000'000'000LL;
 
@@ -42,25 +37,22 @@ int64_t VersionOfFile(const std::string& name) {
 // A file's name while it is written: the same in its directory with a
 // leading '.'.
 std::string Staged(const std::string& rel) {
-  const fs::path p(rel);
-  return (p.parent_path() / ("." + p.filename().string())).string();
+  const size_t slash = rel.rfind('/');
+  if (slash == std::string::npos) return "." + rel;
+  return absl::StrCat(rel.substr(0, slash + 1), ".", rel.substr(slash + 1));
 }
 
 // Removes the files of the hour's directory whose version `drop` says so.
 template <typename Pred>
-absl::Status RemoveFiles(const fs::path& dir, Pred drop) {
-  std::error_code ec;
-  if (!fs::exists(dir, ec)) return absl::OkStatus();
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    const std::string name = entry.path().filename().string();
+absl::Status RemoveFiles(archive::ArchiveFs* fs, const std::string& dir, Pred drop) {
+  auto names = fs->ListFiles(dir);
+  if (!names.ok()) return names.status();
+  for (const std::string& name : *names) {
     const int64_t v = VersionOfFile(name);
     if (v < 0 || !drop(v, name)) continue;
-    fs::remove(entry.path(), ec);
-    if (ec)
-      return absl::UnavailableError(
-          absl::StrCat("remove ", entry.path().string(), ": ", ec.message()));
+    absl::Status st = fs->Delete(absl::StrCat(dir, "/", name));
+    if (!st.ok() && !absl::IsNotFound(st)) return st;
   }
-  if (ec) return absl::UnavailableError(absl::StrCat("list ", dir.string(), ": ", ec.message()));
   return absl::OkStatus();
 }
 
@@ -74,8 +66,8 @@ std::string ArchiveHourDir(int64_t tenant_id, int64_t hour_ns) {
                          tm.tm_mon + 1, tm.tm_mday, tm.tm_hour);
 }
 
-Exporter::Exporter(ArchiveStore* store, ExporterOptions options)
-    : store_(store), options_(std::move(options)) {}
+Exporter::Exporter(ArchiveStore* store, archive::ArchiveFs* fs, ExporterOptions options)
+    : store_(store), fs_(fs), options_(std::move(options)) {}
 
 absl::StatusOr<ExportPass> Exporter::RunOnce(int64_t from_ns, int64_t before_ns, int max_hours) {
   const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -153,35 +145,35 @@ absl::StatusOr<TenantHourExport> Exporter::Export(int64_t tenant_id, int64_t hou
   if (!version.ok()) return version.status();
   result.version = *version;
 
-  const std::string rel_dir = ArchiveHourDir(tenant_id, hour_ns);
-  const fs::path dir = fs::path(options_.root) / rel_dir;
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("create ", dir.string(), ": ", ec.message()));
+  const std::string dir = ArchiveHourDir(tenant_id, hour_ns);
+  RETURN_IF_ERROR(fs_->CreateDirs(dir));
   // What a crashed attempt at this version left (parts it may not rewrite).
-  RETURN_IF_ERROR(RemoveFiles(dir, [&](int64_t v, const std::string& name) {
+  RETURN_IF_ERROR(RemoveFiles(fs_, dir, [&](int64_t v, const std::string& name) {
     return v == *version || absl::EndsWith(name, ".tmp");
   }));
 
   // Every file is written under a staged name (a leading '.': readers that
-  // glob readings-*.parquet, and pyarrow's datasets, skip it) and renamed
-  // only once all are written, just before the manifest records them: a
-  // failed or killed export leaves nothing a reader of the directory sees,
-  // but for the few milliseconds of the renames.
-  absl::Status written = WriteFiles(tenant_id, hour_ns, *version, rel_dir, &result);
+  // glob readings-*.parquet, and pyarrow's datasets, skip it) and moved to
+  // its name only once all are written, just before the manifest records
+  // them: a failed or killed export leaves nothing a reader of the directory
+  // sees, but for the moves (milliseconds on a disk; on S3 a server-side
+  // copy each, which is also why an S3 object is never seen half written).
+  absl::Status written = WriteFiles(tenant_id, hour_ns, *version, dir, &result);
   for (const ArchiveFile& f : result.files) {
     if (!written.ok()) break;
-    fs::rename(fs::path(options_.root) / Staged(f.path), fs::path(options_.root) / f.path, ec);
-    if (ec) written = absl::UnavailableError(absl::StrCat("rename ", f.path, ": ", ec.message()));
+    written = fs_->Move(Staged(f.path), f.path);
   }
   if (!written.ok()) {
     // Nothing of this version stays (a retry writes it again).
-    RemoveFiles(dir, [&](int64_t v, const std::string&) { return v == *version; }).IgnoreError();
+    RemoveFiles(fs_, dir, [&](int64_t v, const std::string&) {
+      return v == *version;
+    }).IgnoreError();
     return written;
   }
   RETURN_IF_ERROR(store_->CommitExport(tenant_id, hour_ns, *version, result.files));
   // The superseded versions' files: the manifest keeps their record.
-  RETURN_IF_ERROR(RemoveFiles(dir, [&](int64_t v, const std::string&) { return v != *version; }));
+  RETURN_IF_ERROR(
+      RemoveFiles(fs_, dir, [&](int64_t v, const std::string&) { return v != *version; }));
   return result;
 }
 
@@ -213,8 +205,8 @@ absl::Status Exporter::WriteFiles(int64_t tenant_id, int64_t hour_ns, int32_t ve
         }
         if (writer == nullptr) {
           writer_rel = absl::StrFormat("%s/readings-v%d-%04d.parquet", rel_dir, version, part++);
-          auto w = archive::ParquetReadingsWriter::Create(
-              (fs::path(options_.root) / Staged(writer_rel)).string(), info, options_.parquet);
+          auto w = archive::ParquetReadingsWriter::Create(fs_, Staged(writer_rel), info,
+                                                          options_.parquet);
           if (!w.ok()) return w.status();
           writer = std::move(*w);
           in_file = 0;
@@ -227,8 +219,7 @@ absl::Status Exporter::WriteFiles(int64_t tenant_id, int64_t hour_ns, int32_t ve
   RETURN_IF_ERROR(finish());
   if (!last.empty()) {
     const std::string rel = absl::StrFormat("%s/last-v%d.parquet", rel_dir, version);
-    auto w = archive::ParquetReadingsWriter::Create(
-        (fs::path(options_.root) / Staged(rel)).string(), info, options_.parquet);
+    auto w = archive::ParquetReadingsWriter::Create(fs_, Staged(rel), info, options_.parquet);
     if (!w.ok()) return w.status();
     for (const auto& [series, reading] : last) RETURN_IF_ERROR((*w)->Append(series, {reading}));
     auto summary = (*w)->Finish();

@@ -20,14 +20,13 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/archive/archive_fs.h"
 #include "common/archive/parquet_readings.h"
 #include "common/archive_store.h"
 
 namespace telemetry {
 
 struct ExporterOptions {
-  // The archive root: a local directory (created when missing).
-  std::string root;
   // A new file part starts after this many readings (at a series boundary).
   int64_t max_readings_per_file = 8'000'000;
   archive::ParquetOptions parquet;
@@ -60,7 +59,8 @@ std::string ArchiveHourDir(int64_t tenant_id, int64_t hour_ns);
 
 class Exporter {
  public:
-  Exporter(ArchiveStore* store, ExporterOptions options);
+  // `fs` is the archive root (a local directory or S3: archive_fs.h).
+  Exporter(ArchiveStore* store, archive::ArchiveFs* fs, ExporterOptions options);
 
   // Exports every tenant of up to `max_hours` due hours that start in
   // [from_ns, before_ns), oldest first; an hour is marked archived once each
@@ -84,6 +84,7 @@ class Exporter {
       ABSL_LOCKS_EXCLUDED(mu_);
 
   ArchiveStore* store_;
+  archive::ArchiveFs* fs_;
   const ExporterOptions options_;
   // One export at a time in a process (the periodic run and TriggerExport
   // write the same file names). One export process per archive root: see

@@ -1,12 +1,10 @@
 // telemetry-export: the Parquet archive (docs/archive.md). Exports every packed
 // hour of the warm tier per tenant into the archive root on its own, and
 // serves ExportService (trigger, list, get) for each tenant's own exports.
-// Built so far: the local-directory archive; S3, retention, cold reads and
-// the warehouse are not (docs/ROADMAP.md, issue 17).
-#include <filesystem>
-#include <system_error>
-
+// Built so far: the archive in a local directory or on S3; retention, cold
+// reads and the warehouse are not (docs/ROADMAP.md, issue 17).
 #include "absl/flags/flag.h"
+#include "common/archive/archive_fs.h"
 #include "common/auth.h"
 #include "common/config.h"
 #include "common/grpc/handler.h"
@@ -21,7 +19,9 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:50055", "gRPC listen address");
 ABSL_FLAG(std::string, pg_primary, "postgresql://telemetry@127.0.0.1:5432/telemetry",
           "Postgres primary");
 ABSL_FLAG(std::string, archive_root, "",
-          "The archive's root directory (created when missing). Required");
+          "The archive's root. Required. A local directory (created when missing) or "
+          "s3://BUCKET[/PREFIX][?endpoint=http://HOST:PORT&region=R] (credentials from the AWS "
+          "default chain: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY ...; the bucket must exist)");
 ABSL_FLAG(double, archive_interval_s, 30,
           "How often packed hours are looked for and exported (each pass exports at most "
           "--archive_hours_per_pass hours)");
@@ -36,7 +36,9 @@ ABSL_FLAG(int64_t, default_deadline_ms, 600000,
           "Deadline of calls that set none (TriggerExport writes a whole tenant-hour)");
 ABSL_FLAG(int, worker_threads, 4, "Threads running ExportService calls");
 
-int main(int argc, char** argv) {
+namespace {
+
+int RunExport(int argc, char** argv) {
   const std::string kService = telemetry::v1::ExportService::service_full_name();
   telemetry::Service service(argc, argv,
                              {"telemetry-export",
@@ -46,10 +48,10 @@ int main(int argc, char** argv) {
                               9106});
   auto log = service.log();
   telemetry::ExporterOptions options;
-  options.root = absl::GetFlag(FLAGS_archive_root);
+  const std::string root = absl::GetFlag(FLAGS_archive_root);
   options.max_readings_per_file = absl::GetFlag(FLAGS_max_readings_per_file);
   options.parquet.row_group_rows = absl::GetFlag(FLAGS_row_group_rows);
-  if (options.root.empty()) {
+  if (root.empty()) {
     return service.Fail("--archive_root", absl::InvalidArgumentError("required"), 2);
   }
   if (options.max_readings_per_file <= 0 || options.parquet.row_group_rows <= 0 ||
@@ -61,18 +63,15 @@ int main(int argc, char** argv) {
                             "--archive_hours_per_pass must be > 0"),
                         2);
   }
-  {
-    std::error_code ec;
-    std::filesystem::create_directories(options.root, ec);
-    if (ec) {
-      return service.Fail("--archive_root",
-                          absl::UnavailableError(options.root + ": " + ec.message()), 2);
-    }
-  }
+  // A root that cannot be opened (a missing bucket, refused credentials, an
+  // unwritable directory) is a configuration error: exit at once. Outages
+  // after the start fail the hours they hit, which are retried.
+  auto archive_fs = telemetry::archive::ArchiveFs::Open(root);
+  if (!archive_fs.ok()) return service.Fail("--archive_root", archive_fs.status(), 2);
   telemetry::PgPool pool(absl::GetFlag(FLAGS_pg_primary), 4, "primary");
   auto metadata = telemetry::NewPgMetadataStore(&pool);
   auto store = telemetry::NewPgArchiveStore(&pool);
-  telemetry::Exporter exporter(store.get(), options);
+  telemetry::Exporter exporter(store.get(), archive_fs->get(), options);
 
   auto* m = service.metrics();
   auto* exported =
@@ -116,6 +115,14 @@ int main(int argc, char** argv) {
   telemetry::exporting::ExportServiceImpl impl(&exporter, store.get(), &kit);
   absl::Status served = service.ServeGrpc(absl::GetFlag(FLAGS_listen), {&impl});
   if (!served.ok()) return service.Fail("gRPC", served);
-  log->info("export archiving packed hours into {}", options.root);
+  log->info("export archiving packed hours into {}", root);
   return service.Run();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int rc = RunExport(argc, argv);
+  telemetry::archive::ShutdownArchiveFs();  // after every user of S3 is gone
+  return rc;
 }

@@ -5,6 +5,12 @@ judges: every assertion is in the test.
 
     python archive_read.py ROOT
 
+ROOT is a local directory or s3://BUCKET/PREFIX?endpoint=http://HOST:PORT (the
+archive root syntax of docs/archive.md; credentials from AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY). On S3, pyarrow reads through its own S3 filesystem and
+DuckDB scans the files as a pyarrow dataset (DuckDB's own S3 support is an
+extension downloaded at run time, which this machine cannot reach).
+
 Records (doubles as float.hex(), exact; timestamps in ns):
   F  path rows num_row_groups created_by              pyarrow.parquet, per file
   G  path index rows dev_min dev_max ts_min ts_max    its row-group statistics
@@ -22,7 +28,12 @@ import glob
 import os
 import sys
 
+import urllib.parse
+
 import duckdb
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 
@@ -48,12 +59,34 @@ def emit(*fields):
     print("\t".join(str(f) for f in fields))
 
 
+def s3_root(root):
+    """(filesystem, base path) of an s3:// archive root."""
+    url = urllib.parse.urlsplit(root)
+    params = dict(urllib.parse.parse_qsl(url.query))
+    endpoint = urllib.parse.urlsplit(params["endpoint"])
+    s3 = pafs.S3FileSystem(endpoint_override=endpoint.netloc, scheme=endpoint.scheme,
+                           region=params.get("region", "us-east-1"))
+    return s3, (url.netloc + url.path).rstrip("/")
+
+
+def readings_files(root):
+    """(filesystem or None, base, sorted paths of the published readings files)."""
+    if root.startswith("s3://"):
+        s3, base = s3_root(root)
+        infos = s3.get_file_info(pafs.FileSelector(base, recursive=True))
+        paths = sorted(i.path for i in infos if i.type == pafs.FileType.File
+                       and i.base_name.startswith("readings-") and i.base_name.endswith(".parquet"))
+        return s3, base, paths
+    paths = sorted(glob.glob(os.path.join(root, "**", "readings-*.parquet"), recursive=True))
+    return None, root, paths
+
+
 def main():
     root = sys.argv[1]
-    files = sorted(glob.glob(os.path.join(root, "**", "readings-*.parquet"), recursive=True))
+    s3, base, files = readings_files(root)
     for path in files:
-        rel = os.path.relpath(path, root)
-        f = pq.ParquetFile(path)
+        rel = os.path.relpath(path, base)
+        f = pq.ParquetFile(s3.open_input_file(path) if s3 else path)
         md = f.metadata
         emit("F", rel, md.num_rows, md.num_row_groups, md.created_by)
         names = f.schema_arrow.names
@@ -87,22 +120,30 @@ def main():
                  cols["project"][i], cols["labels"][i], ts_ns[i], kind, value, cols["status"][i])
 
     con = duckdb.connect()
-    pattern = os.path.join(root, "**", "readings-*.parquet")
+    if s3:
+        partitioning = pads.partitioning(
+            pa.schema([("tenant", pa.int64()), ("date", pa.date32()), ("hour", pa.int32())]),
+            flavor="hive")
+        archive = pads.dataset(files, filesystem=s3, format="parquet",
+                               partitioning=partitioning, partition_base_dir=base)
+        con.register("archive", archive)
+        source, args = "archive", []
+    else:
+        source = f"read_parquet(?, hive_partitioning = true, hive_types = {HIVE_TYPES})"
+        args = [os.path.join(root, "**", "readings-*.parquet")]
     rows = con.execute(
         f"""SELECT tenant, date, hour, device, sensor, unit, count(*), sum(value_double),
                   min(epoch_ns(ts)), max(epoch_ns(ts))
-           FROM read_parquet(?, hive_partitioning = true, hive_types = {HIVE_TYPES})
-           GROUP BY ALL ORDER BY ALL""", [pattern]).fetchall()
+           FROM {source}
+           GROUP BY ALL ORDER BY ALL""", args).fetchall()
     for r in rows:
         tenant, date, hour, device, sensor, unit, count, total, tmin, tmax = r
         emit("D", tenant, date, hour, device, sensor, unit, count,
              float(total).hex() if total is not None else "none", tmin, tmax)
     if rows:
         first = rows[0][0]
-        (count,) = con.execute(
-            f"SELECT count(*) FROM read_parquet(?, hive_partitioning = true, hive_types = {HIVE_TYPES})"
-            " WHERE tenant = ?",
-            [pattern, first]).fetchone()
+        (count,) = con.execute(f"SELECT count(*) FROM {source} WHERE tenant = ?",
+                               args + [first]).fetchone()
         emit("P", first, count)
 
 

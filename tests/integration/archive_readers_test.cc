@@ -20,8 +20,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/archive/archive_fs.h"
 #include "common/archive/parquet_readings.h"
 #include "gtest/gtest.h"
+#include "tests/integration/archive_s3_env.h"
 #include "tests/integration/harness.h"
 
 namespace telemetry::archive {
@@ -53,13 +55,21 @@ std::string HivePath(int64_t tenant, int64_t hour_ns) {
 
 double ParseHex(const std::string& s) { return std::strtod(s.c_str(), nullptr); }
 
-TEST(ArchiveReaders, PyarrowAndDuckDbReadWhatWasWritten) {
+// On a local directory and on S3 (the stack's S3Proxy).
+class ArchiveReaders : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ArchiveReaders, PyarrowAndDuckDbReadWhatWasWritten) {
   auto venv = Shell("bash " + SourceDir() + "/scripts/client-venv.sh 2>/dev/null");
   ASSERT_EQ(venv.second, 0) << "scripts/client-venv.sh failed";
   std::string python = std::string(absl::StripAsciiWhitespace(venv.first));
 
-  fs::path root = fs::temp_directory_path() / absl::StrCat("archive_readers_", getpid());
-  fs::remove_all(root);
+  const std::string leaf = absl::StrCat("archive_readers_", getpid());
+  fs::path local = fs::temp_directory_path() / leaf;
+  fs::remove_all(local);
+  const std::string root =
+      GetParam() == "s3" ? telemetry::testing::S3ArchiveRoot(leaf) : local.string();
+  auto archive = ArchiveFs::Open(root);
+  ASSERT_TRUE(archive.ok()) << archive.status();
 
   // Two tenants, two hours each (one crossing a day boundary), several
   // devices, every value kind, row groups of 500 rows.
@@ -103,10 +113,10 @@ TEST(ArchiveReaders, PyarrowAndDuckDbReadWhatWasWritten) {
           w.rows.push_back({ok, r});
         }
       }
-      fs::create_directories(root / fs::path(w.rel).parent_path());
+      ASSERT_TRUE((*archive)->CreateDirs(fs::path(w.rel).parent_path().string()).ok());
       ParquetOptions opt;
       opt.row_group_rows = w.row_group_rows;
-      auto writer = ParquetReadingsWriter::Create((root / w.rel).string(), {tenant, hour, 1}, opt);
+      auto writer = ParquetReadingsWriter::Create(archive->get(), w.rel, {tenant, hour, 1}, opt);
       ASSERT_TRUE(writer.ok()) << writer.status();
       for (const auto& [series, row] : w.rows) {
         absl::Status st = (*writer)->Append(series, {row});
@@ -118,7 +128,7 @@ TEST(ArchiveReaders, PyarrowAndDuckDbReadWhatWasWritten) {
     }
   }
 
-  auto out = Shell(python + " " + SourceDir() + "/tests/clients/archive_read.py " + root.string());
+  auto out = Shell(python + " " + SourceDir() + "/tests/clients/archive_read.py '" + root + "'");
   ASSERT_EQ(out.second, 0) << out.first;
 
   std::map<std::string, std::vector<std::vector<std::string>>> rows_of, groups_of;
@@ -252,8 +262,12 @@ TEST(ArchiveReaders, PyarrowAndDuckDbReadWhatWasWritten) {
   ASSERT_TRUE(absl::SimpleAtoi(pruned[1], &tenant));
   EXPECT_EQ(pruned[2], absl::StrCat(per_tenant[tenant]));
 
-  fs::remove_all(root);
+  EXPECT_TRUE((*archive)->DeleteFilesUnder("").ok());
+  fs::remove_all(local);
 }
+
+INSTANTIATE_TEST_SUITE_P(Roots, ArchiveReaders, ::testing::Values("local", "s3"),
+                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
 
 }  // namespace
 }  // namespace telemetry::archive

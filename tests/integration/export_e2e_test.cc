@@ -2,24 +2,29 @@
 // archives packed hours on its own; ExportService answers each tenant about
 // its own exports only, with the field and the reason for bad requests; and
 // kill -9 in the middle of an export, then a restart, leaves the hour
-// archived exactly (every reading once, no stray file).
+// archived exactly (every reading once, no stray file). On S3 it archives the
+// same way and exits cleanly; a root it cannot open stops it at start.
 #include <gtest/gtest.h>
 #include <signal.h>
 
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <pqxx/pqxx>
 #include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/archive/archive_fs.h"
 #include "common/archive/parquet_readings.h"
 #include "common/pg/pool.h"
 #include "common/pg/stores.h"
 #include "services/export/exporter.h"
 #include "telemetry/v1/export.grpc.pb.h"
+#include "tests/integration/archive_s3_env.h"
 #include "tests/integration/harness.h"
 
 namespace telemetry::testing {
@@ -284,6 +289,46 @@ TEST_F(ExportE2e, KillNineMidExportThenRestartArchivesTheHourExactly) {
   EXPECT_EQ(FilesIn(dir), want);
   EXPECT_EQ(SqlInt(absl::StrCat("SELECT count(*) FROM archive_exports WHERE tenant_id = ", t.id)),
             1);
+}
+
+TEST_F(ExportE2e, ArchivesToS3AndARootItCannotOpenStopsItAtStart) {
+  const int64_t hour = HourFor(SqlInt("SELECT coalesce(max(id), 0) + 1 FROM tenants"));
+  auto [t, n] = FillPacked("export-e2e-s3", 8, 30, hour);
+  const std::string root = S3ArchiveRoot(absl::StrCat("export_e2e_", getpid()));
+  auto fs = archive::ArchiveFs::Open(root);
+  ASSERT_TRUE(fs.ok()) << fs.status();
+  // The last --archive_root wins: the S3 root, credentials from the
+  // environment the process inherits.
+  Start({"--archive_root=" + root, absl::StrCat("--archive_from_ns=", hour)});
+  auto cur = WaitArchived(t.id, hour, 30000);
+  ASSERT_TRUE(cur.ok()) << cur.status() << "; log in " << log_dir_;
+  EXPECT_EQ(cur->readings, n);
+  int64_t archived = 0;
+  for (const auto& f : cur->files) {
+    if (f.kind != "readings") continue;
+    auto rows = archive::ReadParquetReadings(**fs, f.path);
+    ASSERT_TRUE(rows.ok()) << rows.status();
+    archived += static_cast<int64_t>(rows->size());
+  }
+  EXPECT_EQ(archived, n);
+  service_->Signal(SIGTERM);
+  EXPECT_EQ(service_->Wait(), 0) << "a clean exit after S3 was used; log in " << log_dir_;
+  service_.reset();
+  EXPECT_TRUE((*fs)->DeleteFilesUnder("").ok());
+
+  // A bucket that does not exist: exit code 2 at start, saying so.
+  const std::string log = (log_dir_ / "bad-root.log").string();
+  Process bad(
+      BuildDir() + "/services/export/telemetry-export",
+      {absl::StrCat("--archive_root=s3://no-such-bucket-", getpid(),
+                    "?endpoint=", RequireEnv("TELEMETRY_S3_ENDPOINT")),
+       "--pg_primary=" + RequireEnv("TELEMETRY_PG_PRIMARY"),
+       absl::StrCat("--listen=127.0.0.1:", FreePort()), absl::StrCat("--http_port=", FreePort())},
+      log);
+  EXPECT_EQ(bad.Wait(20000), 2);
+  std::ifstream in(log);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("does not exist"), std::string::npos) << text;
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include <random>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "common/auth.h"
 #include "common/kafka/admin.h"
 
@@ -33,6 +34,13 @@ std::string RequireEnv(const char* name) {
     return "";
   }
   return v;
+}
+
+std::string S3ArchiveRoot(const std::string& prefix) {
+  setenv("AWS_ACCESS_KEY_ID", RequireEnv("TELEMETRY_S3_ACCESS_KEY_ID").c_str(), 1);
+  setenv("AWS_SECRET_ACCESS_KEY", RequireEnv("TELEMETRY_S3_SECRET_ACCESS_KEY").c_str(), 1);
+  return absl::StrCat("s3://", RequireEnv("TELEMETRY_S3_BUCKET"), "/", prefix,
+                      "?endpoint=", RequireEnv("TELEMETRY_S3_ENDPOINT"));
 }
 
 std::string BuildDir() {

@@ -25,6 +25,11 @@ namespace telemetry::testing {
 std::string RequireEnv(const char* name);
 // Directory holding the built binaries (TELEMETRY_BUILD_DIR, else ./build).
 std::string BuildDir();
+// The local stack's S3 server (deploy/local/s3.sh) as an archive root:
+// s3://<TELEMETRY_S3_BUCKET>/<prefix>?endpoint=<TELEMETRY_S3_ENDPOINT>. Also
+// puts its credentials into this process's AWS_ACCESS_KEY_ID /
+// AWS_SECRET_ACCESS_KEY, which the processes a test starts inherit.
+std::string S3ArchiveRoot(const std::string& prefix);
 std::string SourceDir();
 int FreePort();
 

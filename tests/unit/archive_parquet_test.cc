@@ -178,6 +178,46 @@ TEST_F(ArchiveParquetTest, UnwritablePathIsUnavailable) {
   EXPECT_EQ(w.status().code(), absl::StatusCode::kUnavailable) << w.status();
 }
 
+TEST_F(ArchiveParquetTest, LocalRootIsCreatedAndBehavesLikeTheObjectStore) {
+  auto root = ArchiveFs::Open("file://" + Path("root/sub"));
+  ASSERT_TRUE(root.ok()) << root.status();
+  EXPECT_TRUE(fs::is_directory(Path("root/sub")));
+  EXPECT_FALSE((*root)->is_s3());
+  ASSERT_TRUE((*root)->CreateDirs("x/y").ok());
+  ASSERT_TRUE((*root)->Write("x/y/.b", "staged").ok());
+  ASSERT_TRUE((*root)->Move("x/y/.b", "x/y/b").ok());
+  ASSERT_TRUE((*root)->Write("x/y/a", "1").ok());
+  auto names = (*root)->ListFiles("x/y");
+  ASSERT_TRUE(names.ok()) << names.status();
+  EXPECT_EQ(*names, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(*(*root)->Read("x/y/b"), "staged");
+  EXPECT_EQ((*root)->Delete("x/y/.b").code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE((*root)->ListFiles("none")->empty());
+  ASSERT_TRUE((*root)->DeleteFilesUnder("x").ok());
+  EXPECT_FALSE(fs::exists(Path("root/sub/x/y/a")));
+  EXPECT_FALSE(fs::exists(Path("root/sub/x/y/b")));
+  EXPECT_TRUE((*root)->DeleteFilesUnder("none").ok());
+}
+
+TEST(ArchiveFsRoots, MalformedRootsAreInvalidArgumentWithTheReason) {
+  struct Case {
+    std::string root, says;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"s3://", "no bucket"},
+           {"s3://key:secret@bucket/p", "credentials"},
+           {"s3://bucket/p?endpoint=127.0.0.1:9000", "http:// or https://"},
+           {"s3://bucket/p?endpoint=http://h:1/path", "scheme://host[:port]"},
+           {"s3://bucket/p?endpoint_override=h:1", "unknown parameter 'endpoint_override'"},
+           {"gs://bucket/p", "local directory, file:// or s3://"},
+       }) {
+    auto fs = ArchiveFs::Open(c.root);
+    ASSERT_FALSE(fs.ok()) << c.root;
+    EXPECT_EQ(fs.status().code(), absl::StatusCode::kInvalidArgument) << c.root;
+    EXPECT_NE(fs.status().message().find(c.says), std::string::npos) << fs.status();
+  }
+}
+
 TEST_F(ArchiveParquetTest, NotAnArchiveFileIsInvalidArgument) {
   std::ofstream(Path("e.parquet")) << "not parquet";
   EXPECT_FALSE(ReadParquetReadings(Path("e.parquet")).ok());

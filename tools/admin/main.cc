@@ -15,7 +15,7 @@
 //       packs the 1-minute rollups of every hour that ended at least
 //       --older_than_s ago into one segment per series now (the writer does it
 //       on its own every minute for hours it no longer writes to).
-//   telemetry-admin archive --archive_root DIR [--tenant_id N --hour_ns H]
+//   telemetry-admin archive --archive_root DIR|s3://... [--tenant_id N --hour_ns H]
 //       exports packed hours into the Parquet archive now (docs/archive.md):
 //       every due hour, or one tenant's hour; prints one line per tenant and
 //       hour (version, readings, bytes, files) and the rate.
@@ -75,7 +75,9 @@ ABSL_FLAG(std::string, time_zone, "UTC", "Device time zone");
 ABSL_FLAG(int64_t, older_than_s, 3600,
           "compact-rollups, pack-raw: hours that ended at least this long ago");
 ABSL_FLAG(int64_t, step_readings, 10000, "pack-raw: readings per packing transaction");
-ABSL_FLAG(std::string, archive_root, "", "archive: the archive's root directory");
+ABSL_FLAG(std::string, archive_root, "",
+          "archive: the archive's root, a local directory or s3://BUCKET[/PREFIX]?endpoint=... "
+          "(docs/archive.md)");
 ABSL_FLAG(int64_t, hour_ns, 0, "archive: with --tenant_id, only this hour (its start, ns)");
 ABSL_FLAG(std::string, kafka_brokers, "127.0.0.1:9092", "create-topics: Kafka bootstrap servers");
 ABSL_FLAG(std::string, kafka_config, "",
@@ -401,13 +403,18 @@ int Verify(telemetry::PgPool& pool) {
 // Exports due packed hours (or one tenant's hour) into the Parquet archive.
 int Archive(telemetry::PgPool& pool) {
   telemetry::ExporterOptions options;
-  options.root = absl::GetFlag(FLAGS_archive_root);
-  if (options.root.empty()) {
+  const std::string root = absl::GetFlag(FLAGS_archive_root);
+  if (root.empty()) {
     std::fprintf(stderr, "archive: --archive_root is required\n");
     return 2;
   }
+  auto archive_fs = telemetry::archive::ArchiveFs::Open(root);
+  if (!archive_fs.ok()) {
+    std::fprintf(stderr, "archive: --archive_root: %s\n", archive_fs.status().ToString().c_str());
+    return 2;
+  }
   auto store = telemetry::NewPgArchiveStore(&pool);
-  telemetry::Exporter exporter(store.get(), options);
+  telemetry::Exporter exporter(store.get(), archive_fs->get(), options);
   const telemetry::Clock* clock = telemetry::SystemClock::Get();
   const int64_t start = clock->MonotonicNs();
   std::vector<telemetry::TenantHourExport> done;
@@ -482,7 +489,11 @@ int main(int argc, char** argv) {
   if (cmd == "register-device") return RegisterDevice(*store);
   if (cmd == "compact-rollups") return CompactRollups(pool);
   if (cmd == "pack-raw") return PackRaw(pool);
-  if (cmd == "archive") return Archive(pool);
+  if (cmd == "archive") {
+    const int rc = Archive(pool);
+    telemetry::archive::ShutdownArchiveFs();  // Archive's users of S3 are gone
+    return rc;
+  }
   if (cmd == "verify") return Verify(pool);
   std::fprintf(stderr, "unknown command %s\n", cmd.c_str());
   return 2;
