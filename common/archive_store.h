@@ -44,6 +44,35 @@ struct ArchiveExport {
   std::vector<ArchiveFile> files;
 };
 
+// What retention needs to know of one day partition of the raw readings
+// (docs/archive.md "Retention").
+struct RetentionHour {
+  int64_t hour_ns = 0;
+  std::string state;  // the claim: "" (none), "packing", "packed", "dropped"
+  int32_t packs = 0;
+  bool late_pending = false;  // listed in raw_late_hours
+  bool raw_rows = false;      // rows not packed into segments
+};
+struct RetentionTenantHour {
+  int64_t tenant_id = 0;
+  int64_t hour_ns = 0;
+  int32_t archived_packs = -1;  // its current export's source_packs; -1: none
+};
+struct RetentionDay {
+  int64_t day_ns = 0;  // start of the UTC day
+  // Hours with a claim or raw rows, in order.
+  std::vector<RetentionHour> hours;
+  // Every (tenant, hour) with readings in the day's segments.
+  std::vector<RetentionTenantHour> tenant_hours;
+  int64_t segments = 0;
+  int64_t readings = 0;  // in segments
+};
+struct TenantRetention {
+  int64_t tenant_id = 0;
+  std::string name;
+  int32_t raw_retention_days = 0;
+};
+
 class ArchiveStore {
  public:
   virtual ~ArchiveStore() = default;
@@ -80,6 +109,19 @@ class ArchiveStore {
   // their files, by hour then version.
   virtual absl::StatusOr<std::vector<ArchiveExport>> ListExports(int64_t tenant_id, int64_t from_ns,
                                                                  int64_t to_ns) = 0;
+
+  // Retention. The day partitions of raw readings that start in
+  // [from_ns, before_ns), oldest first, with what retention decides on.
+  virtual absl::StatusOr<std::vector<RetentionDay>> RetentionDays(int64_t from_ns,
+                                                                  int64_t before_ns) = 0;
+  virtual absl::StatusOr<std::vector<TenantRetention>> TenantRetentions() = 0;
+  // Drops the day's partitions (raw rows and segments) if `still_drops`,
+  // given the day as it is under locks that keep writers, the packer and the
+  // exporter out of it, says so; marks its hours 'dropped' and records the
+  // drop. Returns whether it dropped. UNAVAILABLE when the locks are not
+  // granted in time (readers of the day): try again later.
+  virtual absl::StatusOr<bool> DropRawDay(
+      int64_t day_ns, const std::function<bool(const RetentionDay&)>& still_drops) = 0;
 };
 
 }  // namespace telemetry

@@ -77,6 +77,9 @@ struct PartitionOffset {
 struct ApplyResult {
   int64_t inserted = 0;    // new raw rows
   int64_t duplicates = 0;  // rows already stored (same series and timestamp)
+  // Readings of hours retention dropped (older than their tenant's
+  // retention by the time they reached the store): not stored.
+  int64_t expired = 0;
   // Applied by the bulk path (COPY straight into the raw table), which a
   // store takes when no reading of the batch was stored before.
   bool bulk = false;

@@ -4,8 +4,12 @@
 // and archive_files.
 #include "common/archive_store.h"
 
+#include <algorithm>
+#include <map>
+
 #include "absl/strings/str_cat.h"
 #include "common/pg/pool.h"
+#include "common/pg/raw_days.h"
 #include "common/pg/stores.h"
 #include "common/segment/raw_segment.h"
 #include "common/status_macros.h"
@@ -48,6 +52,55 @@ ArchiveExport ExportFrom(const pqxx::row& r) {
   e.started_at_ns = PgInt64(r[7]);
   e.finished_at_ns = PgInt64(r[8]);
   return e;
+}
+
+constexpr int64_t kHourNs = 3'600'000'000'000LL;
+
+// What retention decides on for one day, read in `tx` (under the drop's
+// locks, or in a plain read).
+RetentionDay ReadRetentionDay(pqxx::transaction_base& tx, int64_t day_ns) {
+  RetentionDay d;
+  d.day_ns = day_ns;
+  const int64_t end = day_ns + kRawDayNs;
+  std::map<int64_t, RetentionHour> hours;
+  pqxx::result claims = tx.exec_params(
+      "SELECT c.hour, c.state, c.packs,"
+      "       EXISTS (SELECT 1 FROM raw_late_hours l WHERE l.hour = c.hour)"
+      " FROM raw_compactions c WHERE c.hour >= $1 AND c.hour < $2",
+      day_ns, end);
+  for (const auto& row : claims) {
+    RetentionHour& h = hours[PgInt64(row[0])];
+    h.hour_ns = PgInt64(row[0]);
+    h.state = row[1].as<std::string>();
+    h.packs = static_cast<int32_t>(PgInt64(row[2]));
+    h.late_pending = row[3].as<bool>();
+  }
+  // Rows not packed: one probe per hour.
+  pqxx::result rows = tx.exec_params(
+      "SELECT h FROM generate_series($1::bigint, $2::bigint - 1, 3600000000000::bigint) h"
+      " WHERE EXISTS (SELECT 1 FROM raw_readings r WHERE r.ts >= h AND r.ts < h + 3600000000000)",
+      day_ns, end);
+  for (const auto& row : rows) {
+    RetentionHour& h = hours[PgInt64(row[0])];
+    h.hour_ns = PgInt64(row[0]);
+    h.raw_rows = true;
+  }
+  for (auto& [hour, h] : hours) d.hours.push_back(h);
+  pqxx::result th = tx.exec_params(
+      "SELECT s.tenant_id, g.hour, count(*), sum(g.n), coalesce(max(e.source_packs), -1)"
+      " FROM raw_readings_seg g JOIN series s ON s.id = g.series_id"
+      " LEFT JOIN archive_exports e ON e.tenant_id = s.tenant_id AND e.hour = g.hour"
+      "   AND e.state = 'current'"
+      " WHERE g.hour >= $1 AND g.hour < $2"
+      " GROUP BY s.tenant_id, g.hour ORDER BY g.hour, s.tenant_id",
+      day_ns, end);
+  for (const auto& row : th) {
+    d.tenant_hours.push_back(
+        {PgInt64(row[0]), PgInt64(row[1]), static_cast<int32_t>(PgInt64(row[4]))});
+    d.segments += PgInt64(row[2]);
+    d.readings += PgInt64(row[3]);
+  }
+  return d;
 }
 
 class PgArchiveStore final : public ArchiveStore {
@@ -285,6 +338,104 @@ class PgArchiveStore final : public ArchiveStore {
       }
       return absl::OkStatus();
     });
+  }
+
+  absl::StatusOr<std::vector<RetentionDay>> RetentionDays(int64_t from_ns,
+                                                          int64_t before_ns) override {
+    std::vector<RetentionDay> out;
+    RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
+      out.clear();
+      pqxx::read_transaction tx(c);
+      pqxx::result days = tx.exec_params(
+          std::string(kRawDaysCte) + " SELECT lo FROM days WHERE lo >= $1 AND lo < $2 ORDER BY lo",
+          from_ns, before_ns);
+      for (const auto& row : days) out.push_back(ReadRetentionDay(tx, PgInt64(row[0])));
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::StatusOr<std::vector<TenantRetention>> TenantRetentions() override {
+    std::vector<TenantRetention> out;
+    RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
+      out.clear();
+      pqxx::read_transaction tx(c);
+      for (const auto& row :
+           tx.exec("SELECT id, name, raw_retention_days FROM tenants ORDER BY id")) {
+        out.push_back(
+            {PgInt64(row[0]), row[1].as<std::string>(), static_cast<int32_t>(PgInt64(row[2]))});
+      }
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::StatusOr<bool> DropRawDay(
+      int64_t day_ns, const std::function<bool(const RetentionDay&)>& still_drops) override {
+    bool dropped = false;
+    RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
+      dropped = false;
+      pqxx::work tx(c);
+      const int64_t end = day_ns + kRawDayNs;
+      // DROP of a partition needs ACCESS EXCLUSIVE on its parent too, which
+      // stops every read and write of raw readings while it is held (a few
+      // milliseconds: the checks below and the drop). Waiting for it queues
+      // them too, so it is waited for briefly and given up (UNAVAILABLE, the
+      // day is tried at the next run) behind a long reader.
+      tx.exec("SET LOCAL lock_timeout = '200ms'");
+      // Locks in the order writers and the packer take them (claims, then the
+      // tables; parents before partitions, as every query on the parents
+      // does), so none of them can deadlock with a drop:
+      // the day's claims: a writer or packing step of a claimed hour waits at
+      // its own claim lock ...
+      tx.exec_params("SELECT 1 FROM raw_compactions WHERE hour >= $1 AND hour < $2 FOR UPDATE",
+                     day_ns, end);
+      const std::string raw = RawDayTable(day_ns), seg = RawSegDayTable(day_ns);
+      if (!tx.exec_params("SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL", raw,
+                          seg)[0][0]
+               .as<bool>()) {
+        return absl::NotFoundError(absl::StrCat("no partitions ", raw, " / ", seg));
+      }
+      // ... then the parents and the day's partitions: writers of unclaimed
+      // hours and readers under way finish first; what they committed is
+      // seen below.
+      tx.exec(
+          absl::StrCat("LOCK TABLE ONLY raw_readings, raw_readings_seg IN ACCESS EXCLUSIVE MODE;"
+                       "LOCK TABLE ",
+                       tx.quote_name(raw), ", ", tx.quote_name(seg), " IN ACCESS EXCLUSIVE MODE"));
+      const RetentionDay day = ReadRetentionDay(tx, day_ns);
+      if (!still_drops(day)) return absl::OkStatus();  // rolled back
+      std::vector<int64_t> tenants;
+      for (const auto& th : day.tenant_hours) tenants.push_back(th.tenant_id);
+      std::sort(tenants.begin(), tenants.end());
+      tenants.erase(std::unique(tenants.begin(), tenants.end()), tenants.end());
+      // Every hour of the day keeps a claim, 'dropped': a late reading for
+      // it is discarded by the writer, never stored into a partition that
+      // is gone or made into a new archive version of an incomplete hour.
+      tx.exec_params(
+          "INSERT INTO raw_compactions (hour, state)"
+          " SELECT h, 'dropped' FROM generate_series($1::bigint, $2::bigint - 1,"
+          "                                          3600000000000::bigint) h"
+          " ON CONFLICT (hour) DO UPDATE SET state = 'dropped'",
+          day_ns, end);
+      tx.exec_params("DELETE FROM raw_late_hours WHERE hour >= $1 AND hour < $2", day_ns, end);
+      std::string tenant_array = "{";
+      for (size_t i = 0; i < tenants.size(); ++i) {
+        absl::StrAppend(&tenant_array, i ? "," : "", tenants[i]);
+      }
+      tenant_array += "}";
+      tx.exec_params(
+          "INSERT INTO retention_drops (day, tenants, segments, readings)"
+          " VALUES ($1, $2::bigint[], $3, $4) ON CONFLICT (day) DO UPDATE SET"
+          " tenants = EXCLUDED.tenants, segments = retention_drops.segments + EXCLUDED.segments,"
+          " readings = retention_drops.readings + EXCLUDED.readings, dropped_at = now()",
+          day_ns, tenant_array, day.segments, day.readings);
+      tx.exec(absl::StrCat("DROP TABLE ", tx.quote_name(seg), ", ", tx.quote_name(raw)));
+      tx.commit();
+      dropped = true;
+      return absl::OkStatus();
+    }));
+    return dropped;
   }
 
   PgPool* pool_;

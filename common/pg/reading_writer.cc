@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/pg/pool.h"
+#include "common/pg/raw_days.h"
 #include "common/pg/stores.h"
 #include "common/rollup.h"
 #include "common/segment/raw_segment.h"
@@ -209,15 +210,6 @@ std::string RollupCopyText(const std::vector<MinuteRollup>& rollups) {
   return buf;
 }
 
-// The day partitions of raw_readings (raw_readings_dYYYYMMDD): name, oid and
-// the day's start in ns.
-constexpr char kRawDaysCte[] =
-    "WITH days AS ("
-    "  SELECT c.relname, c.oid, extract(epoch FROM to_date(substring(c.relname FROM"
-    "           'raw_readings_d([0-9]{8})$'), 'YYYYMMDD'))::bigint * 1000000000 AS lo"
-    "  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-    "  WHERE i.inhparent = 'raw_readings'::regclass)";
-
 int64_t HourOf(int64_t ns) { return ns - ((ns % kNsPerHour) + kNsPerHour) % kNsPerHour; }
 
 // A Postgres array literal of integers.
@@ -266,15 +258,20 @@ void AppendCopyBytea(std::string* out, const std::string& bytes) {
 // Claims of the hours a batch writes to, locked FOR SHARE until the commit
 // (see raw_compactions in db/migrations/0008_raw_segments.sql): a packing
 // step of one of them waits for this transaction, and this transaction for
-// a step under way. Returns the claimed hours.
-std::set<int64_t> LockClaimedHours(pqxx::transaction_base& tx, const std::vector<RawRow>& rows) {
+// a step under way. Returns the claimed hours; those retention dropped
+// (0012_retention.sql) go to `dropped` instead.
+std::set<int64_t> LockClaimedHours(pqxx::transaction_base& tx, const std::vector<RawRow>& rows,
+                                   std::set<int64_t>* dropped) {
   std::set<int64_t> hours;
   for (const RawRow& r : rows) hours.insert(HourOf(r.ts_ns));
   std::set<int64_t> claimed;
   pqxx::result r = tx.exec_params(
-      "SELECT hour FROM raw_compactions WHERE hour = ANY($1::bigint[]) ORDER BY hour FOR SHARE",
+      "SELECT hour, state = 'dropped' FROM raw_compactions WHERE hour = ANY($1::bigint[])"
+      " ORDER BY hour FOR SHARE",
       PgIntArray(std::vector<int64_t>(hours.begin(), hours.end())));
-  for (const auto& row : r) claimed.insert(PgInt64(row[0]));
+  for (const auto& row : r) {
+    (row[1].as<bool>() ? dropped : &claimed)->insert(PgInt64(row[0]));
+  }
   return claimed;
 }
 
@@ -327,7 +324,7 @@ class PgReadingWriter final : public ReadingWriter {
       SortAndDropRepeatedKeys(&sorted);
       batch = &sorted;
     }
-    const ProbeRuns runs = RunsOf(*batch);
+    ProbeRuns runs = RunsOf(*batch);
     std::vector<std::string> parts, offs;
     for (const auto& po : next_offsets) {
       parts.push_back(std::to_string(po.partition));
@@ -348,7 +345,23 @@ class PgReadingWriter final : public ReadingWriter {
         // into the raw table (multi-row inserts, no speculative insertion),
         // and their minute aggregates, computed here, into stage_agg.
         // Readings of packed hours are looked up in their segments too.
-        const std::set<int64_t> claimed = LockClaimedHours(tx, *batch);
+        std::set<int64_t> dropped;
+        const std::set<int64_t> claimed = LockClaimedHours(tx, *batch, &dropped);
+        // Readings of hours retention dropped: older than their tenant's
+        // retention (ingest refuses those; these were accepted before the
+        // drop and reached the store after it). Not stored, counted.
+        std::vector<RawRow> kept;
+        if (!dropped.empty()) {
+          for (const RawRow& r : *batch) {
+            if (dropped.count(HourOf(r.ts_ns))) {
+              ++result.expired;
+            } else {
+              kept.push_back(r);
+            }
+          }
+          batch = &kept;
+          runs = RunsOf(*batch);
+        }
         std::vector<RawRow> fresh_rows;
         const std::vector<RawRow>* fresh = batch;
         pqxx::result stored = tx.exec_params(kStoredKeysSql, runs.series, runs.lo, runs.hi);
@@ -413,7 +426,7 @@ class PgReadingWriter final : public ReadingWriter {
       return absl::OkStatus();
     });
     if (!st.ok()) return st;
-    result.duplicates = static_cast<int64_t>(rows.size()) - result.inserted;
+    result.duplicates = static_cast<int64_t>(rows.size()) - result.inserted - result.expired;
     return result;
   }
 
@@ -570,6 +583,13 @@ class PgReadingWriter final : public ReadingWriter {
                            " ON CONFLICT (hour) DO NOTHING RETURNING 1",
                            hour_ns)
                          .empty();
+      if (!fresh_claim &&
+          tx.exec_params("SELECT state = 'dropped' FROM raw_compactions WHERE hour = $1",
+                         hour_ns)[0][0]
+              .as<bool>()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("raw hour ", hour_ns, " was dropped by retention: nothing to pack"));
+      }
       tx.commit();
       pqxx::nontransaction after(c);
       claimed_at = after.exec("SELECT clock_timestamp()::text")[0][0].as<std::string>();
@@ -795,6 +815,13 @@ class PgReadingWriter final : public ReadingWriter {
         pqxx::work tx(c);
         // The day of raw rows and the day of their segments.
         const std::string seg_name = absl::StrCat("raw_readings_seg_", name.substr(13));
+        // A day retention dropped is not made again for a late reading (which
+        // Apply discards): its 24 hours are claimed 'dropped'.
+        if (PgInt64(tx.exec_params("SELECT count(*) FROM raw_compactions WHERE state = 'dropped'"
+                                   " AND hour >= $1 AND hour < $2",
+                                   day * kNsPerDay, (day + 1) * kNsPerDay)[0][0]) == 24) {
+          return absl::OkStatus();
+        }
         for (const auto& [table, parent] :
              {std::make_pair(name, "raw_readings"), std::make_pair(seg_name, "raw_readings_seg")}) {
           pqxx::result exists = tx.exec_params("SELECT to_regclass($1) IS NOT NULL", table);

@@ -16,6 +16,9 @@ WriterMetrics::WriterMetrics(MetricsRegistry* r)
     : applied(r->AddCounter("writer_readings_applied_total", "New raw rows stored")),
       duplicates(r->AddCounter("writer_readings_duplicate_total",
                                "Readings dropped as already stored (same series and time)")),
+      expired(r->AddCounter("writer_readings_expired_total",
+                            "Readings not stored: their hour was dropped by retention (older "
+                            "than the tenant's raw retention when they reached the store)")),
       batches(r->AddCounter("writer_batches_total", "Store transactions committed")),
       bulk_batches(r->AddCounter("writer_bulk_batches_total",
                                  "Batches applied by the bulk path (none of their readings"
@@ -328,6 +331,7 @@ absl::Status Writer::Flush() {
     if (result.ok()) {
       metrics_->applied->Inc(result->inserted);
       metrics_->duplicates->Inc(result->duplicates + repeated);
+      metrics_->expired->Inc(result->expired);
       if (result->bulk) metrics_->bulk_batches->Inc();
     } else {
       st = result.status();

@@ -43,6 +43,7 @@ struct WriterMetrics {
   explicit WriterMetrics(MetricsRegistry* r);
   Counter* applied;
   Counter* duplicates;
+  Counter* expired;
   Counter* batches;
   Counter* bulk_batches;
   Counter* dead_letters;

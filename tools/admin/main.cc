@@ -19,6 +19,14 @@
 //       exports packed hours into the Parquet archive now (docs/archive.md):
 //       every due hour, or one tenant's hour; prints one line per tenant and
 //       hour (version, readings, bytes, files) and the rate.
+//   telemetry-admin retention [--apply] [--from_ns N] [--before_ns N]
+//       the raw day partitions starting in [from, before) (default: all) and
+//       what retention does with each (docs/archive.md "Retention"): DROP or
+//       KEEP with the reasons. A dry run unless --apply, which drops those it
+//       lists as DROP (each decided again under the drop's locks).
+//   telemetry-admin set-retention --tenant_id N --retention_days D
+//       changes a tenant's raw retention (1-36500 days); applies to what is
+//       stored at the next retention run: run `retention` first to see it.
 //   telemetry-admin create-topics [--kafka_brokers host:port] [--readings_partitions 16]
 //                                 [--readings_retention_hours 168] [--readings_retention_bytes -1]
 //                                 [--replication_factor -1] [--print]
@@ -52,6 +60,7 @@
 #include "common/pg/pool.h"
 #include "common/pg/stores.h"
 #include "services/export/exporter.h"
+#include "services/export/retention.h"
 #include "services/writer/compactor.h"
 #include "tools/admin/import.h"
 #include "tools/admin/verify.h"
@@ -79,6 +88,10 @@ ABSL_FLAG(std::string, archive_root, "",
           "archive: the archive's root, a local directory or s3://BUCKET[/PREFIX]?endpoint=... "
           "(docs/archive.md)");
 ABSL_FLAG(int64_t, hour_ns, 0, "archive: with --tenant_id, only this hour (its start, ns)");
+ABSL_FLAG(bool, apply, false, "retention: drop what the dry run lists as DROP");
+ABSL_FLAG(int64_t, from_ns, 0, "retention: first day partition considered (its start, ns)");
+ABSL_FLAG(int64_t, before_ns, 0,
+          "retention: days starting before this (ns; 0 = now) are considered");
 ABSL_FLAG(std::string, kafka_brokers, "127.0.0.1:9092", "create-topics: Kafka bootstrap servers");
 ABSL_FLAG(std::string, kafka_config, "",
           "create-topics: extra librdkafka properties, name=value[,name=value...]");
@@ -463,18 +476,83 @@ int Archive(telemetry::PgPool& pool) {
   return 0;
 }
 
+// Retention of the raw day partitions: the dry run, or --apply.
+int RetentionCommand(telemetry::PgPool& pool) {
+  auto store = telemetry::NewPgArchiveStore(&pool);
+  const telemetry::Clock* clock = telemetry::SystemClock::Get();
+  telemetry::Retention retention(store.get(), clock);
+  const int64_t before =
+      absl::GetFlag(FLAGS_before_ns) > 0 ? absl::GetFlag(FLAGS_before_ns) : clock->NowNs();
+  const bool apply = absl::GetFlag(FLAGS_apply);
+  auto decisions = retention.Run(absl::GetFlag(FLAGS_from_ns), before, /*dry_run=*/!apply);
+  if (!decisions.ok()) {
+    std::fprintf(stderr, "retention: %s\n", decisions.status().ToString().c_str());
+    return 1;
+  }
+  int drop = 0, dropped = 0, failed = 0;
+  for (const auto& d : *decisions) {
+    const char* action = d.dropped ? "DROPPED" : d.drop ? (apply ? "FAILED" : "DROP") : "KEEP";
+    std::printf("%s  %-7s  %zu tenants, %lld segments, %lld readings\n",
+                telemetry::RetentionDate(d.day_ns).c_str(), action, d.tenants.size(),
+                static_cast<long long>(d.segments), static_cast<long long>(d.readings));
+    for (const auto& r : d.reasons) std::printf("    %s\n", r.c_str());
+    if (!d.error.empty())
+      std::printf("    error: %s (tried again at the next run)\n", d.error.c_str());
+    drop += d.drop ? 1 : 0;
+    dropped += d.dropped ? 1 : 0;
+    failed += d.drop && apply && !d.dropped ? 1 : 0;
+  }
+  std::printf("%zu days: %d %s, %zu kept%s\n", decisions->size(), apply ? dropped : drop,
+              apply ? "dropped" : "to drop (dry run: nothing dropped; --apply drops them)",
+              decisions->size() - static_cast<size_t>(drop),
+              failed ? absl::StrCat(", ", failed, " failed").c_str() : "");
+  return failed ? 1 : 0;
+}
+
+int SetRetention(telemetry::PgPool& pool) {
+  const int64_t tenant = absl::GetFlag(FLAGS_tenant_id);
+  const int days = absl::GetFlag(FLAGS_retention_days);
+  if (tenant <= 0 || days < 1 || days > 36500) {
+    std::fprintf(stderr, "set-retention: --tenant_id (> 0) and --retention_days (1-36500)\n");
+    return 2;
+  }
+  int updated = 0;
+  absl::Status st = pool.Run([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    updated = static_cast<int>(
+        tx.exec_params("UPDATE tenants SET raw_retention_days = $2 WHERE id = $1", tenant, days)
+            .affected_rows());
+    tx.commit();
+    return absl::OkStatus();
+  });
+  if (!st.ok()) {
+    std::fprintf(stderr, "set-retention: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  if (updated == 0) {
+    std::fprintf(stderr, "set-retention: no tenant %lld\n", static_cast<long long>(tenant));
+    return 1;
+  }
+  std::printf(
+      "tenant %lld: raw retention %d days (applies at the next retention run; "
+      "`telemetry-admin retention` shows what it will drop)\n",
+      static_cast<long long>(tenant), days);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   std::vector<char*> args =
       telemetry::InitFlags(argc, argv,
                            "telemetry-admin "
                            "migrate|create-tenant|add-key|add-client-cert|register-device|compact-"
-                           "rollups|pack-raw|archive|create-topics|import|verify [flags]");
+                           "rollups|pack-raw|archive|retention|set-retention|create-topics|import|"
+                           "verify [flags]");
   if (args.size() < 2) {
     std::fprintf(
         stderr,
         "usage: telemetry-admin "
         "migrate|create-tenant|add-key|add-client-cert|register-device|compact-rollups|pack-raw|"
-        "archive|create-topics|import|verify\n");
+        "archive|retention|set-retention|create-topics|import|verify\n");
     return 2;
   }
   if (std::string(args[1]) == "create-topics") return CreateTopics();
@@ -494,6 +572,8 @@ int main(int argc, char** argv) {
     telemetry::archive::ShutdownArchiveFs();  // Archive's users of S3 are gone
     return rc;
   }
+  if (cmd == "retention") return RetentionCommand(pool);
+  if (cmd == "set-retention") return SetRetention(pool);
   if (cmd == "verify") return Verify(pool);
   std::fprintf(stderr, "unknown command %s\n", cmd.c_str());
   return 2;
