@@ -4,7 +4,9 @@
 # ingest and the writer (packing off), packs it (the warm tier), then times `telemetry-admin
 # archive` on it and counts the archive with DuckDB (an independent reader). Reports readings/s,
 # CPU per reading, bytes per reading in the archive and in the warm tier's segments of the same
-# hour. Appends the results to docs/benchmarks.md and prints them.
+# hour. Then the same hour again to the stack's S3 server (S3Proxy on loopback, its filesystem
+# backend: the S3 path's own cost, not a network's), as a ratio to the local export of the run.
+# Appends the results to docs/benchmarks.md and prints them.
 #
 #   bash scripts/bench-archive.sh          (DEVICES=1000 SENSORS=8: 28.8 M readings)
 #   DEVICES=200 bash scripts/bench-archive.sh   (5.76 M: a quicker run)
@@ -56,6 +58,17 @@ t0="$(now_s)"
 t1="$(now_s)"
 busy1="$(busy_s)"
 cat "$OUT/archive.out" >&2
+# The same hour to S3: the manifest forgotten first (it is per tenant and hour, not per root).
+psql "$TELEMETRY_PG_PRIMARY" -qc "DELETE FROM archive_exports WHERE hour = $hour_ns; DELETE FROM archive_hours WHERE hour = $hour_ns"
+s3_root="s3://$TELEMETRY_S3_BUCKET/bench-$(date +%s)?endpoint=$TELEMETRY_S3_ENDPOINT"
+log "archiving again to $s3_root"
+s3_busy0="$(busy_s)"
+s3_t0="$(now_s)"
+AWS_ACCESS_KEY_ID="$TELEMETRY_S3_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$TELEMETRY_S3_SECRET_ACCESS_KEY" \
+  "$BUILD_DIR/tools/admin/telemetry-admin" archive --archive_root "$s3_root" >"$OUT/archive-s3.out"
+s3_t1="$(now_s)"
+s3_busy1="$(busy_s)"
+cat "$OUT/archive-s3.out" >&2
 seg_bytes="$(psql "$TELEMETRY_PG_PRIMARY" -qAtc "SELECT sum(octet_length(data)) FROM raw_readings_seg WHERE hour = $hour_ns")"
 seg_n="$(psql "$TELEMETRY_PG_PRIMARY" -qAtc "SELECT sum(n) FROM raw_readings_seg WHERE hour = $hour_ns")"
 PY="$(scripts/client-venv.sh)"
@@ -64,10 +77,13 @@ files="$(find "$OUT/archive/tenant=$tenant_id" -name 'readings-*.parquet' | wc -
 archive_bytes="$(find "$OUT/archive/tenant=$tenant_id" -name 'readings-*.parquet' -printf '%s\n' | awk '{s+=$1} END {print s}')"
 
 /usr/bin/python3 - "$readings" "$stored" "$seg_n" "$seg_bytes" "$archive_bytes" "$files" \
-  "$t0" "$t1" "$busy0" "$busy1" "$duck" "$DEVICES" "$SENSORS" <<'PY' | tee -a docs/benchmarks.md
+  "$t0" "$t1" "$busy0" "$busy1" "$duck" "$DEVICES" "$SENSORS" "$s3_t0" "$s3_t1" "$s3_busy0" \
+  "$s3_busy1" <<'PY' | tee -a docs/benchmarks.md
 import datetime, subprocess, sys
 (want, stored, seg_n, seg_bytes, archive_bytes, files, t0, t1, b0, b1, duck, devices,
- sensors) = sys.argv[1:]
+ sensors, s3_t0, s3_t1, s3_b0, s3_b1) = sys.argv[1:]
+s3_seconds = float(s3_t1) - float(s3_t0)
+s3_cpu_s = float(s3_b1) - float(s3_b0)
 want, stored, seg_n, seg_bytes, archive_bytes = map(int, (want, stored, seg_n, seg_bytes, archive_bytes))
 seconds = float(t1) - float(t0)
 cpu_s = float(b1) - float(b0)
@@ -88,5 +104,6 @@ One closed hour loaded through ingest and the writer ({devices} devices × {sens
 | archive: readings files | {files} files, {archive_bytes:,} bytes: **{archive_bytes / seg_n:.2f} bytes/reading** |
 | warm tier: the hour's segments (codec bytes, no row or TOAST overhead) | {seg_bytes:,} bytes: {seg_bytes / seg_n:.2f} bytes/reading |
 | DuckDB over the archive (count, devices) | {duck} |
+| the same export to S3 (S3Proxy on loopback, SigV4, multipart) | {s3_seconds:.2f} s: {seg_n / s3_seconds:,.0f} readings/s, **{s3_seconds / seconds:.2f}× the local export's time**; machine CPU {s3_cpu_s:.2f} s (S3Proxy's JVM included) |
 """)
 PY

@@ -184,6 +184,13 @@ PACKED_BYTES="$(psql "$TELEMETRY_PG_PRIMARY" -Atc "SELECT string_agg(k || '=' ||
   GROUP BY 1
   UNION ALL SELECT 'segment_readings', coalesce(sum(n), 0) FROM raw_readings_seg) x")"
 log "after packing: $PACKED_BYTES"
+# The Parquet archive (issue 17) of the same packed hours, as telemetry-export writes it: its
+# bytes per reading against InfluxDB's bytes at rest on the same data.
+log "archiving the packed hours to Parquet"
+busy0="$(busy_s)"
+ARCHIVE="$("$BIN/tools/admin/telemetry-admin" archive --archive_root "$OUT/archive" | tail -n 1)"
+ARCHIVE="$ARCHIVE | busy_s=$(echo "$(busy_s) - $busy0" | bc) all_bytes=$(du -sb "$OUT/archive" | cut -f1)"
+log "$ARCHIVE"
 log "platform reads after compaction: $REPS repetitions"
 READS_AFTER="$("$BIN/tools/bench/telemetry-bench-compare" --mode reads --systems platform \
   --api_keys "${KEYS[1]}" --reps "$REPS" --tenant_reps "$TENANT_REPS" "${common[@]}")"
@@ -256,11 +263,12 @@ OUT="$OUT" /usr/bin/python3 - "$PROFILE" "$INGEST" "$READS" "$CONC" "$influx_byt
   "docs/benchmarks/compare-$stamp-$PROFILE.json" \
   "$TENANTS" "$DEVICES" "$SENSORS" "$STRING_SENSORS" "$INTERVAL_S" "$HOURS" "$DUPLICATES" "$LATE" \
   "$REPS" "$TENANT_REPS" "$CONC_SECONDS" "$ROUNDS" "$COMPACTION" "$READS_BEFORE" "$READS_AFTER" \
-  "$KAFKA_MEM" "$PACKING" "$PACKED_BYTES" <<'PY' | tee -a docs/benchmarks.md
+  "$KAFKA_MEM" "$PACKING" "$PACKED_BYTES" "$ARCHIVE" <<'PY' | tee -a docs/benchmarks.md
 import datetime, json, os, subprocess, sys
 (profile, ingest_file, reads_json, conc_file, influx_b, platform_b, pg_b, json_out, tenants, devices,
  sensors, string_sensors, interval_s, hours, dups, late, reps, tenant_reps, conc_s, rounds,
- compaction, reads_before_json, reads_after_json, kafka_mem, packing, packed_bytes) = sys.argv[1:27]
+ compaction, reads_before_json, reads_after_json, kafka_mem, packing, packed_bytes,
+ archive_line) = sys.argv[1:28]
 pack = dict(kv.split("=") for kv in packing.split())
 packed = {k: int(v) for k, v in (kv.split("=") for kv in packed_bytes.split())}
 kafka_rss, kafka_peak, kafka_log_b = (int(x) for x in kafka_mem.split())
@@ -349,6 +357,23 @@ for k in parts:
     label = {"raw_segments": "raw segments (per packed reading)", "raw_rows": "raw rows (the open hour, late rows)"}.get(k, k)
     print(f"| {label} | {v:,} | {per:.2f} |")
 print(f"| **total** (before packing: {stored['platform'] / total_unique['platform']:.1f}; InfluxDB: {stored['influx'] / total_unique['influx']:.1f}) | {total_packed:,} | **{total_packed / total_unique['platform']:.2f}** |")
+# "archived N readings (B bytes, X bytes/reading) in S s: R readings/s | busy_s=C all_bytes=A"
+import re
+m = re.match(r"archived (\d+) readings \((\d+) bytes.*?in ([\d.]+) s.*\| busy_s=([\d.]+) all_bytes=(\d+)", archive_line)
+if m:
+    a_n, a_bytes, a_s, a_busy, a_all = int(m[1]), int(m[2]), float(m[3]), float(m[4]), int(m[5])
+    influx_per = stored["influx"] / total_unique["influx"]
+    print(f"""
+### The Parquet archive of the packed hours (issue 17)
+
+`telemetry-admin archive` (what telemetry-export runs) wrote the packed hours to Parquet in a
+local directory: {a_n:,} readings in {a_s:.1f} s ({a_n / max(a_s, 1e-9):,.0f} readings/s, {a_busy / max(a_n, 1) * 1e6:.2f} µs of machine CPU a
+reading). **{a_bytes / max(a_n, 1):.2f} bytes a reading** in its readings files ({a_bytes:,} bytes; with the
+last-reading files and directories {a_all:,} bytes, {a_all / max(a_n, 1):.2f}) against InfluxDB's
+{influx_per:.2f} bytes a reading at rest on the same data in this run: a ratio of
+**{(a_bytes / max(a_n, 1)) / influx_per:.2f}** (goal: at most 1).""")
+else:
+    print(f"\n(The archive step printed no summary: `{archive_line}`.)")
 print(f"""
 Before the reads, the platform's closed hours of 1-minute rollups were packed into one segment
 per series and hour (agg_1m_seg; until session 6 they were rewritten in series order instead)
@@ -412,7 +437,7 @@ if loads:
         refused = l.get("rejected", 0) + l.get("errors", 0) + l.get("failed_calls", 0)
         print(f"| {short[s]} | {sent:,} | {l.get('accepted', sent - refused):,} | {refused:,} |")
 result = {"date": now.isoformat() + "Z", "profile": profile, "ingest": ingest, "bytes_at_rest": stored,
-          "packing": pack, "packed_bytes": packed,
+          "packing": pack, "packed_bytes": packed, "archive": archive_line,
           "reads": reads["reads"], "concurrent": conc, "background_loads": loads,
           "rollup_compaction": comp,
           "platform_reads_before_compaction": reads_before["reads"],

@@ -175,6 +175,9 @@ rows = duckdb.sql(f"""
 for r in rows:
     print("  date %s hour %02d: %d devices, %d readings, average %s" % r)
 PYEOF
+echo "== retention: the dry run for today and yesterday (within every tenant's 30 days: kept)"
+"$BUILD_DIR/tools/admin/telemetry-admin" retention \
+  --from_ns=$(( ($(date +%s) / 86400 - 1) * 86400 * 1000000000 )) | sed 's/^/  /'
 if [[ -n "${KEEP:-}" ]]; then
   echo
   echo "The platform keeps running: ingest 127.0.0.1:50051, query 127.0.0.1:50052,"

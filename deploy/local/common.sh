@@ -244,12 +244,7 @@ alertmanager_stop() {
   local pid
   pid="$(alertmanager_pid)"
   [[ -n "$pid" ]] || { rm -f "$AM_PIDFILE"; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  if ! wait_pid_gone "$pid" 10; then
-    log "Alertmanager (pid $pid) did not stop after 10s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_pid_gone "$pid" 5 || { log "Alertmanager pid $pid survives SIGKILL"; return 1; }
-  fi
+  stop_pid Alertmanager "$pid" TERM 10 || return 1
   rm -f "$AM_PIDFILE"
 }
 
@@ -271,7 +266,7 @@ kafka_ready() {
 # controller in one JVM, loopback only), then waits until it serves. The data
 # directory is kept across restarts (kafka.sh stop/kill/start).
 kafka_start() {
-  local port="$1" cport="$2" i pid cluster_id
+  local port="$1" cport="$2" pid cluster_id
   init_kafka_install_paths
   [[ -f "$KAFKA_LIBS/.complete" ]] ||
     die "Apache Kafka jars not installed in $KAFKA_LIBS: run deploy/local/install-kafka.sh"
@@ -327,15 +322,7 @@ EOF
     kafka.Kafka "$KAFKA_CONF" </dev/null >"$KAFKA_LOG" 2>&1 9>&- &
   pid=$!
   printf '%s\n' "$pid" >"$KAFKA_PIDFILE"
-  for ((i = 0; ; i++)); do
-    kafka_ready "$port" && break
-    if ! kill -0 "$pid" 2>/dev/null; then
-      tail -n 30 "$KAFKA_LOG" >&2 || true
-      die "Kafka exited during start (log: $KAFKA_LOG)"
-    fi
-    ((i < 1200)) || die "Kafka did not start within 120s (log: $KAFKA_LOG)"
-    sleep 0.1
-  done
+  wait_started Kafka "$pid" "$KAFKA_PIDFILE" "$KAFKA_LOG" 120 kafka_ready "$port"
 }
 
 # kafka_stop [SIGNAL]: stops the broker. TERM (default) is a controlled
@@ -344,14 +331,78 @@ kafka_stop() {
   local sig="${1:-TERM}" pid
   pid="$(kafka_pid)"
   [[ -n "$pid" ]] || return 0
-  kill -CONT "$pid" 2>/dev/null || true # a paused JVM cannot act on TERM
-  kill "-$sig" "$pid" 2>/dev/null || true
-  if ! wait_pid_gone "$pid" 60; then
-    log "Kafka (pid $pid) did not stop after 60s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_pid_gone "$pid" 10 || { log "Kafka pid $pid survives SIGKILL"; return 1; }
-  fi
+  stop_pid Kafka "$pid" "$sig" 60 || return 1
   rm -f "$KAFKA_PIDFILE"
+}
+
+# wait_started LABEL PID PIDFILE LOG SECONDS CHECK...: waits until the command
+# CHECK... succeeds; dies with the log's tail when PID exits first (removing
+# PIDFILE) or after SECONDS.
+wait_started() {
+  local label="$1" pid="$2" pidfile="$3" logf="$4" secs="$5" i
+  shift 5
+  for ((i = 0; ; i++)); do
+    "$@" && return 0
+    if ! kill -0 "$pid" 2>/dev/null; then
+      rm -f "$pidfile"
+      tail -n 30 "$logf" >&2 || true
+      die "$label exited during start (log: $logf)"
+    fi
+    ((i < secs * 10)) || { tail -n 30 "$logf" >&2 || true; die "$label is not ready after ${secs}s (log: $logf)"; }
+    sleep 0.1
+  done
+}
+
+# stop_pid LABEL PID SIGNAL SECONDS: sends SIGNAL (after SIGCONT: a paused
+# process cannot act on it), waits SECONDS, then SIGKILL.
+stop_pid() {
+  local label="$1" pid="$2" sig="$3" wait_s="$4"
+  kill -CONT "$pid" 2>/dev/null || true
+  kill "-$sig" "$pid" 2>/dev/null || true
+  if ! wait_pid_gone "$pid" "$wait_s"; then
+    log "$label (pid $pid) did not stop after ${wait_s}s: SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_pid_gone "$pid" 10 || { log "$label pid $pid survives SIGKILL"; return 1; }
+  fi
+}
+
+# daemon_ctl LABEL PORT_KEY PREFIX COMMAND [PORT]: start [PORT] | stop | kill |
+# restart | status of a daemon of the stack whose script defines PREFIX_pid
+# (its live pid or nothing), PREFIX_start PORT and PREFIX_stop SIGNAL; its
+# port is the PORT_KEY line of the ports file.
+daemon_ctl() {
+  local label="$1" key="$2" prefix="$3" cmd="$4" port pid
+  port="${5:-}"
+  if [[ -z "$port" && -f "$PORTS_FILE" ]]; then
+    port="$(sed -n "s/^$key=\([0-9][0-9]*\)$/\1/p" "$PORTS_FILE" | tail -n 1)"
+  fi
+  pid="$("${prefix}_pid")"
+  case "$cmd" in
+    start)
+      [[ "$port" =~ ^[0-9]+$ ]] || die "no port given and no $key in $PORTS_FILE: run deploy/local/up.sh"
+      if [[ -n "$pid" ]]; then
+        log "$label is already running (pid $pid)"
+        return 0
+      fi
+      "${prefix}_start" "$port"
+      log "$label running (pid $("${prefix}_pid")) on 127.0.0.1:$port"
+      ;;
+    stop | kill)
+      [[ -n "$pid" ]] || { log "$label is not running"; return 0; }
+      if [[ "$cmd" == stop ]]; then "${prefix}_stop" TERM; else "${prefix}_stop" KILL; fi
+      log "$label (pid $pid) stopped ($cmd)"
+      ;;
+    restart)
+      [[ "$port" =~ ^[0-9]+$ ]] || die "no $key in $PORTS_FILE: run deploy/local/up.sh"
+      "${prefix}_stop" TERM
+      "${prefix}_start" "$port"
+      log "$label restarted (pid $("${prefix}_pid")) on 127.0.0.1:$port"
+      ;;
+    status)
+      if [[ -n "$pid" ]]; then printf 'running\n'; else printf 'stopped\n'; fi
+      ;;
+    *) return 2 ;;
+  esac
 }
 
 # wait_pid_gone PID SECONDS

@@ -72,7 +72,7 @@ s3_ready() {
 }
 
 s3_start() {
-  local port="$1" pid i
+  local port="$1" pid
   init_s3proxy_install_paths
   [[ -f "$S3PROXY_LIBS/.complete" ]] ||
     die "S3Proxy jars not installed in $S3PROXY_LIBS: run deploy/local/install-s3proxy.sh"
@@ -98,60 +98,20 @@ EOF
     "$S3_MAIN" --properties "$S3_CONF" </dev/null >"$S3_LOG" 2>&1 9>&- &
   pid=$!
   printf '%s\n' "$pid" >"$S3_PIDFILE"
-  for ((i = 0; ; i++)); do
-    s3_ready "$port" && break
-    if ! kill -0 "$pid" 2>/dev/null; then
-      rm -f "$S3_PIDFILE"
-      tail -n 30 "$S3_LOG" >&2 || true
-      die "S3Proxy exited during start (log: $S3_LOG)"
-    fi
-    ((i < 600)) || { tail -n 30 "$S3_LOG" >&2 || true; die "S3Proxy is not answering on $port after 60s (log: $S3_LOG)"; }
-    sleep 0.1
-  done
+  wait_started S3Proxy "$pid" "$S3_PIDFILE" "$S3_LOG" 60 s3_ready "$port"
 }
 
 # s3_stop SIGNAL
 s3_stop() {
-  local sig="$1" pid
+  local pid
   pid="$(s3_pid)"
   [[ -n "$pid" ]] || { rm -f "$S3_PIDFILE"; return 0; }
-  kill -CONT "$pid" 2>/dev/null || true
-  kill "-$sig" "$pid" 2>/dev/null || true
-  if ! wait_pid_gone "$pid" 30; then
-    log "S3Proxy (pid $pid) did not stop after 30s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_pid_gone "$pid" 10 || { log "S3Proxy pid $pid survives SIGKILL"; return 1; }
-  fi
+  stop_pid S3Proxy "$pid" "$1" 30
   rm -f "$S3_PIDFILE"
 }
 
 case "$1" in
-  start)
-    port="${2:-$(saved_port)}"
-    [[ "$port" =~ ^[0-9]+$ ]] || die "no port given and no S3_PORT in $PORTS_FILE: run deploy/local/up.sh"
-    if [[ -n "$(s3_pid)" ]]; then
-      log "S3Proxy is already running (pid $(s3_pid))"
-      exit 0
-    fi
-    s3_start "$port"
-    log "S3Proxy running (pid $(s3_pid)) on 127.0.0.1:$port"
-    ;;
-  stop | kill)
-    pid="$(s3_pid)"
-    [[ -n "$pid" ]] || { log "S3Proxy is not running"; exit 0; }
-    if [[ "$1" == stop ]]; then s3_stop TERM; else s3_stop KILL; fi
-    log "S3Proxy (pid $pid) stopped ($1)"
-    ;;
-  restart)
-    port="$(saved_port)"
-    [[ "$port" =~ ^[0-9]+$ ]] || die "no S3_PORT in $PORTS_FILE: run deploy/local/up.sh"
-    s3_stop TERM
-    s3_start "$port"
-    log "S3Proxy restarted (pid $(s3_pid)) on 127.0.0.1:$port"
-    ;;
-  status)
-    if [[ -n "$(s3_pid)" ]]; then printf 'running\n'; else printf 'stopped\n'; fi
-    ;;
+  start | stop | kill | restart | status) daemon_ctl S3Proxy S3_PORT s3 "$@" ;;
   env)
     port="$(saved_port)"
     [[ "$port" =~ ^[0-9]+$ ]] || die "no S3_PORT in $PORTS_FILE: run deploy/local/up.sh"

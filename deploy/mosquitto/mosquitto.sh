@@ -304,7 +304,7 @@ topic read telemetry-errors/${names[0]}/${names[1]}"
 }
 
 mqtt_start() {
-  local port="$1" i pid run_user
+  local port="$1" pid run_user
   [[ -x "$MOSQUITTO_BIN" ]] ||
     die "mosquitto not found: run deploy/local/install-deps.sh (Debian package mosquitto)"
   [[ -z "$(mqtt_pid)" ]] || die "mosquitto is already running (pid $(mqtt_pid))"
@@ -331,65 +331,26 @@ mqtt_start() {
   setsid "$MOSQUITTO_BIN" -c "$MQTT_CONF" </dev/null >"$MQTT_LOG" 2>&1 9>&- &
   pid=$!
   printf '%s\n' "$pid" >"$MQTT_PIDFILE"
-  for ((i = 0; ; i++)); do
-    port_open "$port" && break
-    if ! kill -0 "$pid" 2>/dev/null; then
-      rm -f "$MQTT_PIDFILE"
-      tail -n 20 "$MQTT_LOG" >&2 || true
-      die "mosquitto exited during start (log: $MQTT_LOG)"
-    fi
-    ((i < 300)) || { tail -n 20 "$MQTT_LOG" >&2 || true; die "mosquitto is not listening on $port after 30s (log: $MQTT_LOG)"; }
-    sleep 0.1
-  done
+  wait_started mosquitto "$pid" "$MQTT_PIDFILE" "$MQTT_LOG" 30 port_open "$port"
 }
 
 # mqtt_stop SIGNAL: TERM saves the database first (give it time for a large one), KILL does not.
 mqtt_stop() {
-  local sig="$1" pid
+  local pid
   pid="$(mqtt_pid)"
   [[ -n "$pid" ]] || { rm -f "$MQTT_PIDFILE"; return 0; }
-  kill "-$sig" "$pid" 2>/dev/null || true
-  if ! wait_pid_gone "$pid" 60; then
-    log "mosquitto (pid $pid) did not stop after 60s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_pid_gone "$pid" 10 || { log "mosquitto pid $pid survives SIGKILL"; return 1; }
-  fi
+  stop_pid mosquitto "$pid" "$1" 60
   rm -f "$MQTT_PIDFILE"
 }
 
 case "$1" in
-  start)
-    port="${2:-$(saved_port)}"
-    [[ "$port" =~ ^[0-9]+$ ]] || die "no port given and no MQTT_PORT in $PORTS_FILE: run deploy/local/up.sh"
-    if [[ -n "$(mqtt_pid)" ]]; then
-      log "mosquitto is already running (pid $(mqtt_pid))"
-      exit 0
-    fi
-    mqtt_start "$port"
-    log "mosquitto running (pid $(mqtt_pid)) on 127.0.0.1:$port"
-    ;;
-  stop | kill)
-    pid="$(mqtt_pid)"
-    [[ -n "$pid" ]] || { log "mosquitto is not running"; exit 0; }
-    if [[ "$1" == stop ]]; then mqtt_stop TERM; else mqtt_stop KILL; fi
-    log "mosquitto (pid $pid) stopped ($1)"
-    ;;
-  restart)
-    port="$(saved_port)"
-    [[ "$port" =~ ^[0-9]+$ ]] || die "no MQTT_PORT in $PORTS_FILE: run deploy/local/up.sh"
-    mqtt_stop TERM
-    mqtt_start "$port"
-    log "mosquitto restarted (pid $(mqtt_pid)) on 127.0.0.1:$port"
-    ;;
+  start | stop | kill | restart | status) daemon_ctl mosquitto MQTT_PORT mqtt "$@" ;;
   reload)
     pid="$(mqtt_pid)"
     [[ -n "$pid" ]] || die "mosquitto is not running"
     write_auth_files
     kill -HUP "$pid"
     log "mosquitto (pid $pid) reloads its password and ACL files"
-    ;;
-  status)
-    if [[ -n "$(mqtt_pid)" ]]; then printf 'running\n'; else printf 'stopped\n'; fi
     ;;
   env)
     port="$(saved_port)"

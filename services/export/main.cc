@@ -1,8 +1,10 @@
 // telemetry-export: the Parquet archive (docs/archive.md). Exports every packed
 // hour of the warm tier per tenant into the archive root on its own, and
 // serves ExportService (trigger, list, get) for each tenant's own exports.
-// Built so far: the archive in a local directory or on S3; retention, cold
-// reads and the warehouse are not (docs/ROADMAP.md, issue 17).
+// With --enforce_retention, also drops raw day partitions once they are past
+// every tenant's retention and archived. Built so far: the archive in a
+// local directory or on S3, raw retention; cold reads and the warehouse are
+// not (docs/ROADMAP.md, issue 17).
 #include "absl/flags/flag.h"
 #include "common/archive/archive_fs.h"
 #include "common/auth.h"
@@ -14,6 +16,7 @@
 #include "common/thread_pool.h"
 #include "services/export/export_service.h"
 #include "services/export/exporter.h"
+#include "services/export/retention.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50055", "gRPC listen address");
 ABSL_FLAG(std::string, pg_primary, "postgresql://telemetry@127.0.0.1:5432/telemetry",
@@ -29,6 +32,14 @@ ABSL_FLAG(int, archive_hours_per_pass, 4, "Hours exported per pass at most");
 ABSL_FLAG(int64_t, archive_from_ns, 0,
           "Only hours starting at or after this time (ns since the epoch) are exported on their "
           "own (older ones only by TriggerExport): to start an archive at a cutoff");
+ABSL_FLAG(bool, enforce_retention, false,
+          "Drop raw day partitions past every tenant's raw retention once every hour of them is "
+          "archived at its current version (docs/archive.md \"Retention\"). Off by default: "
+          "the query service does not read the archive yet, so a dropped day is then readable "
+          "from the archive files only; `telemetry-admin retention` shows what it would drop");
+ABSL_FLAG(double, retention_interval_s, 3600, "How often retention runs (--enforce_retention)");
+ABSL_FLAG(int64_t, retention_from_ns, 0,
+          "Retention considers only day partitions starting at or after this time (ns)");
 ABSL_FLAG(int64_t, max_readings_per_file, 8'000'000,
           "A new Parquet part starts after this many readings (at a series boundary)");
 ABSL_FLAG(int64_t, row_group_rows, 1 << 20, "Rows per Parquet row group");
@@ -56,11 +67,12 @@ int RunExport(int argc, char** argv) {
   }
   if (options.max_readings_per_file <= 0 || options.parquet.row_group_rows <= 0 ||
       absl::GetFlag(FLAGS_archive_interval_s) <= 0 ||
-      absl::GetFlag(FLAGS_archive_hours_per_pass) <= 0) {
+      absl::GetFlag(FLAGS_archive_hours_per_pass) <= 0 ||
+      absl::GetFlag(FLAGS_retention_interval_s) <= 0) {
     return service.Fail("flags",
                         absl::InvalidArgumentError(
-                            "--max_readings_per_file, --row_group_rows, --archive_interval_s and "
-                            "--archive_hours_per_pass must be > 0"),
+                            "--max_readings_per_file, --row_group_rows, --archive_interval_s, "
+                            "--archive_hours_per_pass and --retention_interval_s must be > 0"),
                         2);
   }
   // A root that cannot be opened (a missing bucket, refused credentials, an
@@ -102,6 +114,42 @@ int RunExport(int argc, char** argv) {
                 e.tenant_id, e.hour_ns, e.version, e.readings, e.bytes, e.files.size());
     }
   });
+  telemetry::Retention retention(store.get(), service.clock());
+  if (absl::GetFlag(FLAGS_enforce_retention)) {
+    auto* days_dropped = m->AddCounter("export_retention_days_dropped_total",
+                                       "Raw day partitions dropped by retention");
+    auto* readings_dropped = m->AddCounter("export_retention_readings_dropped_total",
+                                           "Readings of the raw day partitions dropped (each is "
+                                           "in the archive at its hour's current version)");
+    auto* retention_failures = m->AddCounter(
+        "export_retention_failures_total",
+        "Retention runs that failed and days whose drop failed (tried again at the next run)");
+    const int64_t retention_from = absl::GetFlag(FLAGS_retention_from_ns);
+    // (The counters and the window by value: they are locals of this block.)
+    service.Every(
+        "retention", absl::Milliseconds(absl::GetFlag(FLAGS_retention_interval_s) * 1000),
+        [&, retention_from, days_dropped, readings_dropped, retention_failures] {
+          auto decisions = retention.Run(retention_from, service.clock()->NowNs(), false);
+          if (!decisions.ok()) {
+            retention_failures->Inc();
+            log->warn("retention: {}", decisions.status().ToString());
+            return;
+          }
+          for (const auto& d : *decisions) {
+            if (d.dropped) {
+              days_dropped->Inc();
+              readings_dropped->Inc(d.readings);
+              log->info("retention dropped the raw day {} ({} readings of {} tenants): {}",
+                        telemetry::RetentionDate(d.day_ns), d.readings, d.tenants.size(),
+                        d.reasons.empty() ? "" : d.reasons[0]);
+            } else if (!d.error.empty()) {
+              retention_failures->Inc();
+              log->warn("retention: the raw day {} was not dropped (tried again later): {}",
+                        telemetry::RetentionDate(d.day_ns), d.error);
+            }
+          }
+        });
+  }
   service.Every("primary-probe", absl::Seconds(1), [&] {
     absl::Status st = pool.Ping();
     service.health()->SetAll(st.ok(), "the Postgres primary does not answer");

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -289,6 +290,51 @@ TEST_F(ExportE2e, KillNineMidExportThenRestartArchivesTheHourExactly) {
   EXPECT_EQ(FilesIn(dir), want);
   EXPECT_EQ(SqlInt(absl::StrCat("SELECT count(*) FROM archive_exports WHERE tenant_id = ", t.id)),
             1);
+}
+
+// --enforce_retention: a day past its tenants' 30 days is dropped once its
+// hour is archived, on the service's own schedule. (The days before the
+// test's are other tests' and are left alone: --retention_from_ns.)
+TEST_F(ExportE2e, EnforcesRetentionOnceTheDayIsArchived) {
+  // A day past the default 30 days, of its own (a dropped day takes no
+  // readings again): 35 + (tenant id % 200) days ago.
+  const int64_t seed = SqlInt("SELECT coalesce(max(id), 0) + 1 FROM tenants");
+  const int64_t now_s = static_cast<int64_t>(std::time(nullptr));
+  const int64_t day = (now_s / 86400 - 35 - seed % 200) * 86400 * kSec;
+  auto [t, n] = FillPacked("export-e2e-retention", 8, 60, day + 5 * kHour);
+  auto day_table = [](int64_t d) {
+    return Sql(absl::StrCat("SELECT 'raw_readings_d' || to_char(to_timestamp(", d / kSec,
+                            ") AT TIME ZONE 'UTC', 'YYYYMMDD')"))[0][0];
+  };
+  const std::string raw = day_table(day);
+  ASSERT_EQ(Sql("SELECT to_regclass('" + raw + "') IS NOT NULL")[0][0], "t");
+  // An older day, archived and past retention too, but before
+  // --retention_from_ns: it must stay (1995-01-01 + a day per tenant id).
+  const int64_t before = 788'918'400LL * kSec + seed * 24 * kHour;
+  FillPacked("export-e2e-retention-before", 2, 600, before + 5 * kHour);
+  {
+    auto fs = archive::ArchiveFs::Open(root_.string());
+    ASSERT_TRUE(fs.ok()) << fs.status();
+    Exporter exporter(archive_.get(), fs->get(), ExporterOptions());
+    auto pass = exporter.RunOnce(before, before + 24 * kHour, 24);
+    ASSERT_TRUE(pass.ok()) << pass.status();
+    ASSERT_FALSE(pass->exports.empty());
+  }
+  Start({"--enforce_retention", "--retention_interval_s=0.2",
+         absl::StrCat("--retention_from_ns=", day), absl::StrCat("--archive_from_ns=", day)});
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < until &&
+         Sql("SELECT to_regclass('" + raw + "') IS NULL")[0][0] != "t") {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(Sql("SELECT to_regclass('" + raw + "') IS NULL")[0][0], "t")
+      << "the day was not dropped; log in " << log_dir_;
+  auto cur = archive_->CurrentExport(t.id, day + 5 * kHour);
+  ASSERT_TRUE(cur.ok()) << cur.status();
+  EXPECT_EQ(ArchivedReadings(*cur), n) << "every reading of the dropped day is in the archive";
+  EXPECT_GE(SqlInt(absl::StrCat("SELECT readings FROM retention_drops WHERE day = ", day)), n);
+  EXPECT_EQ(Sql("SELECT to_regclass('" + day_table(before) + "') IS NOT NULL")[0][0], "t")
+      << "a day before --retention_from_ns was dropped";
 }
 
 TEST_F(ExportE2e, ArchivesToS3AndARootItCannotOpenStopsItAtStart) {
