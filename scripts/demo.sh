@@ -176,7 +176,7 @@ for r in rows:
     print("  date %s hour %02d: %d devices, %d readings, average %s" % r)
 PYEOF
 echo "== retention: the dry run for today and yesterday (within every tenant's 30 days: kept)"
-"$BUILD_DIR/tools/admin/telemetry-admin" retention \
+"$BUILD_DIR/tools/admin/telemetry-admin" retention --archive_root "$RUN/archive" \
   --from_ns=$(( ($(date +%s) / 86400 - 1) * 86400 * 1000000000 )) | sed 's/^/  /'
 if [[ -n "${KEEP:-}" ]]; then
   echo

@@ -246,6 +246,15 @@ absl::Status ArchiveFs::Delete(const std::string& rel) {
   return FromArrow(impl_->fs->DeleteFile(rel), absl::StrCat("delete ", rel));
 }
 
+absl::StatusOr<int64_t> ArchiveFs::FileSize(const std::string& rel) {
+  auto info = impl_->fs->GetFileInfo(rel);
+  if (!info.ok()) return FromArrow(info.status(), absl::StrCat("stat ", rel));
+  if (info->type() != afs::FileType::File) {
+    return absl::NotFoundError(absl::StrCat(rel, ": no such file"));
+  }
+  return info->size();
+}
+
 absl::Status ArchiveFs::Move(const std::string& from_rel, const std::string& to_rel) {
   return FromArrow(impl_->fs->Move(from_rel, to_rel),
                    absl::StrCat("move ", from_rel, " -> ", to_rel));

@@ -56,6 +56,8 @@ class ArchiveFs {
   absl::StatusOr<std::vector<std::string>> ListFiles(const std::string& rel_dir);
   // NOT_FOUND when there is no such file.
   absl::Status Delete(const std::string& rel);
+  // The file's size in bytes; NOT_FOUND when there is no such file.
+  absl::StatusOr<int64_t> FileSize(const std::string& rel);
   absl::Status Move(const std::string& from_rel, const std::string& to_rel);
   // A whole file (tests, small files).
   // Every file under the directory, at any depth ("" = the whole root;

@@ -114,7 +114,7 @@ int RunExport(int argc, char** argv) {
                 e.tenant_id, e.hour_ns, e.version, e.readings, e.bytes, e.files.size());
     }
   });
-  telemetry::Retention retention(store.get(), service.clock());
+  telemetry::Retention retention(store.get(), archive_fs->get(), service.clock());
   if (absl::GetFlag(FLAGS_enforce_retention)) {
     auto* days_dropped = m->AddCounter("export_retention_days_dropped_total",
                                        "Raw day partitions dropped by retention");

@@ -123,6 +123,33 @@ RetentionDecision DecideRetention(const RetentionDay& day,
   return d;
 }
 
+std::vector<std::string> Retention::CheckArchive(const RetentionDay& day) {
+  std::vector<std::string> problems;
+  for (const auto& th : day.tenant_hours) {
+    auto current = store_->CurrentExport(th.tenant_id, th.hour_ns);
+    if (!current.ok()) {
+      problems.push_back(absl::StrCat("tenant ", th.tenant_id, " hour ", HourOfDay(th.hour_ns),
+                                      ": no current export (", current.status().ToString(), ")"));
+      continue;
+    }
+    for (const auto& f : current->files) {
+      auto size = archive_->FileSize(f.path);
+      if (!size.ok()) {
+        problems.push_back(absl::StrCat("archive file ", f.path, ": ", size.status().ToString()));
+      } else if (*size != f.bytes) {
+        problems.push_back(absl::StrCat("archive file ", f.path, " has ", *size,
+                                        " bytes, the manifest says ", f.bytes));
+      }
+    }
+    if (problems.size() > kMaxReasons) break;
+  }
+  if (problems.size() > kMaxReasons) {
+    problems.resize(kMaxReasons);
+    problems.push_back("... (more not checked)");
+  }
+  return problems;
+}
+
 absl::StatusOr<std::vector<RetentionDecision>> Retention::Run(int64_t from_ns, int64_t before_ns,
                                                               bool dry_run) {
   auto listed = store_->TenantRetentions();
@@ -135,6 +162,14 @@ absl::StatusOr<std::vector<RetentionDecision>> Retention::Run(int64_t from_ns, i
   std::vector<RetentionDecision> out;
   for (const RetentionDay& day : *days) {
     RetentionDecision d = DecideRetention(day, tenants, now);
+    if (d.drop) {
+      // The manifest says archived: the root must say so too.
+      std::vector<std::string> problems = CheckArchive(day);
+      if (!problems.empty()) {
+        d.drop = false;
+        d.reasons = std::move(problems);
+      }
+    }
     if (d.drop && !dry_run) {
       RetentionDecision under_lock;
       auto dropped = store_->DropRawDay(day.day_ns, [&](const RetentionDay& locked) {

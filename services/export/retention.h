@@ -6,7 +6,10 @@
 //     readings waits for the longest retention of any tenant), and
 //   - every hour of it is packed with no late readings pending, and every
 //     (tenant, hour) with readings is archived at the hour's current content
-//     version (its current export's source_packs = raw_compactions.packs).
+//     version (its current export's source_packs = raw_compactions.packs),
+//     and each file of those exports is in the archive root with the size
+//     the manifest records (a root emptied or damaged behind the manifest's
+//     back keeps the day).
 // A retention change applies to what is stored at the next run; the dry run
 // shows it first: every day with the reasons it goes or stays.
 //
@@ -23,6 +26,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/archive/archive_fs.h"
 #include "common/archive_store.h"
 #include "common/clock.h"
 
@@ -49,7 +53,10 @@ RetentionDecision DecideRetention(const RetentionDay& day,
 
 class Retention {
  public:
-  Retention(ArchiveStore* store, const Clock* clock) : store_(store), clock_(clock) {}
+  // `archive` is the root the exports were written to (its files are
+  // checked before a day is dropped).
+  Retention(ArchiveStore* store, archive::ArchiveFs* archive, const Clock* clock)
+      : store_(store), archive_(archive), clock_(clock) {}
 
   // Decides on every day partition starting in [from_ns, before_ns), oldest
   // first; unless `dry_run`, drops those it decides to drop (each decided
@@ -60,7 +67,12 @@ class Retention {
                                                      bool dry_run);
 
  private:
+  // Why the day's archive cannot be trusted (missing or resized files, an
+  // unreadable root); empty when every file is there.
+  std::vector<std::string> CheckArchive(const RetentionDay& day);
+
   ArchiveStore* store_;
+  archive::ArchiveFs* archive_;
   const Clock* clock_;
 };
 

@@ -1,7 +1,8 @@
 // Retention of raw day partitions on the real Postgres (issue 17;
 // services/export/retention.h): an unarchived or stale-archived hour keeps
 // its day, dry run and apply alike; a tenant within its retention keeps it
-// and is named; a retention change shows in the next dry run; the dry run's
+// and is named; a file missing from the archive root keeps it; a retention
+// change shows in the next dry run; the dry run's
 // DROP is exactly what the apply drops; after the drop the partitions are
 // gone, the archive still holds every reading, a late reading for the day is
 // counted as expired and not stored, and its hours cannot be packed again.
@@ -46,10 +47,13 @@ class RetentionTest : public ::testing::Test {
       : pool_(RequireEnv("TELEMETRY_PG_PRIMARY"), 4, "test"),
         writer_(NewPgReadingWriter(&pool_)),
         metadata_(NewPgMetadataStore(&pool_)),
-        archive_(NewPgArchiveStore(&pool_)),
-        retention_(archive_.get(), SystemClock::Get()) {
+        archive_(NewPgArchiveStore(&pool_)) {
     root_ = fs::temp_directory_path() / absl::StrCat("retention_", getpid());
     fs::remove_all(root_);
+    auto opened = archive::ArchiveFs::Open(root_.string());
+    EXPECT_TRUE(opened.ok()) << opened.status();
+    archive_fs_ = std::move(*opened);
+    retention_ = std::make_unique<Retention>(archive_.get(), archive_fs_.get(), SystemClock::Get());
   }
   ~RetentionTest() override { fs::remove_all(root_); }
 
@@ -74,7 +78,7 @@ class RetentionTest : public ::testing::Test {
   }
 
   std::vector<RetentionDecision> Run(int64_t day, bool dry_run) {
-    auto r = retention_.Run(day, day + kDay, dry_run);
+    auto r = retention_->Run(day, day + kDay, dry_run);
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : std::vector<RetentionDecision>{};
   }
@@ -83,8 +87,9 @@ class RetentionTest : public ::testing::Test {
   std::unique_ptr<ReadingWriter> writer_;
   std::unique_ptr<MetadataStore> metadata_;
   std::unique_ptr<ArchiveStore> archive_;
-  Retention retention_;
   fs::path root_;
+  std::unique_ptr<archive::ArchiveFs> archive_fs_;
+  std::unique_ptr<Retention> retention_;
 };
 
 TEST_F(RetentionTest, DropsOnlyArchivedDaysPastEveryRetentionExactlyAsTheDryRunSaid) {
@@ -124,9 +129,7 @@ TEST_F(RetentionTest, DropsOnlyArchivedDaysPastEveryRetentionExactlyAsTheDryRunS
             static_cast<int64_t>(a_rows.size() + b_rows.size()));
 
   // Archived.
-  auto archive_fs = archive::ArchiveFs::Open(root_.string());
-  ASSERT_TRUE(archive_fs.ok()) << archive_fs.status();
-  Exporter exporter(archive_.get(), archive_fs->get(), ExporterOptions());
+  Exporter exporter(archive_.get(), archive_fs_.get(), ExporterOptions());
   auto pass = exporter.RunOnce(day, day + kDay, 24);
   ASSERT_TRUE(pass.ok()) << pass.status();
   ASSERT_EQ(pass->exports.size(), 3u);
@@ -159,6 +162,17 @@ TEST_F(RetentionTest, DropsOnlyArchivedDaysPastEveryRetentionExactlyAsTheDryRunS
   // Back to 30 days: the change shows in the dry run first, then applies.
   ASSERT_EQ(SqlExec(absl::StrCat("UPDATE tenants SET raw_retention_days = 30 WHERE id = ", b.id)),
             1);
+  // But not while a file the manifest lists is missing from the root.
+  auto b_export = archive_->CurrentExport(b.id, day + kHour);
+  ASSERT_TRUE(b_export.ok()) << b_export.status();
+  const fs::path moved = root_ / "moved-away.parquet";
+  fs::rename(root_ / b_export->files[0].path, moved);
+  plan = Run(day, true);
+  ASSERT_EQ(plan.size(), 1u);
+  EXPECT_FALSE(plan[0].drop);
+  EXPECT_TRUE(Says(plan[0], "archive file " + b_export->files[0].path + ": NOT_FOUND"))
+      << Reasons(plan[0]);
+  fs::rename(moved, root_ / b_export->files[0].path);
   plan = Run(day, true);
   ASSERT_EQ(plan.size(), 1u);
   ASSERT_TRUE(plan[0].drop) << Reasons(plan[0]);
@@ -196,7 +210,7 @@ TEST_F(RetentionTest, DropsOnlyArchivedDaysPastEveryRetentionExactlyAsTheDryRunS
       if (e.state != "current") continue;
       for (const auto& f : e.files) {
         if (f.kind != "readings") continue;
-        auto rows = archive::ReadParquetReadings(**archive_fs, f.path);
+        auto rows = archive::ReadParquetReadings(*archive_fs_, f.path);
         ASSERT_TRUE(rows.ok()) << rows.status();
         archived += static_cast<int64_t>(rows->size());
       }

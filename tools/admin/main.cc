@@ -19,11 +19,13 @@
 //       exports packed hours into the Parquet archive now (docs/archive.md):
 //       every due hour, or one tenant's hour; prints one line per tenant and
 //       hour (version, readings, bytes, files) and the rate.
-//   telemetry-admin retention [--apply] [--from_ns N] [--before_ns N]
+//   telemetry-admin retention --archive_root DIR|s3://... [--apply] [--from_ns N]
+//                             [--before_ns N]
 //       the raw day partitions starting in [from, before) (default: all) and
 //       what retention does with each (docs/archive.md "Retention"): DROP or
-//       KEEP with the reasons. A dry run unless --apply, which drops those it
-//       lists as DROP (each decided again under the drop's locks).
+//       KEEP with the reasons (the archive's files are checked against the
+//       manifest). A dry run unless --apply, which drops those it lists as
+//       DROP (each decided again under the drop's locks).
 //   telemetry-admin set-retention --tenant_id N --retention_days D
 //       changes a tenant's raw retention (1-36500 days); applies to what is
 //       stored at the next retention run: run `retention` first to see it.
@@ -478,9 +480,21 @@ int Archive(telemetry::PgPool& pool) {
 
 // Retention of the raw day partitions: the dry run, or --apply.
 int RetentionCommand(telemetry::PgPool& pool) {
+  // The archive the exports were written to: its files are checked before
+  // a day counts as archived.
+  const std::string root = absl::GetFlag(FLAGS_archive_root);
+  if (root.empty()) {
+    std::fprintf(stderr, "retention: --archive_root is required (its files are checked)\n");
+    return 2;
+  }
+  auto archive_fs = telemetry::archive::ArchiveFs::Open(root);
+  if (!archive_fs.ok()) {
+    std::fprintf(stderr, "retention: --archive_root: %s\n", archive_fs.status().ToString().c_str());
+    return 2;
+  }
   auto store = telemetry::NewPgArchiveStore(&pool);
   const telemetry::Clock* clock = telemetry::SystemClock::Get();
-  telemetry::Retention retention(store.get(), clock);
+  telemetry::Retention retention(store.get(), archive_fs->get(), clock);
   const int64_t before =
       absl::GetFlag(FLAGS_before_ns) > 0 ? absl::GetFlag(FLAGS_before_ns) : clock->NowNs();
   const bool apply = absl::GetFlag(FLAGS_apply);
@@ -572,7 +586,11 @@ int main(int argc, char** argv) {
     telemetry::archive::ShutdownArchiveFs();  // Archive's users of S3 are gone
     return rc;
   }
-  if (cmd == "retention") return RetentionCommand(pool);
+  if (cmd == "retention") {
+    const int rc = RetentionCommand(pool);
+    telemetry::archive::ShutdownArchiveFs();
+    return rc;
+  }
   if (cmd == "set-retention") return SetRetention(pool);
   if (cmd == "verify") return Verify(pool);
   std::fprintf(stderr, "unknown command %s\n", cmd.c_str());
