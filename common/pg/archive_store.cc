@@ -8,6 +8,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/pg/pool.h"
 #include "common/pg/raw_days.h"
 #include "common/pg/stores.h"
@@ -419,11 +420,7 @@ class PgArchiveStore final : public ArchiveStore {
           " ON CONFLICT (hour) DO UPDATE SET state = 'dropped'",
           day_ns, end);
       tx.exec_params("DELETE FROM raw_late_hours WHERE hour >= $1 AND hour < $2", day_ns, end);
-      std::string tenant_array = "{";
-      for (size_t i = 0; i < tenants.size(); ++i) {
-        absl::StrAppend(&tenant_array, i ? "," : "", tenants[i]);
-      }
-      tenant_array += "}";
+      const std::string tenant_array = "{" + absl::StrJoin(tenants, ",") + "}";
       tx.exec_params(
           "INSERT INTO retention_drops (day, tenants, segments, readings)"
           " VALUES ($1, $2::bigint[], $3, $4) ON CONFLICT (day) DO UPDATE SET"

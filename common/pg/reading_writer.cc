@@ -808,13 +808,11 @@ class PgReadingWriter final : public ReadingWriter {
     }
     if (missing.empty()) return absl::OkStatus();
     for (int64_t day : missing) {
-      std::string name = absl::StrCat(
-          "raw_readings_d",
-          absl::FormatTime("%Y%m%d", absl::FromUnixSeconds(day * 86400), absl::UTCTimeZone()));
+      // The day of raw rows and the day of their segments.
+      const std::string name = RawDayTable(day * kNsPerDay);
+      const std::string seg_name = RawSegDayTable(day * kNsPerDay);
       absl::Status st = pool_->Run([&](pqxx::connection& c) {
         pqxx::work tx(c);
-        // The day of raw rows and the day of their segments.
-        const std::string seg_name = absl::StrCat("raw_readings_seg_", name.substr(13));
         // A day retention dropped is not made again for a late reading (which
         // Apply discards): its 24 hours are claimed 'dropped'.
         if (PgInt64(tx.exec_params("SELECT count(*) FROM raw_compactions WHERE state = 'dropped'"
@@ -842,7 +840,7 @@ class PgReadingWriter final : public ReadingWriter {
           now_exists = tx.exec_params(
                              "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2)"
                              " IS NOT NULL",
-                             name, absl::StrCat("raw_readings_seg_", name.substr(13)))[0][0]
+                             name, seg_name)[0][0]
                            .as<bool>();
           return absl::OkStatus();
         });

@@ -415,21 +415,29 @@ int Verify(telemetry::PgPool& pool) {
   return telemetry::admin::VerifyCommand(config, reader.get());
 }
 
-// Exports due packed hours (or one tenant's hour) into the Parquet archive.
-int Archive(telemetry::PgPool& pool) {
-  telemetry::ExporterOptions options;
+// The --archive_root of command `cmd`, opened; nullptr (the reason printed)
+// when it is missing or cannot be opened.
+std::unique_ptr<telemetry::archive::ArchiveFs> OpenArchiveRoot(const char* cmd) {
   const std::string root = absl::GetFlag(FLAGS_archive_root);
   if (root.empty()) {
-    std::fprintf(stderr, "archive: --archive_root is required\n");
-    return 2;
+    std::fprintf(stderr, "%s: --archive_root is required\n", cmd);
+    return nullptr;
   }
   auto archive_fs = telemetry::archive::ArchiveFs::Open(root);
   if (!archive_fs.ok()) {
-    std::fprintf(stderr, "archive: --archive_root: %s\n", archive_fs.status().ToString().c_str());
-    return 2;
+    std::fprintf(stderr, "%s: --archive_root: %s\n", cmd, archive_fs.status().ToString().c_str());
+    return nullptr;
   }
+  return std::move(*archive_fs);
+}
+
+// Exports due packed hours (or one tenant's hour) into the Parquet archive.
+int Archive(telemetry::PgPool& pool) {
+  telemetry::ExporterOptions options;
+  auto archive_fs = OpenArchiveRoot("archive");
+  if (archive_fs == nullptr) return 2;
   auto store = telemetry::NewPgArchiveStore(&pool);
-  telemetry::Exporter exporter(store.get(), archive_fs->get(), options);
+  telemetry::Exporter exporter(store.get(), archive_fs.get(), options);
   const telemetry::Clock* clock = telemetry::SystemClock::Get();
   const int64_t start = clock->MonotonicNs();
   std::vector<telemetry::TenantHourExport> done;
@@ -482,19 +490,11 @@ int Archive(telemetry::PgPool& pool) {
 int RetentionCommand(telemetry::PgPool& pool) {
   // The archive the exports were written to: its files are checked before
   // a day counts as archived.
-  const std::string root = absl::GetFlag(FLAGS_archive_root);
-  if (root.empty()) {
-    std::fprintf(stderr, "retention: --archive_root is required (its files are checked)\n");
-    return 2;
-  }
-  auto archive_fs = telemetry::archive::ArchiveFs::Open(root);
-  if (!archive_fs.ok()) {
-    std::fprintf(stderr, "retention: --archive_root: %s\n", archive_fs.status().ToString().c_str());
-    return 2;
-  }
+  auto archive_fs = OpenArchiveRoot("retention");
+  if (archive_fs == nullptr) return 2;
   auto store = telemetry::NewPgArchiveStore(&pool);
   const telemetry::Clock* clock = telemetry::SystemClock::Get();
-  telemetry::Retention retention(store.get(), archive_fs->get(), clock);
+  telemetry::Retention retention(store.get(), archive_fs.get(), clock);
   const int64_t before =
       absl::GetFlag(FLAGS_before_ns) > 0 ? absl::GetFlag(FLAGS_before_ns) : clock->NowNs();
   const bool apply = absl::GetFlag(FLAGS_apply);
