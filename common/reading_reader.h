@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -73,6 +74,11 @@ class ReadingReader {
   // Buckets from the rollup tables (never raw rows), ordered by (device,
   // sensor, bucket); empty buckets are absent.
   virtual absl::StatusOr<std::vector<AggregateRow>> Aggregate(const AggregateQuery& query) = 0;
+  // The device's series as (sensor, unit), of `sensors` (all when empty), in
+  // that order: every series the device ever had, also one whose readings
+  // are all in the archive now.
+  virtual absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Series(
+      int64_t tenant_id, const std::string& device, const std::vector<std::string>& sensors) = 0;
   // Readings of a device in [from_ns, to_ns] plus each sensor's neighbours.
   virtual absl::StatusOr<PlaybackRows> Playback(int64_t tenant_id, const std::string& device,
                                                 const std::vector<std::string>& sensors,

@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 
 #include <filesystem>
+#include <functional>
 #include <tuple>
 #include <utility>
 
@@ -21,7 +22,9 @@
 #include "common/status_macros.h"
 #include "parquet/arrow/reader.h"
 #include "parquet/arrow/writer.h"
+#include "parquet/metadata.h"
 #include "parquet/properties.h"
+#include "parquet/statistics.h"
 
 namespace telemetry::archive {
 namespace {
@@ -385,6 +388,60 @@ std::string StringAt(const arrow::Array& a, int64_t i) {
   return std::string(static_cast<const arrow::StringArray&>(a).GetView(i));
 }
 
+// Decodes the rows of `table` (columns by name; project and labels only when
+// `with_series`), those of `*device` only when given, into `emit`.
+absl::Status DecodeReadings(const arrow::Table& table, const std::string& path, bool with_series,
+                            const std::string* device,
+                            const std::function<void(ArchivedReading&&)>& emit) {
+  auto combined = table.CombineChunksToBatch();
+  RETURN_IF_ARROW(combined.status(), absl::StrCat("combine ", path));
+  const arrow::RecordBatch& b = **combined;
+  static const char* kColumns[] = {"device",     "sensor", "unit",         "project",
+                                   "labels",     "ts",     "value_double", "value_string",
+                                   "value_bool", "status"};
+  std::shared_ptr<arrow::Array> col[10];
+  for (int c = 0; c < 10; ++c) {
+    if (!with_series && (c == 3 || c == 4)) continue;
+    col[c] = b.GetColumnByName(kColumns[c]);
+    if (!col[c]) return absl::DataLossError(absl::StrCat(path, ": no column ", kColumns[c]));
+  }
+  const auto& ts = static_cast<const arrow::TimestampArray&>(*col[5]);
+  const auto& d = static_cast<const arrow::DoubleArray&>(*col[6]);
+  const auto& s = static_cast<const arrow::StringArray&>(*col[7]);
+  const auto& bo = static_cast<const arrow::BooleanArray&>(*col[8]);
+  const auto& st = static_cast<const arrow::Int32Array&>(*col[9]);
+  for (int64_t i = 0; i < b.num_rows(); ++i) {
+    ArchivedReading r;
+    r.series.device = StringAt(*col[0], i);
+    if (device != nullptr && r.series.device != *device) continue;
+    r.series.sensor = StringAt(*col[1], i);
+    r.series.unit = StringAt(*col[2], i);
+    if (with_series) {
+      r.series.project = StringAt(*col[3], i);
+      r.series.labels_json = StringAt(*col[4], i);
+    }
+    r.reading.device = r.series.device;
+    r.reading.sensor = r.series.sensor;
+    r.reading.unit = r.series.unit;
+    r.reading.ts_ns = ts.Value(i);
+    r.reading.status = st.Value(i);
+    if (d.IsValid(i)) {
+      r.reading.kind = ValueKind::kDouble;
+      r.reading.d = d.Value(i);
+    } else if (s.IsValid(i)) {
+      r.reading.kind = ValueKind::kString;
+      r.reading.s = std::string(s.GetView(i));
+    } else if (bo.IsValid(i)) {
+      r.reading.kind = ValueKind::kBool;
+      r.reading.b = bo.Value(i);
+    } else {
+      return absl::DataLossError(absl::StrCat(path, ": row ", i, " has no value"));
+    }
+    emit(std::move(r));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ParquetReadingsWriter>> ParquetReadingsWriter::Create(
@@ -420,51 +477,50 @@ absl::StatusOr<std::vector<ArchivedReading>> ReadParquetReadings(ArchiveFs& fs,
   if (!reader.ok()) return reader.status();
   auto table = (*reader)->ReadTable();
   RETURN_IF_ARROW(table.status(), absl::StrCat("read ", path));
-  auto combined = (*table)->CombineChunksToBatch();
-  RETURN_IF_ARROW(combined.status(), absl::StrCat("combine ", path));
-  const arrow::RecordBatch& b = **combined;
-  static const char* kColumns[] = {"device",     "sensor", "unit",         "project",
-                                   "labels",     "ts",     "value_double", "value_string",
-                                   "value_bool", "status"};
-  std::shared_ptr<arrow::Array> col[10];
-  for (int c = 0; c < 10; ++c) {
-    col[c] = b.GetColumnByName(kColumns[c]);
-    if (!col[c]) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": no column ", kColumns[c]));
-    }
-  }
-  const auto& ts = static_cast<const arrow::TimestampArray&>(*col[5]);
-  const auto& d = static_cast<const arrow::DoubleArray&>(*col[6]);
-  const auto& s = static_cast<const arrow::StringArray&>(*col[7]);
-  const auto& bo = static_cast<const arrow::BooleanArray&>(*col[8]);
-  const auto& st = static_cast<const arrow::Int32Array&>(*col[9]);
   std::vector<ArchivedReading> out;
-  out.reserve(static_cast<size_t>(b.num_rows()));
-  for (int64_t i = 0; i < b.num_rows(); ++i) {
-    ArchivedReading r;
-    r.series.device = StringAt(*col[0], i);
-    r.series.sensor = StringAt(*col[1], i);
-    r.series.unit = StringAt(*col[2], i);
-    r.series.project = StringAt(*col[3], i);
-    r.series.labels_json = StringAt(*col[4], i);
-    r.reading.device = r.series.device;
-    r.reading.sensor = r.series.sensor;
-    r.reading.unit = r.series.unit;
-    r.reading.ts_ns = ts.Value(i);
-    r.reading.status = st.Value(i);
-    if (d.IsValid(i)) {
-      r.reading.kind = ValueKind::kDouble;
-      r.reading.d = d.Value(i);
-    } else if (s.IsValid(i)) {
-      r.reading.kind = ValueKind::kString;
-      r.reading.s = std::string(s.GetView(i));
-    } else if (bo.IsValid(i)) {
-      r.reading.kind = ValueKind::kBool;
-      r.reading.b = bo.Value(i);
-    } else {
-      return absl::DataLossError(absl::StrCat(path, ": row ", i, " has no value"));
+  RETURN_IF_ERROR(DecodeReadings(**table, path, /*with_series=*/true, /*device=*/nullptr,
+                                 [&](ArchivedReading&& r) { out.push_back(std::move(r)); }));
+  return out;
+}
+
+absl::StatusOr<std::vector<ReadingRow>> ReadDeviceReadings(ArchiveFs& fs, const std::string& rel,
+                                                           const std::string& device,
+                                                           DeviceReadStats* stats) {
+  auto reader = OpenReader(fs, rel);
+  if (!reader.ok()) return reader.status();
+  const auto meta = (*reader)->parquet_reader()->metadata();
+  const int device_col = meta->schema()->ColumnIndex("device");
+  if (device_col < 0) return absl::DataLossError(absl::StrCat(rel, ": no column device"));
+  // Every column but project and labels (the series' attributes, not needed by reads).
+  std::vector<int> columns;
+  for (const char* name :
+       {"device", "sensor", "unit", "ts", "value_double", "value_string", "value_bool", "status"}) {
+    const int c = meta->schema()->ColumnIndex(name);
+    if (c < 0) return absl::DataLossError(absl::StrCat(rel, ": no column ", name));
+    columns.push_back(c);
+  }
+  std::vector<ReadingRow> out;
+  for (int g = 0; g < meta->num_row_groups(); ++g) {
+    // Rows are sorted by device: a row group whose device range excludes it is skipped.
+    auto st = meta->RowGroup(g)->ColumnChunk(device_col)->statistics();
+    if (st && st->HasMinMax()) {
+      const auto* typed = dynamic_cast<const parquet::ByteArrayStatistics*>(st.get());
+      if (typed != nullptr) {
+        auto view = [](const parquet::ByteArray& b) {
+          return absl::string_view(reinterpret_cast<const char*>(b.ptr), b.len);
+        };
+        if (device < view(typed->min()) || device > view(typed->max())) {
+          if (stats) ++stats->row_groups_skipped;
+          continue;
+        }
+      }
     }
-    out.push_back(std::move(r));
+    if (stats) ++stats->row_groups_read;
+    auto table = (*reader)->ReadRowGroup(g, columns);
+    RETURN_IF_ARROW(table.status(), absl::StrCat("read ", rel, " row group ", g));
+    RETURN_IF_ERROR(
+        DecodeReadings(**table, rel, /*with_series=*/false, &device,
+                       [&](ArchivedReading&& r) { out.push_back(std::move(r.reading)); }));
   }
   return out;
 }

@@ -86,6 +86,18 @@ absl::StatusOr<std::vector<ArchivedReading>> ReadParquetReadings(ArchiveFs& fs,
                                                                  const std::string& rel);
 absl::StatusOr<std::vector<ArchivedReading>> ReadParquetReadings(const std::string& path);
 
+// The readings of one device in a file written by ParquetReadingsWriter, in
+// the file's order (sensor, unit, ts) (the query service's cold reads). Row
+// groups whose device statistics exclude it are not read, nor the project
+// and labels columns.
+struct DeviceReadStats {
+  int64_t row_groups_read = 0;
+  int64_t row_groups_skipped = 0;
+};
+absl::StatusOr<std::vector<ReadingRow>> ReadDeviceReadings(ArchiveFs& fs, const std::string& rel,
+                                                           const std::string& device,
+                                                           DeviceReadStats* stats = nullptr);
+
 // The file's key-value metadata as written (InvalidArgument when absent).
 absl::StatusOr<ParquetFileInfo> ReadParquetFileInfo(ArchiveFs& fs, const std::string& rel);
 absl::StatusOr<ParquetFileInfo> ReadParquetFileInfo(const std::string& path);

@@ -371,6 +371,21 @@ class PgArchiveStore final : public ArchiveStore {
     return out;
   }
 
+  absl::StatusOr<std::vector<int64_t>> DroppedHours(int64_t from_ns, int64_t to_ns) override {
+    std::vector<int64_t> out;
+    RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
+      out.clear();
+      pqxx::read_transaction tx(c);
+      for (const auto& row : tx.exec_params("SELECT hour FROM raw_compactions WHERE state ="
+                                            " 'dropped' AND hour >= $1 AND hour < $2 ORDER BY hour",
+                                            from_ns, to_ns)) {
+        out.push_back(PgInt64(row[0]));
+      }
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
   absl::StatusOr<bool> DropRawDay(
       int64_t day_ns, const std::function<bool(const RetentionDay&)>& still_drops) override {
     bool dropped = false;

@@ -354,6 +354,35 @@ class FakeReadingReader final : public ReadingReader {
     absl::MutexLock l(&mu_);
     return reads_;
   }
+  // Removes the readings in [from_ns, to_ns) as retention drops a day from
+  // Postgres: their series stay known (Series lists them).
+  void Forget(int64_t from_ns, int64_t to_ns) {
+    absl::MutexLock l(&mu_);
+    for (auto& [tenant, rows] : rows_) {
+      for (const auto& r : rows) forgotten_series_.insert({tenant, r.device, r.sensor, r.unit});
+      rows.erase(std::remove_if(
+                     rows.begin(), rows.end(),
+                     [&](const ReadingRow& r) { return r.ts_ns >= from_ns && r.ts_ns < to_ns; }),
+                 rows.end());
+    }
+  }
+
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Series(
+      int64_t tenant_id, const std::string& device,
+      const std::vector<std::string>& sensors) override {
+    auto rows = Select(tenant_id, {device}, sensors, INT64_MIN, INT64_MAX);
+    if (!rows.ok()) return rows.status();
+    std::set<std::pair<std::string, std::string>> series;
+    for (const auto& r : *rows) series.insert({r.sensor, r.unit});
+    absl::MutexLock l(&mu_);
+    for (const auto& [tenant, dev, sensor, unit] : forgotten_series_) {
+      if (tenant == tenant_id && dev == device &&
+          (sensors.empty() || std::find(sensors.begin(), sensors.end(), sensor) != sensors.end())) {
+        series.insert({sensor, unit});
+      }
+    }
+    return std::vector<std::pair<std::string, std::string>>(series.begin(), series.end());
+  }
 
   absl::StatusOr<std::vector<ReadingRow>> Latest(int64_t tenant_id,
                                                  const std::vector<std::string>& devices,
@@ -486,6 +515,8 @@ class FakeReadingReader final : public ReadingReader {
   bool up_ ABSL_GUARDED_BY(mu_) = true;
   int reads_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<int64_t, std::vector<ReadingRow>> rows_ ABSL_GUARDED_BY(mu_);
+  std::set<std::tuple<int64_t, std::string, std::string, std::string>> forgotten_series_
+      ABSL_GUARDED_BY(mu_);
 };
 
 class FakeLatestCache final : public LatestCache {

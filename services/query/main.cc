@@ -3,6 +3,8 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
+#include "common/archive/archive_fs.h"
+#include "common/archive/cold_readings.h"
 #include "common/auth.h"
 #include "common/config.h"
 #include "common/grpc/handler.h"
@@ -52,6 +54,12 @@ ABSL_FLAG(int64_t, default_deadline_ms, 30000, "Deadline of calls that set none"
 ABSL_FLAG(std::string, pg_plan_cache_mode, "force_generic_plan",
           "plan_cache_mode of the query service's Postgres sessions (auto, force_generic_plan,"
           " force_custom_plan)");
+ABSL_FLAG(std::string, archive_root, "",
+          "The export service's archive root (a directory or s3://bucket/prefix?endpoint=...): "
+          "Range and Playback over hours retention dropped from Postgres are answered from "
+          "it (docs/archive.md \"Cold reads\"). '' = none: such hours read as empty");
+ABSL_FLAG(int64_t, archive_cache_mb, 256,
+          "Memory for archived readings the cold reads keep (a device's hour at a time)");
 namespace {
 
 int PoolSize(int flag) {
@@ -65,9 +73,7 @@ struct Replica {
   std::unique_ptr<telemetry::ReadingReader> store;
 };
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int RunQuery(int argc, char** argv) {
   const std::string kService = telemetry::v1::QueryService::service_full_name();
   telemetry::Service service(
       argc, argv,
@@ -154,9 +160,29 @@ int main(int argc, char** argv) {
     options.max_token_waits = waits >= 0 ? waits : std::max(1, workers / 2);
     options.max_token_waits_per_tenant = per_tenant >= 0 ? per_tenant : std::max(1, workers / 4);
   }
+  // Cold reads: the archive root and the manifest on the primary.
+  std::unique_ptr<telemetry::archive::ArchiveFs> archive_fs;
+  std::unique_ptr<telemetry::ArchiveStore> archive_store;
+  std::unique_ptr<telemetry::archive::ColdReadingsMetrics> cold_metrics;
+  std::unique_ptr<telemetry::archive::ArchiveColdReadings> cold;
+  if (const std::string root = absl::GetFlag(FLAGS_archive_root); !root.empty()) {
+    if (absl::GetFlag(FLAGS_archive_cache_mb) < 0) {
+      return service.Fail("--archive_cache_mb", absl::InvalidArgumentError("must be >= 0"), 2);
+    }
+    auto fs = telemetry::archive::ArchiveFs::Open(root);
+    if (!fs.ok()) return service.Fail("--archive_root", fs.status(), 2);
+    archive_fs = std::move(*fs);
+    archive_store = telemetry::NewPgArchiveStore(&pool);
+    cold_metrics = std::make_unique<telemetry::archive::ColdReadingsMetrics>(service.metrics());
+    telemetry::archive::ColdReadingsOptions copts;
+    copts.cache_bytes = absl::GetFlag(FLAGS_archive_cache_mb) << 20;
+    cold = std::make_unique<telemetry::archive::ArchiveColdReadings>(
+        archive_store.get(), archive_fs.get(), service.clock(), copts, cold_metrics.get());
+    log->info("cold reads from the archive at {}", archive_fs->root());
+  }
   telemetry::query::QueryMetrics metrics(service.metrics());
   telemetry::query::QueryCore core(options, progress.get(), &router, cache->get(), service.clock(),
-                                   &metrics);
+                                   &metrics, cold.get());
   // API keys stay checkable while the primary is down, from a replica.
   std::unique_ptr<telemetry::MetadataStore> replica_metadata, auth_metadata;
   if (!replica_parts.empty()) {
@@ -173,4 +199,12 @@ int main(int argc, char** argv) {
   absl::Status served = service.ServeGrpc(absl::GetFlag(FLAGS_listen), {&impl});
   if (!served.ok()) return service.Fail("gRPC", served);
   return service.Run();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int rc = RunQuery(argc, argv);
+  telemetry::archive::ShutdownArchiveFs();  // after every user of S3 is gone
+  return rc;
 }

@@ -15,6 +15,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/token.h"
+#include "services/query/tiered_reader.h"
 
 namespace telemetry::query {
 
@@ -48,13 +49,15 @@ QueryMetrics::QueryMetrics(MetricsRegistry* r)
           r->AddHistogram("query_playback_seconds", "Playback latency", LatencyBuckets())) {}
 
 QueryCore::QueryCore(QueryOptions options, WriterProgress* progress, Router* router,
-                     LatestCache* cache, const Clock* clock, QueryMetrics* metrics)
+                     LatestCache* cache, const Clock* clock, QueryMetrics* metrics,
+                     ColdReadings* cold)
     : options_(std::move(options)),
       progress_(progress),
       router_(router),
       cache_(cache),
       clock_(clock),
-      metrics_(metrics) {}
+      metrics_(metrics),
+      cold_(cold) {}
 
 telemetry::v1::ConsistencyLevel QueryCore::LevelOf(const telemetry::v1::ReadOptions& o) {
   if (!o.consistency_token().empty()) return telemetry::v1::CONSISTENCY_LEVEL_STRONG;
@@ -317,7 +320,10 @@ absl::Status QueryCore::Range(int64_t tenant_id, const RangeRequest& req, int64_
         // Once pages went out, a failure is final: a retry elsewhere would
         // repeat them.
         if (sent_any) return first_failure;
-        absl::Status rs = store->Range(q, [&](std::vector<ReadingRow>&& rows) {
+        TieredReader tiered(store, cold_);
+        const std::string source = md.data_source();
+        absl::Status rs = tiered.Range(q, [&](std::vector<ReadingRow>&& rows) {
+          md.set_data_source(TieredSourceName(source, tiered.tiers()));
           if (have_held) {
             if (!sent_any) *held.mutable_metadata() = md;
             if (!send(std::move(held), false)) {
@@ -336,6 +342,7 @@ absl::Status QueryCore::Range(int64_t tenant_id, const RangeRequest& req, int64_
           have_held = true;
           return clock_->MonotonicNs() < deadline;
         });
+        md.set_data_source(TieredSourceName(source, tiered.tiers()));
         if (!rs.ok() && first_failure.ok()) first_failure = rs;
         return rs;
       },
@@ -554,8 +561,11 @@ absl::StatusOr<PlaybackResponse> QueryCore::Playback(int64_t tenant_id, const Pl
   RETURN_IF_ERROR(router_->Read(
       LevelOf(req.options()), StalenessOf(req.options()),
       [&](ReadingReader* store) {
-        auto r = store->Playback(tenant_id, req.device_id(), sensors, req.at_ns() - delta,
+        TieredReader tiered(store, cold_);
+        auto r = tiered.Playback(tenant_id, req.device_id(), sensors, req.at_ns() - delta,
                                  req.at_ns() + delta);
+        resp.mutable_metadata()->set_data_source(
+            TieredSourceName(resp.metadata().data_source(), tiered.tiers()));
         if (!r.ok()) return r.status();
         rows = std::move(*r);
         return absl::OkStatus();

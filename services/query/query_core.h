@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "common/cold_readings.h"
 #include "common/latest_cache.h"
 #include "common/metrics.h"
 #include "common/reading_reader.h"
@@ -52,9 +53,10 @@ struct QueryMetrics {
 
 class QueryCore {
  public:
-  // `progress` (the primary's) answers token waits; `cache` may be null (no Redis).
+  // `progress` (the primary's) answers token waits; `cache` may be null (no Redis);
+  // `cold` may be null (no archive: hours retention dropped read as empty).
   QueryCore(QueryOptions options, WriterProgress* progress, Router* router, LatestCache* cache,
-            const Clock* clock, QueryMetrics* metrics);
+            const Clock* clock, QueryMetrics* metrics, ColdReadings* cold = nullptr);
 
   absl::StatusOr<telemetry::v1::LatestResponse> Latest(int64_t tenant_id,
                                                        const telemetry::v1::LatestRequest& req,
@@ -102,6 +104,7 @@ class QueryCore {
   LatestCache* cache_;
   const Clock* clock_;
   QueryMetrics* metrics_;
+  ColdReadings* cold_;
 };
 
 std::string EncodeRangeCursor(const std::string& sensor, const std::string& unit, int64_t ts_ns);
