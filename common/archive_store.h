@@ -116,8 +116,10 @@ class ArchiveStore {
                                                                   int64_t before_ns) = 0;
   virtual absl::StatusOr<std::vector<TenantRetention>> TenantRetentions() = 0;
   // Starts of the hours in [from_ns, to_ns) whose raw readings retention
-  // dropped from Postgres (answered from the archive since), ascending.
-  virtual absl::StatusOr<std::vector<int64_t>> DroppedHours(int64_t from_ns, int64_t to_ns) = 0;
+  // dropped from Postgres and in which the tenant has readings (archived:
+  // a current export), ascending.
+  virtual absl::StatusOr<std::vector<int64_t>> DroppedHours(int64_t tenant_id, int64_t from_ns,
+                                                            int64_t to_ns) = 0;
   // Drops the day's partitions (raw rows and segments) if `still_drops`,
   // given the day as it is under locks that keep writers, the packer and the
   // exporter out of it, says so; marks its hours 'dropped' and records the

@@ -21,8 +21,11 @@ inline constexpr int64_t kColdHourNs = 3600LL * 1'000'000'000LL;
 class ColdReadings {
  public:
   virtual ~ColdReadings() = default;
-  // Starts of the dropped hours that overlap [from_ns, to_ns), ascending.
-  virtual absl::StatusOr<std::vector<int64_t>> DroppedHours(int64_t from_ns, int64_t to_ns) = 0;
+  // Starts of the dropped hours the tenant has readings in that overlap
+  // [from_ns, to_ns), ascending (a dropped hour without any of its readings
+  // reads as empty from the database as well).
+  virtual absl::StatusOr<std::vector<int64_t>> DroppedHours(int64_t tenant_id, int64_t from_ns,
+                                                            int64_t to_ns) = 0;
   // Every reading of the tenant's device in the dropped hour starting at
   // `hour_ns`, in (sensor, unit, ts) order; empty when the tenant had none.
   // DATA_LOSS when the manifest names a file the archive root does not have.

@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
-#include <utility>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -55,6 +55,17 @@ struct AggregateRow {
   double sum = 0, min = 0, max = 0, last = 0;
 };
 
+// A series by its names.
+struct SeriesRef {
+  std::string device, sensor, unit;
+  bool operator<(const SeriesRef& o) const {
+    return std::tie(device, sensor, unit) < std::tie(o.device, o.sensor, o.unit);
+  }
+  bool operator==(const SeriesRef& o) const {
+    return device == o.device && sensor == o.sensor && unit == o.unit;
+  }
+};
+
 struct PlaybackRows {
   std::vector<ReadingRow> before;  // per sensor, the last reading before the window
   std::vector<ReadingRow> inside;  // every reading in the window, by (sensor, time)
@@ -74,11 +85,12 @@ class ReadingReader {
   // Buckets from the rollup tables (never raw rows), ordered by (device,
   // sensor, bucket); empty buckets are absent.
   virtual absl::StatusOr<std::vector<AggregateRow>> Aggregate(const AggregateQuery& query) = 0;
-  // The device's series as (sensor, unit), of `sensors` (all when empty), in
-  // that order: every series the device ever had, also one whose readings
-  // are all in the archive now.
-  virtual absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Series(
-      int64_t tenant_id, const std::string& device, const std::vector<std::string>& sensors) = 0;
+  // The series of `devices` as (device, sensor, unit), of `sensors` (all
+  // when empty), in that order: every series a device ever had, also one
+  // whose readings are all in the archive now.
+  virtual absl::StatusOr<std::vector<SeriesRef>> Series(
+      int64_t tenant_id, const std::vector<std::string>& devices,
+      const std::vector<std::string>& sensors) = 0;
   // Readings of a device in [from_ns, to_ns] plus each sensor's neighbours.
   virtual absl::StatusOr<PlaybackRows> Playback(int64_t tenant_id, const std::string& device,
                                                 const std::vector<std::string>& sensors,

@@ -43,21 +43,24 @@ ArchiveColdReadings::ArchiveColdReadings(ArchiveStore* store, ArchiveFs* fs, con
                                          ColdReadingsOptions options, ColdReadingsMetrics* metrics)
     : store_(store), fs_(fs), clock_(clock), options_(options), metrics_(metrics) {}
 
-absl::StatusOr<std::vector<int64_t>> ArchiveColdReadings::DroppedHours(int64_t from_ns,
+absl::StatusOr<std::vector<int64_t>> ArchiveColdReadings::DroppedHours(int64_t tenant_id,
+                                                                       int64_t from_ns,
                                                                        int64_t to_ns) {
   std::shared_ptr<const std::vector<int64_t>> all;
   const int64_t now = clock_->MonotonicNs();
   {
     absl::MutexLock l(&mu_);
-    if (dropped_ && now - dropped_at_ns_ < options_.refresh_ns) all = dropped_;
+    auto it = dropped_.find(tenant_id);
+    if (it != dropped_.end() && now - it->second.at_ns < options_.refresh_ns) {
+      all = it->second.hours;
+    }
   }
   if (!all) {
-    auto hours = store_->DroppedHours(INT64_MIN, INT64_MAX);
+    auto hours = store_->DroppedHours(tenant_id, INT64_MIN, INT64_MAX);
     if (!hours.ok()) return hours.status();
     all = std::make_shared<const std::vector<int64_t>>(std::move(*hours));
     absl::MutexLock l(&mu_);
-    dropped_ = all;
-    dropped_at_ns_ = now;
+    dropped_[tenant_id] = {all, now};
   }
   // Hours h with h < to and h + 1 h > from.
   const int64_t first = from_ns < INT64_MIN + kColdHourNs ? INT64_MIN : from_ns - kColdHourNs + 1;
@@ -109,7 +112,8 @@ absl::StatusOr<std::shared_ptr<const std::vector<ReadingRow>>> ArchiveColdReadin
     if (f.kind != "readings") continue;
     DeviceReadStats stats;
     auto rows = ReadDeviceReadings(*fs_, f.path, device, &stats);
-    if (absl::IsNotFound(rows.status())) {
+    // (A local file that cannot be opened is an IOError to Arrow: asked again.)
+    if (!rows.ok() && absl::IsNotFound(fs_->FileSize(f.path).status())) {
       return absl::DataLossError(absl::StrCat("archive file ", f.path, " of tenant ", tenant_id,
                                               " (hour ", hour_ns,
                                               ") is missing: ", rows.status().message()));

@@ -1,8 +1,9 @@
-// ColdReadings over the archive (common/cold_readings.h): the dropped hours
-// from the primary (raw_compactions 'dropped'), a tenant's files of an hour
+// ColdReadings over the archive (common/cold_readings.h): a tenant's dropped
+// hours from the primary (raw_compactions 'dropped' with the tenant's
+// current export), a tenant's files of an hour
 // from the manifest (its current export), and the readings from those Parquet
 // files under the archive root, pruned by row-group statistics. Both are
-// cached: the dropped hours for `refresh_ns`, a device's readings of an hour
+// cached: a tenant's dropped hours for `refresh_ns`, a device's readings of an hour
 // in an LRU bounded by `cache_bytes` (an archived hour never changes: its
 // content is fixed when its day is dropped).
 #pragma once
@@ -47,7 +48,8 @@ class ArchiveColdReadings final : public ColdReadings {
   ArchiveColdReadings(ArchiveStore* store, ArchiveFs* fs, const Clock* clock,
                       ColdReadingsOptions options, ColdReadingsMetrics* metrics);
 
-  absl::StatusOr<std::vector<int64_t>> DroppedHours(int64_t from_ns, int64_t to_ns) override;
+  absl::StatusOr<std::vector<int64_t>> DroppedHours(int64_t tenant_id, int64_t from_ns,
+                                                    int64_t to_ns) override;
   absl::StatusOr<std::shared_ptr<const std::vector<ReadingRow>>> DeviceHour(
       int64_t tenant_id, int64_t hour_ns, const std::string& device) override;
 
@@ -69,9 +71,12 @@ class ArchiveColdReadings final : public ColdReadings {
   ColdReadingsMetrics* metrics_;
 
   absl::Mutex mu_;
-  std::shared_ptr<const std::vector<int64_t>> dropped_ ABSL_GUARDED_BY(mu_);
-  int64_t dropped_at_ns_ ABSL_GUARDED_BY(mu_) = 0;
-  std::list<Entry> lru_ ABSL_GUARDED_BY(mu_);  // most recently used first
+  struct Dropped {
+    std::shared_ptr<const std::vector<int64_t>> hours;
+    int64_t at_ns = 0;  // when read (monotonic)
+  };
+  absl::flat_hash_map<int64_t, Dropped> dropped_ ABSL_GUARDED_BY(mu_);  // by tenant
+  std::list<Entry> lru_ ABSL_GUARDED_BY(mu_);                           // most recently used first
   absl::flat_hash_map<Key, std::list<Entry>::iterator> index_ ABSL_GUARDED_BY(mu_);
   int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };

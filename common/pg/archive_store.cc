@@ -371,14 +371,17 @@ class PgArchiveStore final : public ArchiveStore {
     return out;
   }
 
-  absl::StatusOr<std::vector<int64_t>> DroppedHours(int64_t from_ns, int64_t to_ns) override {
+  absl::StatusOr<std::vector<int64_t>> DroppedHours(int64_t tenant_id, int64_t from_ns,
+                                                    int64_t to_ns) override {
     std::vector<int64_t> out;
     RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
       out.clear();
       pqxx::read_transaction tx(c);
-      for (const auto& row : tx.exec_params("SELECT hour FROM raw_compactions WHERE state ="
-                                            " 'dropped' AND hour >= $1 AND hour < $2 ORDER BY hour",
-                                            from_ns, to_ns)) {
+      for (const auto& row : tx.exec_params(
+               "SELECT c.hour FROM raw_compactions c JOIN archive_exports e"
+               " ON e.hour = c.hour AND e.tenant_id = $1 AND e.state = 'current'"
+               " WHERE c.state = 'dropped' AND c.hour >= $2 AND c.hour < $3 ORDER BY c.hour",
+               tenant_id, from_ns, to_ns)) {
         out.push_back(PgInt64(row[0]));
       }
       return absl::OkStatus();

@@ -251,13 +251,6 @@ absl::Status ParseMinuteChunk(const pqxx::result& r, const AggregateQuery& q, in
   return absl::OkStatus();
 }
 
-// A device's series of some sensors (all when $3 is empty), in (sensor, unit) order.
-const char kSeriesSql[] =
-    "SELECT s.id, s.sensor, s.unit FROM devices d JOIN series s ON s.device_id = d.id"
-    " WHERE d.tenant_id = $1 AND d.name = $2"
-    "   AND (cardinality($3::text[]) = 0 OR s.sensor = ANY($3::text[]))"
-    " ORDER BY s.sensor, s.unit";
-
 class PgReadingReader final : public ReadingReader {
  public:
   explicit PgReadingReader(PgPool* pool) : pool_(pool) {}
@@ -604,18 +597,25 @@ class PgReadingReader final : public ReadingReader {
     return out;
   }
 
-  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Series(
-      int64_t tenant_id, const std::string& device,
-      const std::vector<std::string>& sensors) override {
-    std::vector<std::pair<std::string, std::string>> out;
+  absl::StatusOr<std::vector<SeriesRef>> Series(int64_t tenant_id,
+                                                const std::vector<std::string>& devices,
+                                                const std::vector<std::string>& sensors) override {
+    static const std::string kSql =
+        "SELECT d.name, s.sensor, s.unit FROM devices d JOIN series s ON s.device_id = d.id"
+        " WHERE d.tenant_id = $1 AND d.name = ANY($2::text[])"
+        "   AND (cardinality($3::text[]) = 0 OR s.sensor = ANY($3::text[]))"
+        " ORDER BY d.name, s.sensor, s.unit";
+    std::vector<SeriesRef> out;
     RETURN_IF_ERROR(Read(
-        "range_series", kSeriesSql,
+        "series", kSql,
         [&](const pqxx::result& r) {
-          for (const auto& row : r)
-            out.emplace_back(row[1].as<std::string>(), row[2].as<std::string>());
+          for (const auto& row : r) {
+            out.push_back(
+                {row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>()});
+          }
           return absl::OkStatus();
         },
-        tenant_id, device, PgTextArray(sensors)));
+        tenant_id, PgTextArray(devices), PgTextArray(sensors)));
     return out;
   }
 
@@ -699,6 +699,11 @@ class PgReadingReader final : public ReadingReader {
       remaining -= static_cast<int64_t>(rows.size());
       if (!page(std::move(rows)) || !full || remaining <= 0) return absl::OkStatus();
     }
+    static const std::string kSeriesSql =
+        "SELECT s.id, s.sensor, s.unit FROM devices d JOIN series s ON s.device_id = d.id"
+        " WHERE d.tenant_id = $1 AND d.name = $2"
+        "   AND (cardinality($3::text[]) = 0 OR s.sensor = ANY($3::text[]))"
+        " ORDER BY s.sensor, s.unit";
     // One series from $2 to $3, at most $4 readings: rows and the segments
     // needed. $5: the first page starts at $2 inclusive, a resumed one after it.
     static const std::string kPageSql = absl::StrCat(

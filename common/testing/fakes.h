@@ -367,21 +367,23 @@ class FakeReadingReader final : public ReadingReader {
     }
   }
 
-  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Series(
-      int64_t tenant_id, const std::string& device,
-      const std::vector<std::string>& sensors) override {
-    auto rows = Select(tenant_id, {device}, sensors, INT64_MIN, INT64_MAX);
+  absl::StatusOr<std::vector<SeriesRef>> Series(int64_t tenant_id,
+                                                const std::vector<std::string>& devices,
+                                                const std::vector<std::string>& sensors) override {
+    auto rows = Select(tenant_id, devices, sensors, INT64_MIN, INT64_MAX);
     if (!rows.ok()) return rows.status();
-    std::set<std::pair<std::string, std::string>> series;
-    for (const auto& r : *rows) series.insert({r.sensor, r.unit});
+    std::set<SeriesRef> series;
+    for (const auto& r : *rows) series.insert({r.device, r.sensor, r.unit});
     absl::MutexLock l(&mu_);
-    for (const auto& [tenant, dev, sensor, unit] : forgotten_series_) {
-      if (tenant == tenant_id && dev == device &&
-          (sensors.empty() || std::find(sensors.begin(), sensors.end(), sensor) != sensors.end())) {
-        series.insert({sensor, unit});
+    auto wanted = [](const std::vector<std::string>& names, const std::string& name) {
+      return names.empty() || std::find(names.begin(), names.end(), name) != names.end();
+    };
+    for (const auto& [tenant, device, sensor, unit] : forgotten_series_) {
+      if (tenant == tenant_id && wanted(devices, device) && wanted(sensors, sensor)) {
+        series.insert({device, sensor, unit});
       }
     }
-    return std::vector<std::pair<std::string, std::string>>(series.begin(), series.end());
+    return std::vector<SeriesRef>(series.begin(), series.end());
   }
 
   absl::StatusOr<std::vector<ReadingRow>> Latest(int64_t tenant_id,

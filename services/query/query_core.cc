@@ -263,7 +263,10 @@ absl::StatusOr<LatestResponse> QueryCore::Latest(int64_t tenant_id, const Latest
   RETURN_IF_ERROR(router_->Read(
       level, StalenessOf(req.options()),
       [&](ReadingReader* store) {
-        auto r = store->Latest(tenant_id, devices, sensors);
+        TieredReader tiered(store, cold_);
+        auto r = tiered.Latest(tenant_id, devices, sensors);
+        resp.mutable_metadata()->set_data_source(
+            TieredSourceName(resp.metadata().data_source(), tiered.tiers()));
         if (!r.ok()) return r.status();
         rows = std::move(*r);
         return absl::OkStatus();

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <climits>
+#include <iterator>
 #include <map>
+#include <set>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
@@ -10,8 +12,6 @@
 
 namespace telemetry::query {
 namespace {
-
-using SeriesKey = std::pair<std::string, std::string>;  // (sensor, unit)
 
 int64_t FloorHour(int64_t ts) {
   int64_t h = ts / kColdHourNs * kColdHourNs;
@@ -45,26 +45,64 @@ std::vector<Piece> Pieces(int64_t from, int64_t to, const std::vector<int64_t>& 
   return out;
 }
 
-// The readings of one series in an hour's readings (sorted by sensor, unit, ts).
+// The readings of one series in a device's hour (sorted by sensor, unit, ts).
 std::pair<std::vector<ReadingRow>::const_iterator, std::vector<ReadingRow>::const_iterator>
-SeriesRows(const std::vector<ReadingRow>& rows, const SeriesKey& s) {
+SeriesRows(const std::vector<ReadingRow>& rows, const SeriesRef& s) {
   auto lo =
-      std::lower_bound(rows.begin(), rows.end(), s, [](const ReadingRow& r, const SeriesKey& k) {
-        return std::tie(r.sensor, r.unit) < std::tie(k.first, k.second);
+      std::lower_bound(rows.begin(), rows.end(), s, [](const ReadingRow& r, const SeriesRef& k) {
+        return std::tie(r.sensor, r.unit) < std::tie(k.sensor, k.unit);
       });
-  auto hi = std::upper_bound(lo, rows.end(), s, [](const SeriesKey& k, const ReadingRow& r) {
-    return std::tie(k.first, k.second) < std::tie(r.sensor, r.unit);
+  auto hi = std::upper_bound(lo, rows.end(), s, [](const SeriesRef& k, const ReadingRow& r) {
+    return std::tie(k.sensor, k.unit) < std::tie(r.sensor, r.unit);
   });
   return {lo, hi};
 }
+
+SeriesRef RefOf(const ReadingRow& r) { return {r.device, r.sensor, r.unit}; }
 
 }  // namespace
 
 absl::StatusOr<std::vector<ReadingRow>> TieredReader::Latest(
     int64_t tenant_id, const std::vector<std::string>& devices,
     const std::vector<std::string>& sensors) {
+  auto hot = hot_->Latest(tenant_id, devices, sensors);
   tiers_ |= kHotTier;
-  return hot_->Latest(tenant_id, devices, sensors);
+  if (!hot.ok() || cold_ == nullptr) return hot;
+  auto dropped = cold_->DroppedHours(tenant_id, INT64_MIN, INT64_MAX);
+  if (!dropped.ok()) return dropped.status();
+  if (dropped->empty()) return hot;
+  // Per series the newest reading: the database's, unless a dropped hour
+  // after it holds a newer one (a series silent since, or a day dropped
+  // after one that was kept); dropped hours newest first, per device, while
+  // one could.
+  auto series = hot_->Series(tenant_id, devices, sensors);
+  if (!series.ok()) return series.status();
+  std::map<SeriesRef, ReadingRow> newest;
+  for (ReadingRow& r : *hot) newest[RefOf(r)] = std::move(r);
+  std::map<std::string, std::vector<SeriesRef>> by_device;
+  for (const SeriesRef& s : *series) by_device[s.device].push_back(s);
+  for (const auto& [device, device_series] : by_device) {
+    for (auto it = dropped->rbegin(); it != dropped->rend(); ++it) {
+      const int64_t h = *it;
+      std::vector<const SeriesRef*> need;
+      for (const SeriesRef& s : device_series) {
+        auto n = newest.find(s);
+        if (n == newest.end() || n->second.ts_ns < h) need.push_back(&s);
+      }
+      if (need.empty()) break;
+      tiers_ |= kColdTier;
+      auto rows = cold_->DeviceHour(tenant_id, h, device);
+      if (!rows.ok()) return rows.status();
+      for (const SeriesRef* s : need) {
+        auto [lo, hi] = SeriesRows(**rows, *s);
+        if (lo != hi) newest[*s] = *std::prev(hi);
+      }
+    }
+  }
+  std::vector<ReadingRow> out;
+  out.reserve(newest.size());
+  for (auto& [key, r] : newest) out.push_back(std::move(r));
+  return out;
 }
 
 absl::StatusOr<std::vector<AggregateRow>> TieredReader::Aggregate(const AggregateQuery& query) {
@@ -72,17 +110,18 @@ absl::StatusOr<std::vector<AggregateRow>> TieredReader::Aggregate(const Aggregat
   return hot_->Aggregate(query);
 }
 
-absl::StatusOr<std::vector<std::pair<std::string, std::string>>> TieredReader::Series(
-    int64_t tenant_id, const std::string& device, const std::vector<std::string>& sensors) {
+absl::StatusOr<std::vector<SeriesRef>> TieredReader::Series(
+    int64_t tenant_id, const std::vector<std::string>& devices,
+    const std::vector<std::string>& sensors) {
   tiers_ |= kHotTier;
-  return hot_->Series(tenant_id, device, sensors);
+  return hot_->Series(tenant_id, devices, sensors);
 }
 
 absl::Status TieredReader::Range(const RangeQuery& q,
                                  const std::function<bool(std::vector<ReadingRow>&&)>& page) {
   std::vector<int64_t> dropped;
   if (cold_ != nullptr && q.start_ns < q.end_ns) {
-    auto d = cold_->DroppedHours(q.start_ns, q.end_ns);
+    auto d = cold_->DroppedHours(q.tenant_id, q.start_ns, q.end_ns);
     if (!d.ok()) return d.status();
     dropped = std::move(*d);
   }
@@ -97,7 +136,7 @@ absl::Status TieredReader::Range(const RangeQuery& q,
   }
   // Series by series in (sensor, unit) order, each through its pieces in time
   // order: the order of ReadingReader::Range, whichever tier holds a reading.
-  auto series = hot_->Series(q.tenant_id, q.device, q.sensors);
+  auto series = hot_->Series(q.tenant_id, {q.device}, q.sensors);
   if (!series.ok()) return series.status();
   const int64_t page_size = q.page_size > 0 ? q.page_size : 1000;
   int64_t remaining = q.limit > 0 ? q.limit : INT64_MAX;
@@ -114,8 +153,8 @@ absl::Status TieredReader::Range(const RangeQuery& q,
     }
     return !stopped && remaining > 0;
   };
-  const SeriesKey cursor(q.after_sensor, q.after_unit);
-  for (const SeriesKey& s : *series) {
+  const SeriesRef cursor{q.device, q.after_sensor, q.after_unit};
+  for (const SeriesRef& s : *series) {
     // Only readings after this time (the cursor's own series).
     int64_t after = INT64_MIN;
     if (!q.after_sensor.empty()) {
@@ -143,17 +182,17 @@ absl::Status TieredReader::Range(const RangeQuery& q,
         RangeQuery sub;
         sub.tenant_id = q.tenant_id;
         sub.device = q.device;
-        sub.sensors = {s.first};
+        sub.sensors = {s.sensor};
         sub.start_ns = p.from;
         sub.end_ns = p.to;
         sub.limit = remaining;
         sub.page_size = static_cast<int32_t>(page_size);
-        sub.after_sensor = s.first;
-        sub.after_unit = s.second;
+        sub.after_sensor = s.sensor;
+        sub.after_unit = s.unit;
         sub.after_ts_ns = std::max(after, p.from == INT64_MIN ? INT64_MIN : p.from - 1);
         RETURN_IF_ERROR(hot_->Range(sub, [&](std::vector<ReadingRow>&& rows) {
           for (auto& r : rows) {
-            if (r.sensor != s.first || r.unit != s.second) return false;
+            if (r.sensor != s.sensor || r.unit != s.unit) return false;
             if (!(more = emit(std::move(r)))) return false;
           }
           return true;
@@ -173,17 +212,17 @@ absl::StatusOr<PlaybackRows> TieredReader::Playback(int64_t tenant_id, const std
   tiers_ |= kHotTier;
   if (!hot.ok() || cold_ == nullptr) return hot;
   // The neighbours may lie in any dropped hour, however far from the window.
-  auto dropped = cold_->DroppedHours(INT64_MIN, INT64_MAX);
+  auto dropped = cold_->DroppedHours(tenant_id, INT64_MIN, INT64_MAX);
   if (!dropped.ok()) return dropped.status();
   if (dropped->empty()) return hot;
-  auto series = hot_->Series(tenant_id, device, sensors);
+  auto series = hot_->Series(tenant_id, {device}, sensors);
   if (!series.ok()) return series.status();
 
   PlaybackRows out;
   out.inside = std::move(hot->inside);
-  std::map<SeriesKey, ReadingRow> before, after;
-  for (auto& r : hot->before) before[{r.sensor, r.unit}] = std::move(r);
-  for (auto& r : hot->after) after[{r.sensor, r.unit}] = std::move(r);
+  std::map<SeriesRef, ReadingRow> before, after;
+  for (auto& r : hot->before) before[RefOf(r)] = std::move(r);
+  for (auto& r : hot->after) after[RefOf(r)] = std::move(r);
   auto read_hour = [&](int64_t h) {
     tiers_ |= kColdTier;
     return cold_->DeviceHour(tenant_id, h, device);
@@ -194,7 +233,7 @@ absl::StatusOr<PlaybackRows> TieredReader::Playback(int64_t tenant_id, const std
     if (h > to_ns || h + (kColdHourNs - 1) < from_ns) continue;
     auto rows = read_hour(h);
     if (!rows.ok()) return rows.status();
-    for (const SeriesKey& s : *series) {
+    for (const SeriesRef& s : *series) {
       auto [lo, hi] = SeriesRows(**rows, s);
       for (auto it = lo; it != hi; ++it) {
         if (it->ts_ns >= from_ns && it->ts_ns <= to_ns) out.inside.push_back(*it);
@@ -207,15 +246,15 @@ absl::StatusOr<PlaybackRows> TieredReader::Playback(int64_t tenant_id, const std
   auto first_after = std::lower_bound(dropped->begin(), dropped->end(), from_ns);
   for (auto it = std::make_reverse_iterator(first_after); it != dropped->rend(); ++it) {
     const int64_t h = *it;
-    std::vector<const SeriesKey*> need;
-    for (const SeriesKey& s : *series) {
+    std::vector<const SeriesRef*> need;
+    for (const SeriesRef& s : *series) {
       auto b = before.find(s);
       if (b == before.end() || b->second.ts_ns < h + (kColdHourNs - 1)) need.push_back(&s);
     }
     if (need.empty()) break;
     auto rows = read_hour(h);
     if (!rows.ok()) return rows.status();
-    for (const SeriesKey* s : need) {
+    for (const SeriesRef* s : need) {
       auto [lo, hi] = SeriesRows(**rows, *s);
       for (auto r = hi; r != lo;) {
         --r;
@@ -231,15 +270,15 @@ absl::StatusOr<PlaybackRows> TieredReader::Playback(int64_t tenant_id, const std
        it != dropped->end(); ++it) {
     const int64_t h = *it;
     if (h + (kColdHourNs - 1) <= to_ns) continue;
-    std::vector<const SeriesKey*> need;
-    for (const SeriesKey& s : *series) {
+    std::vector<const SeriesRef*> need;
+    for (const SeriesRef& s : *series) {
       auto a = after.find(s);
       if (a == after.end() || a->second.ts_ns > h) need.push_back(&s);
     }
     if (need.empty()) break;
     auto rows = read_hour(h);
     if (!rows.ok()) return rows.status();
-    for (const SeriesKey* s : need) {
+    for (const SeriesRef* s : need) {
       auto [lo, hi] = SeriesRows(**rows, *s);
       for (auto r = lo; r != hi; ++r) {
         if (r->ts_ns <= to_ns) continue;

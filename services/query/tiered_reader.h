@@ -5,14 +5,13 @@
 // dropped hours (from the archive) and the rest (from the database) and merged,
 // with the contracts of ReadingReader: Range in (sensor, unit, time) order in
 // pages with its resume cursor, Playback's neighbours from whichever tier holds
-// the nearer reading. Latest and Aggregate read the database only (the rollups
-// are not dropped; a series whose last reading lies in a dropped hour has no
-// Latest).
+// the nearer reading, Latest of a series whose newest reading was dropped
+// from the archive. Aggregate reads the database only (retention does not
+// drop the rollups).
 #pragma once
 
 #include <cstdint>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "common/cold_readings.h"
@@ -41,9 +40,9 @@ class TieredReader final : public ReadingReader {
   absl::StatusOr<PlaybackRows> Playback(int64_t tenant_id, const std::string& device,
                                         const std::vector<std::string>& sensors, int64_t from_ns,
                                         int64_t to_ns) override;
-  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Series(
-      int64_t tenant_id, const std::string& device,
-      const std::vector<std::string>& sensors) override;
+  absl::StatusOr<std::vector<SeriesRef>> Series(int64_t tenant_id,
+                                                const std::vector<std::string>& devices,
+                                                const std::vector<std::string>& sensors) override;
 
  private:
   ReadingReader* hot_;

@@ -25,6 +25,7 @@
 #include "common/pg/stores.h"
 #include "services/export/exporter.h"
 #include "telemetry/v1/export.grpc.pb.h"
+#include "telemetry/v1/query.grpc.pb.h"
 #include "tests/integration/archive_s3_env.h"
 #include "tests/integration/harness.h"
 
@@ -335,6 +336,47 @@ TEST_F(ExportE2e, EnforcesRetentionOnceTheDayIsArchived) {
   EXPECT_GE(SqlInt(absl::StrCat("SELECT readings FROM retention_drops WHERE day = ", day)), n);
   EXPECT_EQ(Sql("SELECT to_regclass('" + day_table(before) + "') IS NOT NULL")[0][0], "t")
       << "a day before --retention_from_ns was dropped";
+
+  // telemetry-query with the archive root answers the dropped hour from it,
+  // saying so; without it, the hour reads as empty.
+  for (const bool with_archive : {true, false}) {
+    const int port = FreePort();
+    std::vector<std::string> args = {"--pg_primary=" + RequireEnv("TELEMETRY_PG_PRIMARY"),
+                                     absl::StrCat("--listen=127.0.0.1:", port),
+                                     absl::StrCat("--http_port=", FreePort())};
+    if (with_archive) args.push_back("--archive_root=" + root_.string());
+    Process query(BuildDir() + "/services/query/telemetry-query", args,
+                  (log_dir_ / absl::StrCat("query.", with_archive, ".log")).string());
+    ASSERT_TRUE(WaitForServing(port, 20000))
+        << "telemetry-query did not serve; log in " << log_dir_;
+    auto stub = telemetry::v1::QueryService::NewStub(
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + t.key);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    telemetry::v1::RangeRequest req;
+    req.set_device_id("dev-0");
+    req.set_start_ns(day + 5 * kHour);  // the tenant's hour (its other hours: not dropped)
+    req.set_end_ns(day + 6 * kHour);
+    req.mutable_options()->set_consistency(telemetry::v1::CONSISTENCY_LEVEL_STRONG);
+    auto reader = stub->Range(&ctx, req);
+    telemetry::v1::RangeResponse page;
+    int64_t got = 0;
+    std::string source;
+    while (reader->Read(&page)) {
+      if (source.empty()) source = page.metadata().data_source();
+      got += page.readings_size();
+    }
+    grpc::Status st = reader->Finish();
+    ASSERT_TRUE(st.ok()) << st.error_message() << "; log in " << log_dir_;
+    if (with_archive) {
+      EXPECT_EQ(got, n) << "every reading of the dropped day, from the archive";
+      EXPECT_EQ(source, "archive");
+    } else {
+      EXPECT_EQ(got, 0);
+      EXPECT_EQ(source, "primary");
+    }
+  }
 }
 
 TEST_F(ExportE2e, ArchivesToS3AndARootItCannotOpenStopsItAtStart) {

@@ -29,10 +29,14 @@ class FakeColdReadings final : public ColdReadings {
   void Fail(absl::Status st) { fail_ = std::move(st); }
   int device_hours() const { return device_hours_; }
 
-  absl::StatusOr<std::vector<int64_t>> DroppedHours(int64_t from_ns, int64_t to_ns) override {
+  absl::StatusOr<std::vector<int64_t>> DroppedHours(int64_t tenant_id, int64_t from_ns,
+                                                    int64_t to_ns) override {
     std::vector<int64_t> out;
     for (int64_t h : dropped_) {
-      if (h < to_ns && h + kHour > from_ns) out.push_back(h);
+      bool any = false;
+      for (const auto& [key, rows] : rows_)
+        any = any || (std::get<0>(key) == tenant_id && std::get<1>(key) == h);
+      if (any && h < to_ns && h + kHour > from_ns) out.push_back(h);
     }
     return out;
   }
@@ -227,6 +231,29 @@ TEST_F(TieredReaderTest, PlaybackEqualsTheUndroppedAnswerWithNeighboursInEitherT
     EXPECT_EQ(Show(got->before), Show(want->before)) << "read " << i;
     EXPECT_EQ(Show(got->after), Show(want->after)) << "read " << i;
   }
+}
+
+TEST_F(TieredReaderTest, LatestFindsSeriesWhoseNewestReadingWasDropped) {
+  // Hour 11, the last, is dropped: most series' newest reading is there; d2's
+  // "b" has readings in dropped hours only.
+  for (const auto& sensors : std::vector<std::vector<std::string>>{{}, {"b"}, {"a", "x"}}) {
+    auto want = all_.Latest(1, {"d1", "d2", "d3"}, sensors);
+    ASSERT_TRUE(want.ok());
+    TieredReader tiered(&hot_, &cold_);
+    auto got = tiered.Latest(1, {"d1", "d2", "d3"}, sensors);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(Show(*got), Show(*want));
+    EXPECT_EQ(tiered.tiers(), kHotTier | kColdTier);
+  }
+  // Nothing newer in the archive than the database's newest: not read.
+  cold_ = FakeColdReadings();
+  cold_.Drop(kT0 + kHour);
+  TieredReader tiered(&hot_, &cold_);
+  auto got = tiered.Latest(1, {"d1"}, {"a"});
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->size(), 2u);
+  EXPECT_EQ(cold_.device_hours(), 0);
+  EXPECT_EQ(tiered.tiers(), kHotTier);
 }
 
 TEST_F(TieredReaderTest, AnArchiveFailureFailsTheReadWithItsStatus) {
