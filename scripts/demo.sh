@@ -63,7 +63,9 @@ echo $! >"$RUN/writer.pid"
 echo $! >"$RUN/ingest.pid"
 # The standby for EVENTUAL reads (the env file names it TELEMETRY_PG_REPLICA,
 # the flag is --pg_replicas: a list).
+# --archive_root: Range, Playback and Latest over hours retention dropped read the archive.
 "$BUILD_DIR/services/query/telemetry-query" --pg_replicas="$TELEMETRY_PG_REPLICA" \
+  --archive_root="$RUN/archive" \
   >"$RUN/query.log" 2>&1 &
 echo $! >"$RUN/query.pid"
 "$BUILD_DIR/services/alert/telemetry-alert" >"$RUN/alert.log" 2>&1 &

@@ -2,9 +2,9 @@
 // hour of the warm tier per tenant into the archive root on its own, and
 // serves ExportService (trigger, list, get) for each tenant's own exports.
 // With --enforce_retention, also drops raw day partitions once they are past
-// every tenant's retention and archived. Built so far: the archive in a
-// local directory or on S3, raw retention; cold reads and the warehouse are
-// not (docs/ROADMAP.md, issue 17).
+// every tenant's retention and archived (telemetry-query --archive_root reads
+// them from the archive then). Built so far: the archive in a local directory
+// or on S3, raw retention; the warehouse is not (docs/ROADMAP.md, issue 17).
 #include "absl/flags/flag.h"
 #include "common/archive/archive_fs.h"
 #include "common/auth.h"
@@ -35,8 +35,8 @@ ABSL_FLAG(int64_t, archive_from_ns, 0,
 ABSL_FLAG(bool, enforce_retention, false,
           "Drop raw day partitions past every tenant's raw retention once every hour of them is "
           "archived at its current version (docs/archive.md \"Retention\"). Off by default: "
-          "the query service does not read the archive yet, so a dropped day is then readable "
-          "from the archive files only; `telemetry-admin retention` shows what it would drop");
+          "turn it on with telemetry-query --archive_root on the same root, which answers reads "
+          "of dropped days from the archive; `telemetry-admin retention` shows what it would drop");
 ABSL_FLAG(double, retention_interval_s, 3600, "How often retention runs (--enforce_retention)");
 ABSL_FLAG(int64_t, retention_from_ns, 0,
           "Retention considers only day partitions starting at or after this time (ns)");
