@@ -89,6 +89,7 @@ absl::StatusOr<ExportPass> Exporter::RunOnce(int64_t from_ns, int64_t before_ns,
     if (hours >= max_hours) break;
     if (waiting.count(h.hour_ns)) continue;
     ++hours;
+    ++pass.hours;
     absl::Status st = ExportHour(h, &pass.exports);
     if (!st.ok()) {
       pass.failed.emplace_back(h.hour_ns, st);

@@ -49,6 +49,8 @@ struct TenantHourExport {
 
 // What one pass of RunOnce did.
 struct ExportPass {
+  // Hours handled: exported (an hour without readings exports no file), or failed.
+  int hours = 0;
   std::vector<TenantHourExport> exports;
   // Hours that failed, with why; each is tried again after retry_after_ns.
   std::vector<std::pair<int64_t, absl::Status>> failed;

@@ -405,6 +405,7 @@ TEST_P(ArchiveExport, ADamagedHourIsReportedAndDoesNotHoldUpTheNext) {
   EXPECT_EQ(pass->failed[0].first, bad_hour);
   EXPECT_EQ(pass->failed[0].second.code(), absl::StatusCode::kDataLoss) << pass->failed[0].second;
   ASSERT_EQ(pass->exports.size(), 1u);
+  EXPECT_EQ(pass->hours, 2) << "the failed hour is handled, and counted";
   EXPECT_EQ(pass->exports[0].tenant_id, good);
   ExpectSame(Archived(good, good_hour, "readings"), Sorted(good));
   // Nothing of the damaged hour is published, nor left where a reader of
@@ -415,6 +416,7 @@ TEST_P(ArchiveExport, ADamagedHourIsReportedAndDoesNotHoldUpTheNext) {
   ASSERT_TRUE(pass.ok());
   EXPECT_TRUE(pass->failed.empty());
   EXPECT_TRUE(pass->exports.empty());
+  EXPECT_EQ(pass->hours, 0) << "the failed hour waits; nothing else is due";
   // The byte back: the shared database holds no damaged segment after the test.
   EXPECT_EQ(
       SqlExec(absl::StrCat(

@@ -462,7 +462,8 @@ int Archive(telemetry::PgPool& pool) {
                      why.ToString().c_str());
         ++failed;
       }
-      if (batch->exports.empty() && batch->failed.empty()) break;
+      // (Not "nothing exported": a packed hour without readings exports no file.)
+      if (batch->hours == 0) break;
       for (auto& e : batch->exports) done.push_back(std::move(e));
     }
   }
