@@ -120,11 +120,17 @@ class ArchiveStore {
   // a current export), ascending.
   virtual absl::StatusOr<std::vector<int64_t>> DroppedHours(int64_t tenant_id, int64_t from_ns,
                                                             int64_t to_ns) = 0;
-  // Drops the day's partitions (raw rows and segments) if `still_drops`,
-  // given the day as it is under locks that keep writers, the packer and the
-  // exporter out of it, says so; marks its hours 'dropped' and records the
-  // drop. Returns whether it dropped. UNAVAILABLE when the locks are not
-  // granted in time (readers of the day): try again later.
+  // Drops the partitions of the days dropped at least `min_age_ns` ago
+  // (every reader has seen their hours marked by then); returns them.
+  // UNAVAILABLE when a day's locks are not granted in time (the days before
+  // it are purged; the rest wait for the next call).
+  virtual absl::StatusOr<std::vector<int64_t>> PurgeDroppedDays(int64_t min_age_ns) = 0;
+  // Drops the day from Postgres' reads if `still_drops`, given the day as it
+  // is under locks that keep writers, the packer and the exporter out of it,
+  // says so: marks its hours 'dropped' (reads go to the archive, writes are
+  // discarded) and records the drop; its partitions are dropped later by
+  // PurgeDroppedDays. Returns whether it dropped. UNAVAILABLE when the locks
+  // are not granted in time (readers of the day): try again later.
   virtual absl::StatusOr<bool> DropRawDay(
       int64_t day_ns, const std::function<bool(const RetentionDay&)>& still_drops) = 0;
 };

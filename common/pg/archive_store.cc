@@ -347,8 +347,12 @@ class PgArchiveStore final : public ArchiveStore {
     RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
       out.clear();
       pqxx::read_transaction tx(c);
+      // (A day already dropped, its partitions awaiting their purge, is not
+      // decided on again.)
       pqxx::result days = tx.exec_params(
-          std::string(kRawDaysCte) + " SELECT lo FROM days WHERE lo >= $1 AND lo < $2 ORDER BY lo",
+          std::string(kRawDaysCte) +
+              " SELECT lo FROM days WHERE lo >= $1 AND lo < $2"
+              " AND NOT EXISTS (SELECT 1 FROM retention_drops r WHERE r.day = lo) ORDER BY lo",
           from_ns, before_ns);
       for (const auto& row : days) out.push_back(ReadRetentionDay(tx, PgInt64(row[0])));
       return absl::OkStatus();
@@ -443,14 +447,58 @@ class PgArchiveStore final : public ArchiveStore {
           "INSERT INTO retention_drops (day, tenants, segments, readings)"
           " VALUES ($1, $2::bigint[], $3, $4) ON CONFLICT (day) DO UPDATE SET"
           " tenants = EXCLUDED.tenants, segments = retention_drops.segments + EXCLUDED.segments,"
-          " readings = retention_drops.readings + EXCLUDED.readings, dropped_at = now()",
+          " readings = retention_drops.readings + EXCLUDED.readings, dropped_at = now(),"
+          " purged_at = NULL",
           day_ns, tenant_array, day.segments, day.readings);
-      tx.exec(absl::StrCat("DROP TABLE ", tx.quote_name(seg), ", ", tx.quote_name(raw)));
+      // The partitions stay until PurgeDroppedDays: frozen (no write or pack
+      // reaches a dropped hour), for readers that have not seen the mark yet.
       tx.commit();
       dropped = true;
       return absl::OkStatus();
     }));
     return dropped;
+  }
+
+  absl::StatusOr<std::vector<int64_t>> PurgeDroppedDays(int64_t min_age_ns) override {
+    std::vector<int64_t> due;
+    RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
+      due.clear();
+      pqxx::read_transaction tx(c);
+      for (const auto& row : tx.exec_params(
+               "SELECT day FROM retention_drops WHERE purged_at IS NULL"
+               " AND dropped_at <= now() - make_interval(secs => $1::double precision / 1e9)"
+               " ORDER BY day",
+               min_age_ns)) {
+        due.push_back(PgInt64(row[0]));
+      }
+      return absl::OkStatus();
+    }));
+    std::vector<int64_t> purged;
+    for (int64_t day_ns : due) {
+      RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
+        pqxx::work tx(c);
+        // The drop's lock order and timeout (DropRawDay says why).
+        tx.exec("SET LOCAL lock_timeout = '200ms'");
+        tx.exec_params("SELECT 1 FROM raw_compactions WHERE hour >= $1 AND hour < $2 FOR UPDATE",
+                       day_ns, day_ns + kRawDayNs);
+        const std::string raw = RawDayTable(day_ns), seg = RawSegDayTable(day_ns);
+        std::vector<std::string> present;
+        for (const std::string& t : {seg, raw}) {
+          if (tx.exec_params("SELECT to_regclass($1) IS NOT NULL", t)[0][0].as<bool>()) {
+            present.push_back(tx.quote_name(t));
+          }
+        }
+        if (!present.empty()) {
+          tx.exec("LOCK TABLE ONLY raw_readings, raw_readings_seg IN ACCESS EXCLUSIVE MODE");
+          tx.exec(absl::StrCat("DROP TABLE ", absl::StrJoin(present, ", ")));
+        }
+        tx.exec_params("UPDATE retention_drops SET purged_at = now() WHERE day = $1", day_ns);
+        tx.commit();
+        purged.push_back(day_ns);
+        return absl::OkStatus();
+      }));
+    }
+    return purged;
   }
 
   PgPool* pool_;

@@ -5,6 +5,8 @@
 // every tenant's retention and archived (telemetry-query --archive_root reads
 // them from the archive then). Built so far: the archive in a local directory
 // or on S3, raw retention; the warehouse is not (docs/ROADMAP.md, issue 17).
+#include <algorithm>
+
 #include "absl/flags/flag.h"
 #include "common/archive/archive_fs.h"
 #include "common/auth.h"
@@ -38,6 +40,9 @@ ABSL_FLAG(bool, enforce_retention, false,
           "turn it on with telemetry-query --archive_root on the same root, which answers reads "
           "of dropped days from the archive; `telemetry-admin retention` shows what it would drop");
 ABSL_FLAG(double, retention_interval_s, 3600, "How often retention runs (--enforce_retention)");
+ABSL_FLAG(double, retention_purge_grace_s, 5,
+          "Seconds between marking a day dropped (reads go to the archive from then on) and "
+          "dropping its partitions: longer than the query services' 1 s refresh of the marks");
 ABSL_FLAG(int64_t, retention_from_ns, 0,
           "Retention considers only day partitions starting at or after this time (ns)");
 ABSL_FLAG(int64_t, max_readings_per_file, 8'000'000,
@@ -68,11 +73,13 @@ int RunExport(int argc, char** argv) {
   if (options.max_readings_per_file <= 0 || options.parquet.row_group_rows <= 0 ||
       absl::GetFlag(FLAGS_archive_interval_s) <= 0 ||
       absl::GetFlag(FLAGS_archive_hours_per_pass) <= 0 ||
-      absl::GetFlag(FLAGS_retention_interval_s) <= 0) {
+      absl::GetFlag(FLAGS_retention_interval_s) <= 0 ||
+      absl::GetFlag(FLAGS_retention_purge_grace_s) < 0) {
     return service.Fail("flags",
                         absl::InvalidArgumentError(
                             "--max_readings_per_file, --row_group_rows, --archive_interval_s, "
-                            "--archive_hours_per_pass and --retention_interval_s must be > 0"),
+                            "--archive_hours_per_pass and --retention_interval_s must be > 0, "
+                            "--retention_purge_grace_s >= 0"),
                         2);
   }
   // A root that cannot be opened (a missing bucket, refused credentials, an
@@ -149,6 +156,23 @@ int RunExport(int argc, char** argv) {
             }
           }
         });
+    // The drop's second step, on its own schedule: the partitions of the days
+    // marked at least the grace ago.
+    const double grace_s = absl::GetFlag(FLAGS_retention_purge_grace_s);
+    service.Every("retention-purge", absl::Milliseconds(std::max(1.0, grace_s) * 1000),
+                  [&, grace_s, retention_failures] {
+                    auto purged = retention.Purge(static_cast<int64_t>(grace_s * 1e9));
+                    if (!purged.ok()) {
+                      retention_failures->Inc();
+                      log->warn("retention: purging dropped days' partitions (again later): {}",
+                                purged.status().ToString());
+                      return;
+                    }
+                    for (int64_t day : *purged) {
+                      log->info("retention: the partitions of the raw day {} are dropped",
+                                telemetry::RetentionDate(day));
+                    }
+                  });
   }
   service.Every("primary-probe", absl::Seconds(1), [&] {
     absl::Status st = pool.Ping();

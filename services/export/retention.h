@@ -15,8 +15,8 @@
 //
 // Not built yet (docs/ROADMAP.md): per-tenant deletion inside a day that
 // another tenant still keeps (such a day stays, the dry run says who keeps
-// it), rollup retention (agg_1m months, agg_1h years), reads of dropped days
-// from the archive.
+// it), rollup retention (agg_1m months, agg_1h years). Reads of dropped days
+// go to the archive: services/query/tiered_reader.h.
 #pragma once
 
 #include <cstdint>
@@ -65,6 +65,15 @@ class Retention {
   // the next run.
   absl::StatusOr<std::vector<RetentionDecision>> Run(int64_t from_ns, int64_t before_ns,
                                                      bool dry_run);
+  // A drop is two steps: Run marks the day's hours dropped (reads go to the
+  // archive, writes are discarded); Purge drops the partitions of the days
+  // marked at least `grace_ns` ago, by when every query service has seen
+  // the marks (they refresh them every second), so none reads a day whose
+  // partitions are gone while it still takes it for present. Returns the
+  // days purged.
+  absl::StatusOr<std::vector<int64_t>> Purge(int64_t grace_ns) {
+    return store_->PurgeDroppedDays(grace_ns);
+  }
 
  private:
   // Why the day's archive cannot be trusted (missing or resized files, an

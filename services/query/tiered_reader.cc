@@ -219,7 +219,14 @@ absl::StatusOr<PlaybackRows> TieredReader::Playback(int64_t tenant_id, const std
   if (!series.ok()) return series.status();
 
   PlaybackRows out;
-  out.inside = std::move(hot->inside);
+  // The database's readings of hours it still holds: a day marked dropped
+  // keeps its partitions until its purge, and its readings come from the
+  // archive below.
+  for (ReadingRow& r : hot->inside) {
+    if (!std::binary_search(dropped->begin(), dropped->end(), FloorHour(r.ts_ns))) {
+      out.inside.push_back(std::move(r));
+    }
+  }
   std::map<SeriesRef, ReadingRow> before, after;
   for (auto& r : hot->before) before[RefOf(r)] = std::move(r);
   for (auto& r : hot->after) after[RefOf(r)] = std::move(r);

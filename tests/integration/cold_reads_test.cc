@@ -6,6 +6,7 @@
 // the archive, and a file missing from the root is DATA_LOSS.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <thread>
@@ -143,10 +144,10 @@ TEST_P(ColdReads, EveryReadAnswersTheSameBeforeAndAfterItsDayIsDropped) {
     std::vector<RawRow> rows;
     for (size_t s = 0; s < ids->size(); ++s) {
       int i = 0;
-      for (int64_t ts : {day, day + 7 * kMin, day + kHour, day + kHour + 13 * kSec,
-                         day + 5 * kHour - 1, day + 12 * kHour + 30 * kMin,
-                         day + 23 * kHour + 59 * kMin, day + kDay - 1, day + kDay + 10 * kMin,
-                         day + kDay + 17 * kMin, day + kDay + kHour}) {
+      for (int64_t ts :
+           {day, day + 7 * kMin, day + kHour, day + kHour + 13 * kSec, day + 5 * kHour - 1,
+            day + 12 * kHour + 30 * kMin, day + 23 * kHour + 59 * kMin, day + kDay - 1,
+            day + kDay + 10 * kMin, day + kDay + 17 * kMin, day + kDay + kHour}) {
         if (s == 2 && ts >= day + kDay) continue;  // "mode": nothing after the dropped day
         RawRow r;
         r.series_id = (*ids)[s];
@@ -207,11 +208,11 @@ TEST_P(ColdReads, EveryReadAnswersTheSameBeforeAndAfterItsDayIsDropped) {
                                  "after:\n", Show(r->after())));
       sources->push_back(r->metadata().data_source());
     };
-    playback("pump", day + kHour + 10 * kSec, 5 * kSec);   // inside the dropped day
-    playback("pump", day + kDay, 30 * kSec);               // across the day's end
+    playback("pump", day + kHour + 10 * kSec, 5 * kSec);         // inside the dropped day
+    playback("pump", day + kDay, 30 * kSec);                     // across the day's end
     playback("valve", day + 12 * kHour + 30 * kMin, 60 * kSec);  // all cold
-    playback("valve", day + kDay + 5 * kMin, 60 * kSec);   // before cold, after hot
-    playback("pump", day - kDay, 60 * kSec);               // after far ahead, in the archive
+    playback("valve", day + kDay + 5 * kMin, 60 * kSec);         // before cold, after hot
+    playback("pump", day - kDay, 60 * kSec);                     // after far ahead, in the archive
     telemetry::v1::LatestRequest latest;
     latest.add_device_ids("pump");
     latest.add_device_ids("valve");
@@ -257,18 +258,34 @@ TEST_P(ColdReads, EveryReadAnswersTheSameBeforeAndAfterItsDayIsDropped) {
   }
   ASSERT_EQ(applied.size(), 1u);
   ASSERT_TRUE(applied[0].dropped) << applied[0].error;
-
-  // The database alone has lost the day.
+  std::vector<std::string> want_sources(11, "primary+archive");
+  want_sources[3] = "archive";  // the Range within the dropped day
   auto no_archive = Core(nullptr);
   std::vector<std::string> ignored;
-  EXPECT_NE(reads(*no_archive, &ignored)[0], before[0]);
 
-  // With the archive: every answer as before.
+  // Marked, not purged yet: a reader that has not seen the marks (the
+  // database alone) still reads the day, unchanged; one that has reads it
+  // from the archive, nothing twice.
+  EXPECT_EQ(reads(*no_archive, &ignored), before);
+  EXPECT_EQ(reads(*core, &sources_after), before);
+  // (Neighbours still found in the day's partitions come from the database.)
+  EXPECT_EQ(sources_after[3], "archive");
+
+  // Purged: the database alone has lost the day; with the archive, every
+  // answer as before.
+  absl::StatusOr<std::vector<int64_t>> purged;
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    purged = retention.Purge(0);
+    if (purged.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  EXPECT_EQ(std::count(purged->begin(), purged->end(), day), 1);
+  EXPECT_NE(reads(*no_archive, &ignored)[0], before[0]);
+  sources_after.clear();
   const std::vector<std::string> after = reads(*core, &sources_after);
   ASSERT_EQ(after.size(), before.size());
   for (size_t i = 0; i < before.size(); ++i) EXPECT_EQ(after[i], before[i]) << "read " << i;
-  std::vector<std::string> want_sources(11, "primary+archive");
-  want_sources[3] = "archive";  // the Range within the dropped day
   EXPECT_EQ(sources_after, want_sources);
 
   // A file the manifest lists, gone from the root: DATA_LOSS naming it (a

@@ -321,7 +321,7 @@ TEST_F(ExportE2e, EnforcesRetentionOnceTheDayIsArchived) {
     ASSERT_TRUE(pass.ok()) << pass.status();
     ASSERT_FALSE(pass->exports.empty());
   }
-  Start({"--enforce_retention", "--retention_interval_s=0.2",
+  Start({"--enforce_retention", "--retention_interval_s=0.2", "--retention_purge_grace_s=1",
          absl::StrCat("--retention_from_ns=", day), absl::StrCat("--archive_from_ns=", day)});
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (std::chrono::steady_clock::now() < until &&

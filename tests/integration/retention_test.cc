@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <thread>
@@ -192,15 +193,36 @@ TEST_F(RetentionTest, DropsOnlyArchivedDaysPastEveryRetentionExactlyAsTheDryRunS
   EXPECT_EQ(applied[0].tenants, (std::vector<int64_t>{a.id, b.id}));
   EXPECT_EQ(applied[0].readings, static_cast<int64_t>(a_rows.size() + b_rows.size()));
 
-  // Gone from Postgres, recorded, every hour marked.
-  EXPECT_EQ(Sql("SELECT to_regclass('" + raw + "') IS NULL")[0][0], "t");
+  // Marked and recorded, every hour; its partitions stay (frozen) until the
+  // purge, for readers that have not seen the marks yet; not decided again.
   EXPECT_EQ(SqlInt(absl::StrCat("SELECT count(*) FROM raw_compactions WHERE state = 'dropped'"
                                 " AND hour >= ",
                                 day, " AND hour < ", day + kDay)),
             24);
   EXPECT_EQ(SqlInt(absl::StrCat("SELECT readings FROM retention_drops WHERE day = ", day)),
             static_cast<int64_t>(a_rows.size() + b_rows.size()));
-  EXPECT_TRUE(Run(day, true).empty()) << "no partition of the day is left";
+  EXPECT_EQ(Sql("SELECT to_regclass('" + raw + "') IS NOT NULL")[0][0], "t");
+  EXPECT_TRUE(Run(day, true).empty()) << "a dropped day is not decided on again";
+  // The purge: not before its grace, then the partitions are gone.
+  auto purged = retention_->Purge(3600'000'000'000);
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  EXPECT_EQ(std::count(purged->begin(), purged->end(), day), 0);
+  EXPECT_EQ(Sql("SELECT to_regclass('" + raw + "') IS NOT NULL")[0][0], "t");
+  for (int attempt = 0; attempt < 50; ++attempt) {  // (its locks, as the drop's)
+    purged = retention_->Purge(0);
+    if (purged.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  EXPECT_EQ(std::count(purged->begin(), purged->end(), day), 1);
+  EXPECT_EQ(Sql("SELECT to_regclass('" + raw + "') IS NULL")[0][0], "t");
+  EXPECT_EQ(
+      SqlInt(absl::StrCat(
+          "SELECT count(*) FROM retention_drops WHERE purged_at IS NOT NULL AND day = ", day)),
+      1);
+  purged = retention_->Purge(0);
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  EXPECT_EQ(std::count(purged->begin(), purged->end(), day), 0) << "purged once";
   // The archive still holds every reading.
   int64_t archived = 0;
   for (int64_t tenant : {a.id, b.id}) {

@@ -54,6 +54,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "common/auth.h"
 #include "common/config.h"
 #include "common/grpc/tls.h"
@@ -91,6 +92,9 @@ ABSL_FLAG(std::string, archive_root, "",
           "(docs/archive.md)");
 ABSL_FLAG(int64_t, hour_ns, 0, "archive: with --tenant_id, only this hour (its start, ns)");
 ABSL_FLAG(bool, apply, false, "retention: drop what the dry run lists as DROP");
+ABSL_FLAG(double, purge_grace_s, 5,
+          "retention --apply: seconds between marking a day dropped (reads go to the archive) "
+          "and dropping its partitions; longer than the query services' 1 s refresh of the marks");
 ABSL_FLAG(int64_t, from_ns, 0, "retention: first day partition considered (its start, ns)");
 ABSL_FLAG(int64_t, before_ns, 0,
           "retention: days starting before this (ns; 0 = now) are considered");
@@ -521,6 +525,25 @@ int RetentionCommand(telemetry::PgPool& pool) {
               apply ? "dropped" : "to drop (dry run: nothing dropped; --apply drops them)",
               decisions->size() - static_cast<size_t>(drop),
               failed ? absl::StrCat(", ", failed, " failed").c_str() : "");
+  if (!apply) return failed ? 1 : 0;
+  // The second step: the partitions of the days marked (now or by an earlier
+  // run), once every reader has seen the marks.
+  const double grace_s = absl::GetFlag(FLAGS_purge_grace_s);
+  if (grace_s < 0) {
+    std::fprintf(stderr, "retention: --purge_grace_s must be >= 0\n");
+    return 2;
+  }
+  if (dropped > 0) absl::SleepFor(absl::Seconds(grace_s));
+  auto purged = retention.Purge(static_cast<int64_t>(grace_s * 1e9));
+  if (!purged.ok()) {
+    std::fprintf(stderr,
+                 "retention: purging dropped days' partitions: %s (again at the next run)\n",
+                 purged.status().ToString().c_str());
+    return 1;
+  }
+  for (int64_t day : *purged) {
+    std::printf("%s  partitions dropped\n", telemetry::RetentionDate(day).c_str());
+  }
   return failed ? 1 : 0;
 }
 
