@@ -27,6 +27,7 @@
 #include "services/export/exporter.h"
 #include "tests/integration/archive_s3_env.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/test_archive_root.h"
 
 namespace telemetry::testing {
 namespace {
@@ -48,35 +49,17 @@ class ArchiveExport : public ::testing::TestWithParam<std::string> {
       : pool_(RequireEnv("TELEMETRY_PG_PRIMARY"), 4, "test"),
         writer_(NewPgReadingWriter(&pool_)),
         metadata_(NewPgMetadataStore(&pool_)),
-        archive_(NewPgArchiveStore(&pool_)) {
-    // A root of its own per test and backend.
-    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::replace(name.begin(), name.end(), '/', '-');
-    const std::string leaf = absl::StrCat("archive_export_", getpid(), "_", name);
-    std::string root;
-    if (GetParam() == "s3") {
-      root = S3ArchiveRoot(leaf);
-    } else {
-      local_root_ = fs::temp_directory_path() / leaf;
-      fs::remove_all(local_root_);
-      root = local_root_.string();
-    }
-    auto opened = archive::ArchiveFs::Open(root);
-    EXPECT_TRUE(opened.ok()) << opened.status();
-    if (opened.ok()) fs_ = std::move(*opened);
+        archive_(NewPgArchiveStore(&pool_)),
+        // A root of its own per test and backend.
+        root_(GetParam(), "archive_export"),
+        fs_(root_.fs()),
+        local_root_(root_.local()) {
     ExporterOptions options;
     options.max_readings_per_file = 700;  // several parts per tenant-hour
     options.parquet.row_group_rows = 256;
-    exporter_ = std::make_unique<Exporter>(archive_.get(), fs_.get(), options);
+    exporter_ = std::make_unique<Exporter>(archive_.get(), fs_, options);
   }
   void SetUp() override { ASSERT_NE(fs_, nullptr); }
-  ~ArchiveExport() override {
-    if (fs_ != nullptr && fs_->is_s3()) {
-      absl::Status st = fs_->DeleteFilesUnder("");
-      EXPECT_TRUE(st.ok()) << st;
-    }
-    if (!local_root_.empty()) fs::remove_all(local_root_);
-  }
 
   // A tenant with `devices` × 3 sensors (double with a unit, string with
   // labels, bool) in `hour`, a reading every 10 s per series; returns what
@@ -215,9 +198,10 @@ class ArchiveExport : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<ReadingWriter> writer_;
   std::unique_ptr<MetadataStore> metadata_;
   std::unique_ptr<ArchiveStore> archive_;
-  std::unique_ptr<archive::ArchiveFs> fs_;
-  std::unique_ptr<Exporter> exporter_;
+  TestArchiveRoot root_;
+  archive::ArchiveFs* fs_;
   fs::path local_root_;
+  std::unique_ptr<Exporter> exporter_;
   std::map<int64_t, std::vector<Expected>> expected_;
 };
 
@@ -442,7 +426,7 @@ TEST_P(ArchiveExport, AnUnwritableDirectoryFailsTheHourUntilItIsFixed) {
   std::ofstream(blocked) << "in the way";
   ExporterOptions options;
   options.retry_after_ns = 0;
-  Exporter exporter(archive_.get(), fs_.get(), options);
+  Exporter exporter(archive_.get(), fs_, options);
   auto pass = exporter.RunOnce(hour, hour + kHour, 4);
   ASSERT_TRUE(pass.ok()) << pass.status();
   ASSERT_EQ(pass->failed.size(), 1u);

@@ -22,6 +22,7 @@
 #include "services/query/query_core.h"
 #include "tests/integration/archive_s3_env.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/test_archive_root.h"
 
 namespace telemetry::testing {
 namespace {
@@ -50,30 +51,10 @@ class ColdReads : public ::testing::TestWithParam<std::string> {
         router_metrics_(&metrics_),
         query_metrics_(&metrics_),
         router_({"primary", reader_.get(), nullptr}, {}, SystemClock::Get(), query::RouterOptions(),
-                &router_metrics_) {
-    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::replace(name.begin(), name.end(), '/', '-');
-    const std::string leaf = absl::StrCat("cold_reads_", getpid(), "_", name);
-    std::string root;
-    if (GetParam() == "s3") {
-      root = S3ArchiveRoot(leaf);
-    } else {
-      local_root_ = fs::temp_directory_path() / leaf;
-      fs::remove_all(local_root_);
-      root = local_root_.string();
-    }
-    auto opened = archive::ArchiveFs::Open(root);
-    EXPECT_TRUE(opened.ok()) << opened.status();
-    if (opened.ok()) fs_ = std::move(*opened);
-  }
+                &router_metrics_),
+        root_(GetParam(), "cold_reads"),
+        fs_(root_.fs()) {}
   void SetUp() override { ASSERT_NE(fs_, nullptr); }
-  ~ColdReads() override {
-    if (fs_ != nullptr && fs_->is_s3()) {
-      absl::Status st = fs_->DeleteFilesUnder("");
-      EXPECT_TRUE(st.ok()) << st;
-    }
-    if (!local_root_.empty()) fs::remove_all(local_root_);
-  }
 
   // A query core over the primary, reading dropped hours from `cold`.
   std::unique_ptr<query::QueryCore> Core(ColdReadings* cold) {
@@ -83,8 +64,8 @@ class ColdReads : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<archive::ArchiveColdReadings> Cold() {
     archive::ColdReadingsOptions options;
     options.refresh_ns = 0;  // the test drops a day and reads at once
-    return std::make_unique<archive::ArchiveColdReadings>(archive_.get(), fs_.get(),
-                                                          SystemClock::Get(), options, nullptr);
+    return std::make_unique<archive::ArchiveColdReadings>(archive_.get(), fs_, SystemClock::Get(),
+                                                          options, nullptr);
   }
   static int64_t Deadline() { return SystemClock::Get()->MonotonicNs() + 60 * kSec; }
 
@@ -119,8 +100,8 @@ class ColdReads : public ::testing::TestWithParam<std::string> {
   query::RouterMetrics router_metrics_;
   query::QueryMetrics query_metrics_;
   query::Router router_;
-  fs::path local_root_;
-  std::unique_ptr<archive::ArchiveFs> fs_;
+  TestArchiveRoot root_;
+  archive::ArchiveFs* fs_;
 };
 
 TEST_P(ColdReads, EveryReadAnswersTheSameBeforeAndAfterItsDayIsDropped) {
@@ -244,10 +225,10 @@ TEST_P(ColdReads, EveryReadAnswersTheSameBeforeAndAfterItsDayIsDropped) {
   ExporterOptions eopts;
   eopts.max_readings_per_file = 20;  // several files per tenant-hour
   eopts.parquet.row_group_rows = 4;  // several row groups: pruned by device
-  Exporter exporter(archive_.get(), fs_.get(), eopts);
+  Exporter exporter(archive_.get(), fs_, eopts);
   auto pass = exporter.RunOnce(day, day + kDay, 24);
   ASSERT_TRUE(pass.ok()) << pass.status();
-  Retention retention(archive_.get(), fs_.get(), SystemClock::Get());
+  Retention retention(archive_.get(), fs_, SystemClock::Get());
   std::vector<RetentionDecision> applied;
   for (int attempt = 0; attempt < 50; ++attempt) {
     auto r = retention.Run(day, day + kDay, false);
