@@ -32,7 +32,7 @@ namespace telemetry::archive {
 struct ParquetOptions {
   // Rows per row group: readers prune by row group (statistics of device,
   // sensor, ts), so smaller groups prune finer and cost more metadata.
-  int64_t row_group_rows = 1 << 20;
+  int64_t row_group_rows = 1 << 17;
   int zstd_level = 3;
 };
 

@@ -47,7 +47,7 @@ ABSL_FLAG(int64_t, retention_from_ns, 0,
           "Retention considers only day partitions starting at or after this time (ns)");
 ABSL_FLAG(int64_t, max_readings_per_file, 8'000'000,
           "A new Parquet part starts after this many readings (at a series boundary)");
-ABSL_FLAG(int64_t, row_group_rows, 1 << 20, "Rows per Parquet row group");
+ABSL_FLAG(int64_t, row_group_rows, 1 << 17, "Rows per Parquet row group");
 ABSL_FLAG(int64_t, default_deadline_ms, 600000,
           "Deadline of calls that set none (TriggerExport writes a whole tenant-hour)");
 ABSL_FLAG(int, worker_threads, 4, "Threads running ExportService calls");
