@@ -24,6 +24,8 @@
 #        TELEMETRY_ALERTMANAGER_PORT, TELEMETRY_MQTT_PORT, TELEMETRY_S3_PORT
 #        (fixed ports; default: free loopback ports, reused across runs)
 #        TELEMETRY_KAFKA_HEAP (JVM heap flags, default "-Xms512m -Xmx1g")
+#        TELEMETRY_PG_FSYNC (PostgreSQL's fsync, default on; scripts/test.sh
+#        sets off: see the note at write_pg_conf)
 #        TELEMETRY_CACHE_DIR (where the Kafka jars are kept)
 #        BUILD_DIR (default <repo>/build)
 set -euo pipefail
@@ -34,7 +36,7 @@ REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 . "$SCRIPT_DIR/common.sh"
 
 usage() {
-  sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 BUILD_DIR_ARG="${BUILD_DIR:-}"
@@ -224,6 +226,13 @@ psql_admin() { # psql_admin PORT DB [psql args...]
 
 # Settings shared by both servers; each data dir includes its own copy as
 # telemetry.conf (written before every start, so port changes are picked up).
+# TELEMETRY_PG_FSYNC=off (the tests' stack, scripts/test.sh): commits still
+# write their WAL to the kernel before they return, so a killed PostgreSQL
+# (the robustness tests' kill -9) loses nothing committed; only a crash of the
+# machine itself could. It takes the disk's sync latency out of the tests,
+# which commit in small transactions: a CI machine whose disk synced slowly
+# ran the Postgres-heavy tests 10-70x slower than this one (session 16).
+# Benchmarks and the demo keep the default, on.
 write_pg_conf() { # write_pg_conf DATADIR PORT
   local datadir="$1" port="$2"
   as_pg tee "$datadir/telemetry.conf" >/dev/null <<EOF
@@ -240,6 +249,7 @@ max_replication_slots = 10
 wal_keep_size = 256MB
 hot_standby = on
 hot_standby_feedback = on
+fsync = ${TELEMETRY_PG_FSYNC:-on}
 EOF
 }
 

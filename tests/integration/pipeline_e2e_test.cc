@@ -419,12 +419,28 @@ TEST(WriterCompaction, ClosedHoursAreRewrittenByTheWriterAndStayEqualToRaw) {
   ASSERT_TRUE(WaitForToken(query.get(), t.key, w.token, "dev-0").ok());
   const std::string done = absl::StrCat("SELECT count(*) FROM rollup_compactions WHERE hour IN (",
                                         f.start_ns, ", ", f.start_ns + kHour, ")");
+  // The compactor works through every closed hour in the database, oldest
+  // first, other tests' hours included: the wait lasts while it makes
+  // progress (30 s without any, at most 5 minutes), not a fixed time that a
+  // slow machine with a full database could exceed.
+  const std::string progress =
+      "SELECT (SELECT count(*) FROM rollup_compactions) + (SELECT count(*) FROM raw_compactions)";
   bool compacted = false;
-  for (int i = 0; i < 300 && !compacted; ++i) {
-    compacted = Sql(done)[0][0] == "2";
-    if (!compacted) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::string last_progress = Sql(progress)[0][0];
+  auto idle_since = std::chrono::steady_clock::now();
+  const auto until = idle_since + std::chrono::minutes(5);
+  while (!(compacted = Sql(done)[0][0] == "2")) {
+    const auto now = std::chrono::steady_clock::now();
+    if (std::string p = Sql(progress)[0][0]; p != last_progress) {
+      last_progress = p;
+      idle_since = now;
+    }
+    if (now - idle_since > std::chrono::seconds(30) || now > until) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  ASSERT_TRUE(compacted) << "the writer did not compact the two closed hours; see " << s.log_dir();
+  ASSERT_TRUE(compacted) << "the writer did not compact the two closed hours (" << Sql(done)[0][0]
+                         << " of 2; " << last_progress << " hours compacted or packed in all); see "
+                         << s.log_dir();
   EXPECT_EQ(StoredReadings(t.id), w.unique);
   EXPECT_EQ(RollupMismatches(t.id, "agg_1m_merged", 60'000'000'000), 0);
   EXPECT_EQ(RollupMismatches(t.id, "agg_1h", 3'600'000'000'000), 0);
