@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,6 +28,10 @@ class WriterProgress {
   // acknowledged there will never be readable.
   virtual absl::StatusOr<std::map<int32_t, std::vector<std::pair<int64_t, int64_t>>>>
   DroppedOffsets(const std::string& topic) = 0;
+  // The time (ns since the epoch) through which every reading produced to
+  // `topic` has been applied: the oldest of its partitions' (RecordFreshness);
+  // absent when none was recorded.
+  virtual absl::StatusOr<std::optional<int64_t>> FreshThrough(const std::string& topic) = 0;
 };
 
 class ReadingWriter : public WriterProgress {
@@ -47,6 +52,10 @@ class ReadingWriter : public WriterProgress {
   // the reset.
   virtual absl::Status ResetOffset(const std::string& topic, int32_t partition, int64_t applied,
                                    int64_t restart_at) = 0;
+  // Records, per partition of `topic`, the time through which every reading
+  // produced to it has been applied (never moving one backwards).
+  virtual absl::Status RecordFreshness(const std::string& topic,
+                                       const std::map<int32_t, int64_t>& fresh_through_ns) = 0;
   // Creates the day partitions covering [from_ns, to_ns] if missing.
   virtual absl::Status EnsurePartitions(int64_t from_ns, int64_t to_ns) = 0;
   // Physical layout (reads get faster, content never changes). Hours with

@@ -41,6 +41,7 @@ set -a
 . "$env_file"
 set +a
 "$BUILD_DIR/tools/admin/telemetry-admin" migrate --dir db/migrations
+"$BUILD_DIR/tools/admin/telemetry-admin" --pg_primary="$TELEMETRY_WAREHOUSE" migrate --dir db/migrations
 TELEMETRY_BUILD_DIR="$(realpath "$BUILD_DIR")"
 TELEMETRY_SOURCE_DIR="$(pwd)"
 export TELEMETRY_BUILD_DIR TELEMETRY_SOURCE_DIR

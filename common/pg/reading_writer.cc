@@ -472,6 +472,41 @@ class PgReadingWriter final : public ReadingWriter {
     return out;
   }
 
+  absl::StatusOr<std::optional<int64_t>> FreshThrough(const std::string& topic) override {
+    std::optional<int64_t> out;
+    RETURN_IF_ERROR(pool_->Run([&](pqxx::connection& c) {
+      pqxx::result r = PgReadPrepared(
+          c, "fresh_through", "SELECT min(fresh_through_ns) FROM writer_freshness WHERE topic = $1",
+          topic);
+      if (!r.empty() && !r[0][0].is_null()) out = PgInt64(r[0][0]);
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::Status RecordFreshness(const std::string& topic,
+                               const std::map<int32_t, int64_t>& fresh_through_ns) override {
+    if (fresh_through_ns.empty()) return absl::OkStatus();
+    std::vector<int32_t> parts;
+    std::vector<int64_t> times;
+    for (const auto& [p, t] : fresh_through_ns) {
+      parts.push_back(p);
+      times.push_back(t);
+    }
+    return pool_->Run([&](pqxx::connection& c) {
+      pqxx::work tx(c);
+      tx.exec_params(
+          "INSERT INTO writer_freshness AS f (topic, partition, fresh_through_ns)"
+          " SELECT $1, p, t FROM unnest($2::int[], $3::bigint[]) AS x(p, t)"
+          " ON CONFLICT (topic, partition) DO UPDATE SET"
+          " fresh_through_ns = greatest(f.fresh_through_ns, EXCLUDED.fresh_through_ns),"
+          " updated_at = now()",
+          topic, PgIntArray(parts), PgIntArray(times));
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
   absl::Status ResetOffset(const std::string& topic, int32_t partition, int64_t applied,
                            int64_t restart_at) override {
     return pool_->Run([&](pqxx::connection& c) {

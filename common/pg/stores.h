@@ -25,5 +25,11 @@ std::unique_ptr<AlertRuleStore> NewPgAlertRuleStore(PgPool* pool, const Clock* c
 std::unique_ptr<AlertStateStore> NewPgAlertStateStore(PgPool* pool);
 std::unique_ptr<AlertSilenceStore> NewPgAlertSilenceStore(PgPool* pool);
 std::unique_ptr<ArchiveStore> NewPgArchiveStore(PgPool* pool);
+// The warehouse loader's metadata (docs/warehouse.md): everything answered by
+// `primary` (series ids are the primary's); ResolveSeries also copies the
+// dimension rows of series new to it (tenant, project, device, series) from
+// `primary_pool` into `warehouse`. None is owned.
+std::unique_ptr<MetadataStore> NewWarehouseMetadataStore(MetadataStore* primary,
+                                                         PgPool* primary_pool, PgPool* warehouse);
 
 }  // namespace telemetry

@@ -196,6 +196,23 @@ class FakeReadingWriter final : public ReadingWriter {
     for (const auto& [p, from, to] : gaps_) out[p].emplace_back(from, to);
     return out;
   }
+  absl::StatusOr<std::optional<int64_t>> FreshThrough(const std::string& topic) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake store down");
+    std::optional<int64_t> out;
+    for (const auto& [p, t] : fresh_through_[topic]) out = out ? std::min(*out, t) : t;
+    return out;
+  }
+  absl::Status RecordFreshness(const std::string& topic,
+                               const std::map<int32_t, int64_t>& fresh_through_ns) override {
+    absl::MutexLock l(&mu_);
+    if (!up_) return absl::UnavailableError("fake store down");
+    for (const auto& [p, t] : fresh_through_ns) {
+      int64_t& f = fresh_through_[topic][p];
+      f = std::max(f, t);
+    }
+    return absl::OkStatus();
+  }
   absl::Status ResetOffset(const std::string& topic, int32_t partition, int64_t applied,
                            int64_t restart_at) override {
     absl::MutexLock l(&mu_);
@@ -326,6 +343,7 @@ class FakeReadingWriter final : public ReadingWriter {
   std::map<std::pair<int32_t, int64_t>, Agg> agg_1m_ ABSL_GUARDED_BY(mu_), agg_1h_
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::map<int32_t, int64_t>> offsets_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::map<int32_t, int64_t>> fresh_through_ ABSL_GUARDED_BY(mu_);
   std::vector<std::tuple<int32_t, int64_t, int64_t>> gaps_ ABSL_GUARDED_BY(mu_);
   int applies_ ABSL_GUARDED_BY(mu_) = 0;
   std::set<int64_t> days_ ABSL_GUARDED_BY(mu_);

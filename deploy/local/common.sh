@@ -45,6 +45,7 @@ init_state_paths() {
   PG_DIR="$STATE_DIR/pg"
   PG_PRIMARY_DATA="$PG_DIR/primary"
   PG_REPLICA_DATA="$PG_DIR/replica"
+  PG_WAREHOUSE_DATA="$PG_DIR/warehouse"
   PG_SOCK_DIR="$PG_DIR/sock"
   REDIS_DIR="$STATE_DIR/redis"
   REDIS_PIDFILE="$REDIS_DIR/redis.pid"

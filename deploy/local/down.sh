@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stops everything deploy/local/up.sh started in the state dir
 # (${TELEMETRY_LOCAL_DIR:-/tmp/telemetry-local-<uid>}): Alertmanager, Mosquitto,
-# Apache Kafka, redis-server, the PostgreSQL hot standby and primary. Idempotent.
+# Apache Kafka, redis-server, the PostgreSQL warehouse, hot standby and primary. Idempotent.
 #
 # Usage: deploy/local/down.sh [--purge]
 #   --purge   also delete the state dir (databases, logs, env file)
@@ -90,6 +90,7 @@ pg_stop() { # pg_stop DATADIR LABEL
   wait_pid_gone "$pid" 10 || { log "PostgreSQL $label (pid $pid) is still running"; failed=1; }
 }
 if [[ -d "$PG_DIR" ]]; then
+  pg_stop "$PG_WAREHOUSE_DATA" warehouse
   pg_stop "$PG_REPLICA_DATA" replica
   pg_stop "$PG_PRIMARY_DATA" primary
 fi

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Starts the local telemetry stack on 127.0.0.1:
 #   - PostgreSQL 15 primary + streaming-replication hot standby
+#   - a third PostgreSQL 15 instance: the analytics warehouse (its own
+#     cluster, so that it can fail on its own; deploy/local/warehouse.sh
+#     stops and starts it)
 #   - redis-server (no persistence)
 #   - Apache Kafka (KRaft, one JVM as broker and controller; the jars come from
 #     Maven Central through deploy/local/install-kafka.sh) and the platform's
@@ -19,7 +22,8 @@
 #
 # Usage: deploy/local/up.sh [--build-dir DIR]
 # Env:   TELEMETRY_LOCAL_DIR (state dir, default /tmp/telemetry-local-<uid>)
-#        TELEMETRY_PG_PORT, TELEMETRY_PG_REPLICA_PORT, TELEMETRY_REDIS_PORT,
+#        TELEMETRY_PG_PORT, TELEMETRY_PG_REPLICA_PORT, TELEMETRY_PG_WAREHOUSE_PORT,
+#        TELEMETRY_REDIS_PORT,
 #        TELEMETRY_KAFKA_PORT, TELEMETRY_KAFKA_CONTROLLER_PORT,
 #        TELEMETRY_ALERTMANAGER_PORT, TELEMETRY_MQTT_PORT, TELEMETRY_S3_PORT
 #        (fixed ports; default: free loopback ports, reused across runs)
@@ -36,7 +40,7 @@ REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 . "$SCRIPT_DIR/common.sh"
 
 usage() {
-  sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 BUILD_DIR_ARG="${BUILD_DIR:-}"
@@ -161,6 +165,12 @@ if [[ -n "$(kafka_pid)" && -n "$KAFKA_PORT_SAVED" ]]; then
 fi
 if pg_running "$PG_PRIMARY_DATA"; then PG_PRIMARY_RUNNING_PORT="$(pg_pidfile_line "$PG_PRIMARY_DATA" 4)"; fi
 if pg_running "$PG_REPLICA_DATA"; then PG_REPLICA_RUNNING_PORT="$(pg_pidfile_line "$PG_REPLICA_DATA" 4)"; fi
+PG_WAREHOUSE_RUNNING_PORT=""
+if pg_running "$PG_WAREHOUSE_DATA"; then PG_WAREHOUSE_RUNNING_PORT="$(pg_pidfile_line "$PG_WAREHOUSE_DATA" 4)"; fi
+PG_WAREHOUSE_PORT_SAVED=""
+if [[ -f "$PORTS_FILE" ]]; then
+  PG_WAREHOUSE_PORT_SAVED="$(sed -n 's/^PG_WAREHOUSE_PORT=\([0-9][0-9]*\)$/\1/p' "$PORTS_FILE" | tail -n 1)"
+fi
 if redis_running && [[ -n "$REDIS_PORT_SAVED" ]] &&
   [[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT_SAVED" ping 2>/dev/null || true)" == PONG ]]; then
   REDIS_RUNNING_PORT="$REDIS_PORT_SAVED"
@@ -196,6 +206,9 @@ resolve_port "PostgreSQL primary" TELEMETRY_PG_PORT "$PG_PORT_SAVED" "$PG_PRIMAR
 PG_PORT="$RESOLVED_PORT"
 resolve_port "PostgreSQL replica" TELEMETRY_PG_REPLICA_PORT "$PG_REPLICA_PORT_SAVED" "$PG_REPLICA_RUNNING_PORT"
 PG_REPLICA_PORT="$RESOLVED_PORT"
+resolve_port "PostgreSQL warehouse" TELEMETRY_PG_WAREHOUSE_PORT "$PG_WAREHOUSE_PORT_SAVED" \
+  "$PG_WAREHOUSE_RUNNING_PORT"
+PG_WAREHOUSE_PORT="$RESOLVED_PORT"
 resolve_port "Redis" TELEMETRY_REDIS_PORT "$REDIS_PORT_SAVED" "$REDIS_RUNNING_PORT"
 REDIS_PORT="$RESOLVED_PORT"
 resolve_port "Kafka" TELEMETRY_KAFKA_PORT "$KAFKA_PORT_SAVED" "$KAFKA_RUNNING_PORT"
@@ -214,7 +227,8 @@ S3_PORT="$RESOLVED_PORT"
 printf 'PG_PORT=%s\nPG_REPLICA_PORT=%s\nREDIS_PORT=%s\nKAFKA_PORT=%s\nKAFKA_CONTROLLER_PORT=%s\nALERTMANAGER_PORT=%s\n' \
   "$PG_PORT" "$PG_REPLICA_PORT" "$REDIS_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" \
   "$ALERTMANAGER_PORT" >"$PORTS_FILE.tmp"
-printf 'MQTT_PORT=%s\nS3_PORT=%s\n' "$MQTT_PORT" "$S3_PORT" >>"$PORTS_FILE.tmp"
+printf 'MQTT_PORT=%s\nS3_PORT=%s\nPG_WAREHOUSE_PORT=%s\n' "$MQTT_PORT" "$S3_PORT" \
+  "$PG_WAREHOUSE_PORT" >>"$PORTS_FILE.tmp"
 mv -f "$PORTS_FILE.tmp" "$PORTS_FILE"
 
 # --------------------------------------------------------------- PostgreSQL
@@ -233,14 +247,14 @@ psql_admin() { # psql_admin PORT DB [psql args...]
 # which commit in small transactions: a CI machine whose disk synced slowly
 # ran the Postgres-heavy tests 10-70x slower than this one (session 16).
 # Benchmarks and the demo keep the default, on.
-write_pg_conf() { # write_pg_conf DATADIR PORT
-  local datadir="$1" port="$2"
+write_pg_conf() { # write_pg_conf DATADIR PORT [SHARED_BUFFERS]
+  local datadir="$1" port="$2" buffers="${3:-${TELEMETRY_PG_SHARED_BUFFERS:-2GB}}"
   as_pg tee "$datadir/telemetry.conf" >/dev/null <<EOF
 # Written by deploy/local/up.sh on every start: edits here are overwritten.
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$PG_SOCK_DIR'
-shared_buffers = ${TELEMETRY_PG_SHARED_BUFFERS:-2GB}
+shared_buffers = $buffers
 effective_cache_size = 8GB
 max_connections = 200
 wal_level = replica
@@ -365,6 +379,31 @@ for ((i = 0; ; i++)); do
   sleep 0.1
 done
 
+# c) the analytics warehouse: a cluster of its own (telemetry-export
+# --pg_warehouse loads it, telemetry-query --pg_warehouse reads it), so that
+# its outage is an outage of the warehouse alone.
+if [[ ! -f "$PG_WAREHOUSE_DATA/PG_VERSION" ]]; then
+  log "initdb PostgreSQL warehouse in $PG_WAREHOUSE_DATA"
+  as_pg rm -rf "$PG_WAREHOUSE_DATA"
+  as_pg "$PG_BIN/initdb" -D "$PG_WAREHOUSE_DATA" -U "$PG_SUPERUSER" --auth=trust \
+    --encoding=UTF8 --locale=C.UTF-8 >"$STATE_DIR/initdb-warehouse.log" 2>&1 ||
+    { cat "$STATE_DIR/initdb-warehouse.log" >&2; die "initdb (warehouse) failed"; }
+  printf "\n# Local telemetry stack settings (deploy/local/up.sh)\ninclude 'telemetry.conf'\n" |
+    as_pg tee -a "$PG_WAREHOUSE_DATA/postgresql.conf" >/dev/null
+  write_pg_hba "$PG_WAREHOUSE_DATA"
+fi
+if [[ -z "$PG_WAREHOUSE_RUNNING_PORT" ]]; then
+  write_pg_conf "$PG_WAREHOUSE_DATA" "$PG_WAREHOUSE_PORT" "${TELEMETRY_PG_WAREHOUSE_SHARED_BUFFERS:-512MB}"
+  pg_start "$PG_WAREHOUSE_DATA" warehouse
+fi
+wait_pg_ready "$PG_WAREHOUSE_PORT" warehouse
+psql_admin "$PG_WAREHOUSE_PORT" postgres <<'EOF'
+SELECT 'CREATE ROLE telemetry LOGIN'
+  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'telemetry') \gexec
+SELECT 'CREATE DATABASE telemetry_warehouse OWNER telemetry'
+  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'telemetry_warehouse') \gexec
+EOF
+
 # -------------------------------------------------------------------- Redis
 if [[ -z "$REDIS_RUNNING_PORT" ]]; then
   old_pid="$(read_pidfile "$REDIS_PIDFILE")"
@@ -455,11 +494,15 @@ if [[ -z "$S3_RUNNING_PORT" ]]; then
 fi
 
 # ----------------------------------------------------------------- env file
+# (The warehouse is TELEMETRY_WAREHOUSE, not TELEMETRY_PG_WAREHOUSE: that name
+# would fill --pg_warehouse of every export and query service started from
+# this environment, the tests' included; the scripts pass it where wanted.)
 cat >"$ENV_FILE.tmp" <<EOF
 TELEMETRY_PG_PRIMARY=postgresql://telemetry@127.0.0.1:$PG_PORT/telemetry
 TELEMETRY_PG_REPLICA=postgresql://telemetry@127.0.0.1:$PG_REPLICA_PORT/telemetry
 TELEMETRY_PG_ADMIN=postgresql://postgres@127.0.0.1:$PG_PORT/telemetry
 TELEMETRY_PG_REPLICA_ADMIN=postgresql://postgres@127.0.0.1:$PG_REPLICA_PORT/telemetry
+TELEMETRY_WAREHOUSE=postgresql://telemetry@127.0.0.1:$PG_WAREHOUSE_PORT/telemetry_warehouse
 TELEMETRY_REDIS=127.0.0.1:$REDIS_PORT
 TELEMETRY_KAFKA_BROKERS=$KAFKA_BROKERS
 TELEMETRY_ALERTMANAGER=$ALERTMANAGER_URL

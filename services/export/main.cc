@@ -3,15 +3,19 @@
 // serves ExportService (trigger, list, get) for each tenant's own exports.
 // With --enforce_retention, also drops raw day partitions once they are past
 // every tenant's retention and archived (telemetry-query --archive_root reads
-// them from the archive then). Built so far: the archive in a local directory
-// or on S3, raw retention; the warehouse is not (docs/ROADMAP.md, issue 17).
+// them from the archive then). With --pg_warehouse, also loads the analytics
+// warehouse from the readings topic in micro-batches (docs/warehouse.md): the
+// writer's code with its own consumer group, offsets stored with the data.
+// Not built yet: rollup retention (docs/ROADMAP.md, issue 17).
 #include <algorithm>
+#include <memory>
 
 #include "absl/flags/flag.h"
 #include "common/archive/archive_fs.h"
 #include "common/auth.h"
 #include "common/config.h"
 #include "common/grpc/handler.h"
+#include "common/kafka/kafka.h"
 #include "common/pg/pool.h"
 #include "common/pg/stores.h"
 #include "common/service/service.h"
@@ -19,6 +23,8 @@
 #include "services/export/export_service.h"
 #include "services/export/exporter.h"
 #include "services/export/retention.h"
+#include "services/writer/compactor.h"
+#include "services/writer/writer.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50055", "gRPC listen address");
 ABSL_FLAG(std::string, pg_primary, "postgresql://telemetry@127.0.0.1:5432/telemetry",
@@ -51,6 +57,25 @@ ABSL_FLAG(int64_t, row_group_rows, 1 << 17, "Rows per Parquet row group");
 ABSL_FLAG(int64_t, default_deadline_ms, 600000,
           "Deadline of calls that set none (TriggerExport writes a whole tenant-hour)");
 ABSL_FLAG(int, worker_threads, 4, "Threads running ExportService calls");
+ABSL_FLAG(std::string, pg_warehouse, "",
+          "The analytics warehouse, a Postgres-wire database holding the platform's schema "
+          "(telemetry-admin --pg_primary=<it> migrate); when set, loaded from --topic in "
+          "micro-batches (docs/warehouse.md)");
+ABSL_FLAG(std::string, kafka_brokers, "127.0.0.1:9092", "Kafka bootstrap servers (warehouse)");
+ABSL_FLAG(std::string, topic, "telemetry.readings.v1", "Readings topic (warehouse)");
+ABSL_FLAG(std::string, kafka_config, "",
+          "Extra librdkafka properties: name=value,... (e.g. security.protocol=SSL)");
+ABSL_FLAG(std::string, warehouse_group, "telemetry-warehouse",
+          "The warehouse loader's consumer group");
+ABSL_FLAG(int, warehouse_batch_delay_ms, 1000,
+          "A micro-batch is applied to the warehouse when its oldest reading is this old");
+ABSL_FLAG(int, warehouse_batch_readings, 400000, "...or when this many readings are pending");
+ABSL_FLAG(int, warehouse_freshness_ms, 1000,
+          "How often the loader notes the topic's log ends and records how fresh the warehouse "
+          "is (an ANALYTICS read's lag)");
+ABSL_FLAG(int, warehouse_compact_interval_s, 60,
+          "How often closed hours in the warehouse are packed into segments, as the writer does "
+          "on the primary (0 = never)");
 
 namespace {
 
@@ -179,6 +204,80 @@ int RunExport(int argc, char** argv) {
     service.health()->SetAll(st.ok(), "the Postgres primary does not answer");
   });
 
+  // The warehouse loader: the writer's code against the warehouse, with the
+  // primary's series ids (and dimension rows copied over as they appear).
+  std::unique_ptr<telemetry::PgPool> warehouse_pool;
+  std::unique_ptr<telemetry::ReadingWriter> warehouse_store;
+  std::unique_ptr<telemetry::MetadataStore> warehouse_metadata;
+  std::unique_ptr<telemetry::EventConsumer> consumer;
+  std::unique_ptr<telemetry::writer::WriterMetrics> loader_metrics;
+  std::unique_ptr<telemetry::writer::Writer> loader;
+  std::unique_ptr<telemetry::writer::CompactorMetrics> compactor_metrics;
+  std::unique_ptr<telemetry::writer::Compactor> compactor;
+  if (const std::string wh = absl::GetFlag(FLAGS_pg_warehouse); !wh.empty()) {
+    if (absl::GetFlag(FLAGS_warehouse_batch_delay_ms) <= 0 ||
+        absl::GetFlag(FLAGS_warehouse_batch_readings) <= 0 ||
+        absl::GetFlag(FLAGS_warehouse_freshness_ms) <= 0) {
+      return service.Fail(
+          "flags",
+          absl::InvalidArgumentError("--warehouse_batch_delay_ms, --warehouse_batch_readings and "
+                                     "--warehouse_freshness_ms must be > 0"),
+          2);
+    }
+    warehouse_pool = std::make_unique<telemetry::PgPool>(wh, 2, "warehouse");
+    // A warehouse without the schema is a configuration error; one that does
+    // not answer yet is an outage: the loader waits for it.
+    absl::Status schema = warehouse_pool->Run([](pqxx::connection& c) {
+      pqxx::nontransaction tx(c);
+      if (tx.exec("SELECT to_regclass('writer_freshness') IS NULL")[0][0].as<bool>()) {
+        return absl::FailedPreconditionError(
+            "the warehouse has no schema (or an old one): run telemetry-admin "
+            "--pg_primary=<the warehouse> migrate --dir db/migrations");
+      }
+      return absl::OkStatus();
+    });
+    if (absl::IsFailedPrecondition(schema)) return service.Fail("--pg_warehouse", schema, 2);
+    if (!schema.ok()) log->warn("the warehouse does not answer yet: {}", schema.ToString());
+    warehouse_store = telemetry::NewPgReadingWriter(warehouse_pool.get());
+    warehouse_metadata =
+        telemetry::NewWarehouseMetadataStore(metadata.get(), &pool, warehouse_pool.get());
+    telemetry::KafkaOptions ko;
+    ko.brokers = absl::GetFlag(FLAGS_kafka_brokers);
+    ko.client_id = "telemetry-export-warehouse";
+    ko.group_id = absl::GetFlag(FLAGS_warehouse_group);
+    ko.topic = absl::GetFlag(FLAGS_topic);
+    auto kafka_extra = telemetry::ParseKeyValues(absl::GetFlag(FLAGS_kafka_config));
+    if (!kafka_extra.ok()) return service.Fail("--kafka_config", kafka_extra.status(), 2);
+    ko.extra = *kafka_extra;
+    auto c = telemetry::NewKafkaConsumer(ko);
+    if (!c.ok()) return service.Fail("kafka consumer", c.status());
+    consumer = std::move(*c);
+    telemetry::writer::WriterOptions wo;
+    wo.topic = ko.topic;
+    wo.dead_letter_topic = "";  // the writer parks unreadable messages; the loader skips them
+    wo.max_batch_readings = static_cast<size_t>(absl::GetFlag(FLAGS_warehouse_batch_readings));
+    wo.max_batch_delay_ns = absl::GetFlag(FLAGS_warehouse_batch_delay_ms) * telemetry::kNsPerMs;
+    wo.freshness_interval_ns = absl::GetFlag(FLAGS_warehouse_freshness_ms) * telemetry::kNsPerMs;
+    loader_metrics = std::make_unique<telemetry::writer::WriterMetrics>(m);
+    loader = std::make_unique<telemetry::writer::Writer>(
+        wo, consumer.get(), /*dead_letters=*/nullptr, warehouse_store.get(),
+        warehouse_metadata.get(), /*cache=*/nullptr, service.clock(), loader_metrics.get());
+    if (const int every_s = absl::GetFlag(FLAGS_warehouse_compact_interval_s); every_s > 0) {
+      compactor_metrics = std::make_unique<telemetry::writer::CompactorMetrics>(m);
+      compactor = std::make_unique<telemetry::writer::Compactor>(
+          telemetry::writer::CompactorOptions(), warehouse_store.get(), service.clock(),
+          compactor_metrics.get());
+      loader->SetCompactor(compactor.get());
+      service.Every(
+          "warehouse-compaction", absl::Seconds(every_s),
+          [&] {
+            auto n = compactor->RunOnce();
+            if (!n.ok()) log->warn("warehouse compaction: {}", n.status().ToString());
+          },
+          /*run_at_start=*/false);
+    }
+  }
+
   telemetry::Authenticator auth(metadata.get(), service.clock());
   telemetry::ThreadPool workers(absl::GetFlag(FLAGS_worker_threads), 1000);
   telemetry::HandlerKit kit(telemetry::exporting::ExportServiceImpl::KitOptions(
@@ -188,7 +287,12 @@ int RunExport(int argc, char** argv) {
   absl::Status served = service.ServeGrpc(absl::GetFlag(FLAGS_listen), {&impl});
   if (!served.ok()) return service.Fail("gRPC", served);
   log->info("export archiving packed hours into {}", root);
-  return service.Run();
+  if (loader == nullptr) return service.Run();
+  log->info("export loading the warehouse from {} as group {}", absl::GetFlag(FLAGS_topic),
+            absl::GetFlag(FLAGS_warehouse_group));
+  // On a signal the loader applies what is pending, stores its offsets with
+  // the data and leaves the group before Run returns.
+  return service.Run([&](const std::atomic<bool>& stop) { loader->Run(stop); });
 }
 
 }  // namespace

@@ -60,7 +60,9 @@ class Retention {
 
   // Decides on every day partition starting in [from_ns, before_ns), oldest
   // first; unless `dry_run`, drops those it decides to drop (each decided
-  // again under the drop's locks). An error only when the days cannot be
+  // again under the drop's locks), and then decides only on the days old
+  // enough for the shortest raw retention of any tenant (the others stay
+  // whatever they hold). An error only when the days cannot be
   // read; a day whose drop failed says so in its `error` and is retried at
   // the next run.
   absl::StatusOr<std::vector<RetentionDecision>> Run(int64_t from_ns, int64_t before_ns,

@@ -31,7 +31,13 @@ ABSL_FLAG(int, breaker_failures, 5, "Consecutive replica failures that open its 
 ABSL_FLAG(int, breaker_open_s, 60, "How long an open breaker skips the replica");
 ABSL_FLAG(int, replica_connections, 0,
           "Postgres connections per replica (0: 2 x this machine's cores, at least 4)");
-ABSL_FLAG(std::string, topic, "telemetry.readings.v1", "Readings topic (for consistency tokens)");
+ABSL_FLAG(std::string, topic, "telemetry.readings.v1",
+          "Readings topic (for consistency tokens and the warehouse's freshness)");
+ABSL_FLAG(std::string, pg_warehouse, "",
+          "The analytics warehouse that telemetry-export --pg_warehouse loads: ANALYTICS reads go "
+          "there (never to the primary), with its freshness as their lag ('' = ANALYTICS reads "
+          "the primary)");
+ABSL_FLAG(int, warehouse_connections, 4, "Connections to the warehouse");
 ABSL_FLAG(int, worker_threads, 8, "Threads running queries");
 ABSL_FLAG(int, max_token_waits, -1,
           "Reads waiting for a consistency token at once, over all tenants (each holds a worker"
@@ -119,11 +125,38 @@ int RunQuery(int argc, char** argv) {
   telemetry::query::RouterMetrics router_metrics(service.metrics());
   telemetry::query::Router router({"primary", store.get(), nullptr}, std::move(replicas),
                                   service.clock(), ropts, &router_metrics);
+  // The warehouse: its reader, and its freshness (recorded by the loader).
+  std::unique_ptr<telemetry::PgPool> warehouse_pool;
+  std::unique_ptr<telemetry::ReadingReader> warehouse_store;
+  std::unique_ptr<telemetry::ReadingWriter> warehouse_progress;
+  if (const std::string wh = absl::GetFlag(FLAGS_pg_warehouse); !wh.empty()) {
+    if (absl::GetFlag(FLAGS_warehouse_connections) <= 0) {
+      return service.Fail("--warehouse_connections", absl::InvalidArgumentError("must be > 0"), 2);
+    }
+    warehouse_pool = std::make_unique<telemetry::PgPool>(
+        wh, absl::GetFlag(FLAGS_warehouse_connections), "warehouse", session);
+    warehouse_store = telemetry::NewPgReadingReader(warehouse_pool.get());
+    warehouse_progress = telemetry::NewPgReadingWriter(warehouse_pool.get());
+    const std::string topic = absl::GetFlag(FLAGS_topic);
+    router.SetWarehouse(
+        {"warehouse", warehouse_store.get(), [&, topic]() -> absl::StatusOr<double> {
+           auto fresh = warehouse_progress->FreshThrough(topic);
+           if (!fresh.ok()) return fresh.status();
+           if (!fresh->has_value()) {
+             return absl::FailedPreconditionError(
+                 "it has not been loaded yet (no freshness recorded for " + topic +
+                 "; is telemetry-export --pg_warehouse running?)");
+           }
+           return static_cast<double>(service.clock()->NowNs() - **fresh) / 1e9;
+         }});
+    log->info("ANALYTICS reads from the warehouse");
+  }
 
-  // Health per level, from the prober's view of the sources: STRONG and
-  // ANALYTICS need the primary; EVENTUAL (and the service as a whole, since
-  // it can still answer those reads) needs the primary or a replica. The
-  // heartbeat doubles as the primary's health probe.
+  // Health per level, from the prober's view of the sources: STRONG needs
+  // the primary, ANALYTICS the warehouse (the primary without one); EVENTUAL
+  // (and the service as a whole, since it can still answer those reads)
+  // needs the primary or a replica. The heartbeat doubles as the primary's
+  // health probe.
   const int64_t heartbeat_ms = absl::GetFlag(FLAGS_heartbeat_ms);
   int64_t next_beat = 0;
   bool primary_up = true, was_primary = true, was_any = true;
@@ -147,7 +180,8 @@ int RunQuery(int argc, char** argv) {
                            {kService, any},
                            {kService + "/EVENTUAL", any},
                            {kService + "/STRONG", primary_up},
-                           {kService + "/ANALYTICS", primary_up}},
+                           {kService + "/ANALYTICS",
+                            router.has_warehouse() ? router.WarehouseReachable() : primary_up}},
                           any, "neither the primary nor a replica answers");
   });
 

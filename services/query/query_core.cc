@@ -271,7 +271,7 @@ absl::StatusOr<LatestResponse> QueryCore::Latest(int64_t tenant_id, const Latest
         rows = std::move(*r);
         return absl::OkStatus();
       },
-      resp.mutable_metadata()));
+      resp.mutable_metadata(), req.options().allow_fallback()));
   for (const auto& r : rows) ToStoredReading(r, resp.add_readings());
   resp.mutable_metadata()->set_cache_status(cache_status);
   metrics_->latest_seconds->Observe(static_cast<double>(clock_->MonotonicNs() - t0) / 1e9);
@@ -349,7 +349,7 @@ absl::Status QueryCore::Range(int64_t tenant_id, const RangeRequest& req, int64_
         if (!rs.ok() && first_failure.ok()) first_failure = rs;
         return rs;
       },
-      &md));
+      &md, req.options().allow_fallback()));
   if (client_gone) return absl::CancelledError("client went away");
   if (clock_->MonotonicNs() >= deadline)
     return absl::DeadlineExceededError("Range: deadline exceeded");
@@ -515,7 +515,7 @@ absl::StatusOr<AggregateResponse> QueryCore::Aggregate(int64_t tenant_id,
         rows = std::move(*r);
         return absl::OkStatus();
       },
-      resp.mutable_metadata()));
+      resp.mutable_metadata(), req.options().allow_fallback()));
   resp.mutable_metadata()->set_cache_status(telemetry::v1::CACHE_STATUS_BYPASS);
   resp.set_bucket_seconds(*bucket / kNsPerSec);
   telemetry::v1::AggregateSeries* cur = nullptr;
@@ -573,7 +573,7 @@ absl::StatusOr<PlaybackResponse> QueryCore::Playback(int64_t tenant_id, const Pl
         rows = std::move(*r);
         return absl::OkStatus();
       },
-      resp.mutable_metadata()));
+      resp.mutable_metadata(), req.options().allow_fallback()));
   resp.mutable_metadata()->set_cache_status(telemetry::v1::CACHE_STATUS_BYPASS);
   for (const auto& r : rows.inside) ToStoredReading(r, resp.add_readings());
   for (const auto& r : rows.before) ToStoredReading(r, resp.add_before());

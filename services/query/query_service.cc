@@ -22,6 +22,7 @@ void AddReadMetadata(grpc::CallbackServerContext* ctx, const telemetry::v1::Read
   std::string cache = telemetry::v1::CacheStatus_Name(md.cache_status());
   ctx->AddTrailingMetadata(
       "x-cache-status", absl::AsciiStrToLower(cache.substr(std::string("CACHE_STATUS_").size())));
+  if (!md.fallback().empty()) ctx->AddTrailingMetadata("x-data-fallback", md.fallback());
 }
 
 QueryServiceImpl::QueryServiceImpl(QueryCore* core, const HandlerKit* kit)

@@ -20,7 +20,15 @@ RouterMetrics::RouterMetrics(MetricsRegistry* r)
       replica_skipped_open(r->AddCounter("query_replica_breaker_open_total",
                                          "Replica skipped because its circuit breaker is open")),
       stale_fallbacks(r->AddCounter("query_stale_fallbacks_total",
-                                    "Primary unavailable: served from a lagging replica")) {}
+                                    "Primary unavailable: served from a lagging replica")),
+      warehouse_reads(r->AddCounter("query_source_reads_total", "Reads by source kind",
+                                    "source=\"warehouse\"")),
+      warehouse_failures(r->AddCounter("query_warehouse_failures_total",
+                                       "Failed warehouse reads and freshness probes")),
+      warehouse_fallbacks(r->AddCounter(
+          "query_warehouse_fallbacks_total",
+          "ANALYTICS reads served from a replica (allow_fallback) while the warehouse was "
+          "unavailable")) {}
 
 bool IsSourceFailure(const absl::Status& st) {
   switch (st.code()) {
@@ -42,7 +50,30 @@ Router::Router(Source primary, std::vector<Source> replicas, const Clock* clock,
     replicas_.push_back(std::make_unique<Replica>(std::move(s), clock, options_));
 }
 
+void Router::SetWarehouse(Source warehouse) {
+  warehouse_ = std::make_unique<Replica>(std::move(warehouse), clock_, options_);
+  absl::MutexLock l(&warehouse_mu_);
+  warehouse_problem_ = "not probed yet";
+}
+
 void Router::ProbeReplicas() {
+  if (warehouse_ != nullptr) {
+    // Probed even while its breaker is open: the probe is what tells that it
+    // is back (reads wait for the breaker).
+    auto lag = warehouse_->source.probe_lag();
+    absl::MutexLock l(&warehouse_mu_);
+    if (lag.ok()) {
+      warehouse_->lag_s = std::max(0.0, *lag);
+      warehouse_problem_.clear();
+    } else {
+      if (warehouse_->lag_s.load() < 1e9 || warehouse_problem_ != lag.status().message()) {
+        metrics_->warehouse_failures->Inc();
+        GetLogger("router")->warn("warehouse: freshness probe failed: {}", lag.status().ToString());
+      }
+      warehouse_->lag_s = 1e9;
+      warehouse_problem_ = std::string(lag.status().message());
+    }
+  }
   for (auto& r : replicas_) {
     if (!r->breaker.Allow()) continue;
     auto lag = r->source.probe_lag();
@@ -106,9 +137,57 @@ absl::Status Router::OnReplica(size_t i, const std::function<absl::Status(Readin
   return st;
 }
 
+absl::Status Router::Analytics(const std::function<absl::Status(ReadingReader*)>& read,
+                               telemetry::v1::ReadMetadata* md, bool allow_fallback) {
+  std::string problem;
+  if (warehouse_->lag_s.load() >= 1e9) {
+    absl::MutexLock l(&warehouse_mu_);
+    problem = warehouse_problem_;
+  } else if (!warehouse_->breaker.Allow()) {
+    problem = "its reads failed repeatedly (circuit breaker open)";
+  } else {
+    md->set_data_source(warehouse_->source.name);
+    md->set_lag_seconds(warehouse_->lag_s.load());
+    md->set_consistency_level(telemetry::v1::CONSISTENCY_LEVEL_ANALYTICS);
+    absl::Status st = read(warehouse_->source.store);
+    if (!IsSourceFailure(st)) {
+      warehouse_->breaker.RecordSuccess();
+      if (st.ok()) metrics_->warehouse_reads->Inc();
+      return st;
+    }
+    warehouse_->breaker.RecordFailure();
+    metrics_->warehouse_failures->Inc();
+    GetLogger("router")->warn("warehouse failed a read: {}", st.ToString());
+    problem = std::string(st.message());
+    // A streaming read that already sent pages fails rather than repeat them
+    // elsewhere (the caller's read returns its first failure again).
+    if (!allow_fallback)
+      return absl::UnavailableError("the analytics warehouse failed: " + problem);
+  }
+  const std::string why = "the analytics warehouse is unavailable: " + problem;
+  if (!allow_fallback) {
+    return absl::UnavailableError(why +
+                                  " (ANALYTICS reads never go to the primary; retry later, or set "
+                                  "options.allow_fallback to read a replica)");
+  }
+  for (size_t i : Candidates(0, /*ignore_staleness=*/true)) {
+    if (!replicas_[i]->breaker.Allow()) continue;
+    absl::Status st = OnReplica(i, read, md);
+    if (!IsSourceFailure(st)) {
+      md->set_fallback(why);
+      metrics_->warehouse_fallbacks->Inc();
+      return st;
+    }
+  }
+  return absl::UnavailableError(why + ", and no replica answered the fallback");
+}
+
 absl::Status Router::Read(ConsistencyLevel level, double max_staleness_s,
                           const std::function<absl::Status(ReadingReader*)>& read,
-                          telemetry::v1::ReadMetadata* md) {
+                          telemetry::v1::ReadMetadata* md, bool allow_fallback) {
+  if (level == telemetry::v1::CONSISTENCY_LEVEL_ANALYTICS && warehouse_ != nullptr) {
+    return Analytics(read, md, allow_fallback);
+  }
   if (max_staleness_s <= 0) max_staleness_s = options_.default_max_staleness_s;
   if (level == telemetry::v1::CONSISTENCY_LEVEL_EVENTUAL) {
     for (size_t i : Candidates(max_staleness_s, /*ignore_staleness=*/false)) {

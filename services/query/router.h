@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "common/circuit_breaker.h"
 #include "common/clock.h"
 #include "common/metrics.h"
@@ -32,6 +33,9 @@ struct RouterMetrics {
   Counter* replica_failures;  // a read or probe failed
   Counter* replica_skipped_open;
   Counter* stale_fallbacks;  // primary down: served from a lagging replica
+  Counter* warehouse_reads;
+  Counter* warehouse_failures;   // a read or probe failed
+  Counter* warehouse_fallbacks;  // warehouse unavailable: served from a replica
 };
 
 // A database that can answer reads.
@@ -47,18 +51,35 @@ class Router {
   Router(Source primary, std::vector<Source> replicas, const Clock* clock, RouterOptions options,
          RouterMetrics* metrics);
 
-  // Refreshes every replica's lag (called about twice a second by main).
+  // The analytics warehouse (optional): ANALYTICS reads go there instead of
+  // the primary. Its probe_lag is its freshness (now minus the time through
+  // which everything produced is loaded); a probe that fails, or a warehouse
+  // never loaded, makes it unavailable until the next probe succeeds.
+  void SetWarehouse(Source warehouse);
+
+  // Refreshes every replica's lag, and the warehouse's (called about twice a
+  // second by main).
   void ProbeReplicas();
 
   // Runs `read` against the source the level calls for and fills `md`
-  // (data_source, lag, level served). STRONG and ANALYTICS read the primary;
-  // EVENTUAL reads a healthy replica within `max_staleness_s` (<= 0: the
-  // default), else the primary, and when the primary is unavailable the
-  // freshest reachable replica, reporting its lag. A failing replica read is
-  // retried on the primary.
+  // (data_source, lag, level served). STRONG reads the primary; EVENTUAL
+  // reads a healthy replica within `max_staleness_s` (<= 0: the default),
+  // else the primary, and when the primary is unavailable the freshest
+  // reachable replica, reporting its lag. A failing replica read is retried
+  // on the primary. ANALYTICS reads the warehouse, reporting its freshness as
+  // the lag, and never the primary; when the warehouse is unavailable it
+  // fails with UNAVAILABLE, or with `allow_fallback` reads the freshest
+  // reachable replica (level served EVENTUAL, `md->fallback` says why).
+  // Without a warehouse (SetWarehouse), ANALYTICS reads the primary.
   absl::Status Read(telemetry::v1::ConsistencyLevel level, double max_staleness_s,
                     const std::function<absl::Status(ReadingReader*)>& read,
-                    telemetry::v1::ReadMetadata* md);
+                    telemetry::v1::ReadMetadata* md, bool allow_fallback = false);
+
+  bool has_warehouse() const { return warehouse_ != nullptr; }
+  // Whether the warehouse's last probe succeeded (health of ANALYTICS).
+  bool WarehouseReachable() const {
+    return warehouse_ != nullptr && warehouse_->lag_s.load() < 1e9;
+  }
 
   size_t replica_count() const { return replicas_.size(); }
   CircuitBreaker::State breaker_state(size_t replica) {
@@ -80,9 +101,15 @@ class Router {
   std::vector<size_t> Candidates(double max_staleness_s, bool ignore_staleness);
   absl::Status OnReplica(size_t i, const std::function<absl::Status(ReadingReader*)>& read,
                          telemetry::v1::ReadMetadata* md);
+  absl::Status Analytics(const std::function<absl::Status(ReadingReader*)>& read,
+                         telemetry::v1::ReadMetadata* md, bool allow_fallback);
 
   Source primary_;
   std::vector<std::unique_ptr<Replica>> replicas_;
+  std::unique_ptr<Replica> warehouse_;
+  // Why the warehouse's last probe failed (guarded: probes and reads race).
+  mutable absl::Mutex warehouse_mu_;
+  std::string warehouse_problem_ ABSL_GUARDED_BY(warehouse_mu_);
   const Clock* clock_;
   RouterOptions options_;
   RouterMetrics* metrics_;

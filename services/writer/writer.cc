@@ -23,8 +23,9 @@ WriterMetrics::WriterMetrics(MetricsRegistry* r)
       bulk_batches(r->AddCounter("writer_bulk_batches_total",
                                  "Batches applied by the bulk path (none of their readings"
                                  " was stored before)")),
-      dead_letters(
-          r->AddCounter("writer_dead_letters_total", "Messages sent to the dead-letter topic")),
+      dead_letters(r->AddCounter(
+          "writer_dead_letters_total",
+          "Messages sent to the dead-letter topic (skipped, where the writer has none)")),
       gap_messages(r->AddCounter("writer_log_gap_messages_total",
                                  "Messages dropped by the broker before they were applied")),
       log_resets(r->AddCounter("writer_log_resets_total",
@@ -80,6 +81,8 @@ std::map<int32_t, int64_t> Writer::OnAssign(const std::vector<int32_t>& partitio
           start[p] = low;
         }
         expected_[p] = start[p];
+        applied_next_[p] = start[p];
+        log_ends_.erase(p);
       }
       break;
     }
@@ -107,11 +110,23 @@ void Writer::OnRevoke(const std::vector<int32_t>& partitions) {
     pending_rows_.clear();
     pending_next_offsets_.clear();
   }
-  for (int32_t p : partitions) expected_.erase(p);
+  for (int32_t p : partitions) {
+    expected_.erase(p);
+    applied_next_.erase(p);
+    log_ends_.erase(p);
+  }
   assigned_ = !expected_.empty();
 }
 
 absl::Status Writer::DeadLetter(const ConsumedMessage& m, const std::string& reason) {
+  if (options_.dead_letter_topic.empty()) {
+    // No topic of its own (the warehouse loader: the writer on the same topic
+    // parks the message already).
+    metrics_->dead_letters->Inc();
+    GetLogger("writer")->warn("message {}/{}@{} skipped: {}", m.topic, m.partition, m.offset,
+                              reason);
+    return absl::OkStatus();
+  }
   telemetry::v1::DeadLetter dl;
   dl.set_source_topic(m.topic);
   dl.set_source_partition(m.partition);
@@ -350,6 +365,10 @@ absl::Status Writer::Flush() {
         static_cast<double>(now_wall - pending_rows_.front().produced_at_ns) / 1e9);
   }
   UpdateCache();
+  for (const auto& [p, o] : pending_next_offsets_) {
+    auto it = applied_next_.find(p);
+    if (it != applied_next_.end()) it->second = std::max(it->second, o);
+  }
   absl::Status commit = consumer_->Commit(offsets);
   if (!commit.ok()) GetLogger("writer")->debug("kafka commit: {}", commit.ToString());
   pending_rows_.clear();
@@ -402,7 +421,47 @@ absl::Status Writer::RunOnce() {
       return st;
     }
   }
+  if (options_.freshness_interval_ns > 0) TrackFreshness();
   return absl::OkStatus();
+}
+
+void Writer::TrackFreshness() {
+  const int64_t mono = clock_->MonotonicNs();
+  if (mono < next_freshness_ns_) return;
+  next_freshness_ns_ = mono + options_.freshness_interval_ns;
+  // Asked before the broker answers: whatever was produced before this time
+  // lies below the end it reports.
+  const int64_t asked_at = clock_->NowNs();
+  for (const auto& [p, next] : expected_) {
+    int64_t low = 0, high = 0;
+    // A broker that does not answer: no note this round (and no waiting on
+    // every partition in turn).
+    if (!consumer_->Watermarks(p, &low, &high, 1000).ok()) break;
+    std::deque<LogEnd>& ends = log_ends_[p];
+    ends.push_back({asked_at, high});
+    // A writer far behind keeps its oldest notes (freshness moves on when it
+    // reaches them) and skips new ones.
+    if (ends.size() > 600) ends.pop_back();
+  }
+  for (auto& [p, ends] : log_ends_) {
+    auto applied = applied_next_.find(p);
+    if (applied == applied_next_.end()) continue;
+    while (!ends.empty() && ends.front().end <= applied->second) {
+      int64_t& f = fresh_through_[p];
+      if (ends.front().at_ns > f) {
+        f = ends.front().at_ns;
+        fresh_unrecorded_ = true;
+      }
+      ends.pop_front();
+    }
+  }
+  if (!fresh_unrecorded_) return;
+  absl::Status st = store_->RecordFreshness(options_.topic, fresh_through_);
+  if (st.ok()) {
+    fresh_unrecorded_ = false;
+  } else {
+    GetLogger("writer")->warn("cannot record freshness: {}", st.ToString());
+  }
 }
 
 void Writer::Run(const std::atomic<bool>& stop) {

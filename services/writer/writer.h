@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <string>
@@ -28,6 +29,7 @@ namespace telemetry::writer {
 
 struct WriterOptions {
   std::string topic = "telemetry.readings.v1";
+  // Empty: an unreadable message is skipped and logged, not parked.
   std::string dead_letter_topic = "telemetry.readings.dlq.v1";
   size_t max_batch_readings = 400'000;
   int64_t max_batch_delay_ns = 100 * kNsPerMs;
@@ -37,6 +39,12 @@ struct WriterOptions {
   int64_t partition_check_interval_ns = 3600 * kNsPerSec;
   // Backoff between retries of a failed store transaction.
   int64_t retry_backoff_ns = 200 * kNsPerMs;
+  // Every this often the writer notes where each assigned partition's log
+  // ends (the broker's high watermark) and the time it asked; once everything
+  // below such an end is applied, every reading produced to the partition
+  // before that time is stored, and the writer records that time
+  // (ReadingWriter::RecordFreshness): the warehouse's freshness. 0: never.
+  int64_t freshness_interval_ns = 0;
 };
 
 struct WriterMetrics {
@@ -100,6 +108,9 @@ class Writer {
   bool Backoff();
   bool Stopping() const { return stop_ != nullptr && stop_->load(); }
   void UpdateCache();
+  // Notes the log ends and records the partitions' freshness (every
+  // freshness_interval_ns).
+  void TrackFreshness();
 
   WriterOptions options_;
   EventConsumer* consumer_;
@@ -124,6 +135,17 @@ class Writer {
   bool halted_ = false;
   // Next offset expected per assigned partition (gap detection).
   std::map<int32_t, int64_t> expected_;
+  // Freshness (options_.freshness_interval_ns): per assigned partition, the
+  // next offset stored, the log ends noted (wall time asked, end offset) and
+  // not yet reached, and the newest such time reached.
+  struct LogEnd {
+    int64_t at_ns, end;
+  };
+  std::map<int32_t, int64_t> applied_next_;
+  std::map<int32_t, std::deque<LogEnd>> log_ends_;
+  std::map<int32_t, int64_t> fresh_through_;
+  bool fresh_unrecorded_ = false;
+  int64_t next_freshness_ns_ = 0;
   // (tenant, device, sensor, unit) → (series id, labels json).
   absl::flat_hash_map<std::string, std::pair<int32_t, std::string>> series_cache_;
   absl::flat_hash_map<int64_t, bool> tenant_known_;

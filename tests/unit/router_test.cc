@@ -57,12 +57,99 @@ class RouterTest : public ::testing::Test {
     return s.ok() ? md.data_source() : "";
   }
 
+  // A router with one replica and the warehouse.
+  std::unique_ptr<Router> MakeWithWarehouse() {
+    auto r = Make(1);
+    Target* w = &warehouse_;
+    r->SetWarehouse({"warehouse", &w->store, [w]() -> absl::StatusOr<double> {
+                       if (w->probe_fails) return absl::UnavailableError("connection refused");
+                       return w->lag;
+                     }});
+    r->ProbeReplicas();
+    return r;
+  }
+
+  // An ANALYTICS read; which target it landed on ("" when it failed).
+  std::string Analytics(Router& r, bool fallback, telemetry::v1::ReadMetadata* md,
+                        absl::Status* st) {
+    std::string where;
+    *st = r.Read(
+        CONSISTENCY_LEVEL_ANALYTICS, 0,
+        [&](ReadingReader* store) {
+          Target* t = store == &primary_.store     ? &primary_
+                      : store == &warehouse_.store ? &warehouse_
+                                                   : &replicas_[0];
+          where = t == &primary_ ? "primary" : t == &warehouse_ ? "warehouse" : "replica";
+          return t->next;
+        },
+        md, fallback);
+    return st->ok() ? where : "";
+  }
+
   FakeClock clock_;
   MetricsRegistry registry_;
   RouterMetrics metrics_;
   Target primary_;
   Target replicas_[2];
+  Target warehouse_;
 };
+
+TEST_F(RouterTest, AnalyticsReadsTheWarehouseWithItsFreshnessAsLag) {
+  warehouse_.lag = 1.25;
+  auto r = MakeWithWarehouse();
+  telemetry::v1::ReadMetadata md;
+  absl::Status st;
+  EXPECT_EQ(Analytics(*r, false, &md, &st), "warehouse");
+  EXPECT_EQ(md.data_source(), "warehouse");
+  EXPECT_DOUBLE_EQ(md.lag_seconds(), 1.25);
+  EXPECT_EQ(md.consistency_level(), CONSISTENCY_LEVEL_ANALYTICS);
+  EXPECT_TRUE(md.fallback().empty());
+  EXPECT_TRUE(r->WarehouseReachable());
+  // STRONG and EVENTUAL are not affected by it.
+  EXPECT_EQ(Read(*r, CONSISTENCY_LEVEL_STRONG), "primary");
+  EXPECT_EQ(Read(*r, CONSISTENCY_LEVEL_EVENTUAL), "replica-1");
+}
+
+TEST_F(RouterTest, AnalyticsNeverReadsThePrimaryWhileTheWarehouseIsDown) {
+  warehouse_.probe_fails = true;
+  auto r = MakeWithWarehouse();
+  EXPECT_FALSE(r->WarehouseReachable());
+  telemetry::v1::ReadMetadata md;
+  absl::Status st;
+  EXPECT_EQ(Analytics(*r, false, &md, &st), "");
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(st.message().find("connection refused"), std::string::npos) << st;
+  EXPECT_NE(st.message().find("allow_fallback"), std::string::npos) << st;
+  // With the fallback: the replica, said so.
+  md.Clear();
+  EXPECT_EQ(Analytics(*r, true, &md, &st), "replica");
+  EXPECT_EQ(md.data_source(), "replica-1");
+  EXPECT_EQ(md.consistency_level(), CONSISTENCY_LEVEL_EVENTUAL);
+  EXPECT_NE(md.fallback().find("connection refused"), std::string::npos) << md.fallback();
+  // No replica either: UNAVAILABLE, still not the primary.
+  replicas_[0].next = absl::UnavailableError("replica down");
+  EXPECT_EQ(Analytics(*r, true, &md, &st), "");
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable);
+  // Back: the next probe makes it reachable again.
+  warehouse_.probe_fails = false;
+  r->ProbeReplicas();
+  EXPECT_EQ(Analytics(*r, false, &md, &st), "warehouse");
+}
+
+TEST_F(RouterTest, AFailingWarehouseReadFallsBackOnlyWhenAllowed) {
+  auto r = MakeWithWarehouse();
+  warehouse_.next = absl::UnavailableError("terminating connection");
+  telemetry::v1::ReadMetadata md;
+  absl::Status st;
+  EXPECT_EQ(Analytics(*r, false, &md, &st), "");
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(Analytics(*r, true, &md, &st), "replica");
+  EXPECT_NE(md.fallback().find("terminating connection"), std::string::npos);
+  // A caller's error is the caller's: no fallback, no breaker.
+  warehouse_.next = absl::InvalidArgumentError("bad bucket");
+  EXPECT_EQ(Analytics(*r, true, &md, &st), "");
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+}
 
 TEST_F(RouterTest, StrongAndAnalyticsReadThePrimary) {
   auto r = Make(1);

@@ -202,6 +202,42 @@ TEST_F(WriterTest, StoreOutageKeepsTheBatchAndRetries) {
   EXPECT_EQ(w->pending_readings(), 0u);
 }
 
+// Freshness (the warehouse's lag): the time the log ends were noted, once
+// everything below them is stored; never moved by a batch that did not reach
+// them, and never backwards.
+TEST_F(WriterTest, RecordsFreshnessOnceTheNotedLogEndsAreApplied) {
+  FakeConsumer consumer(&kafka_, kTopic);
+  WriterOptions o;
+  o.max_batch_delay_ns = 5 * kNsPerSec;  // a batch waits: the log ends are noted before it is
+  o.retry_backoff_ns = 0;
+  o.freshness_interval_ns = kNsPerSec;
+  Writer w(o, &consumer, &publisher_, &store_, &metadata_, &cache_, &clock_, &metrics_);
+  ASSERT_TRUE(w.RunOnce().ok());  // assigned: nothing in the log, so fresh through now
+  const int64_t t0 = clock_.NowNs();
+  EXPECT_EQ(*store_.FreshThrough(kTopic), std::optional<int64_t>(t0));
+
+  // Polled but not applied yet when the ends are noted: freshness stays.
+  clock_.Advance(kNsPerSec);
+  Produce({{"d1", "t", 1'000, 1}, {"d2", "t", 1'000, 2}});
+  ASSERT_TRUE(w.RunOnce().ok());
+  EXPECT_EQ(w.pending_readings(), 2u);
+  EXPECT_EQ(*store_.FreshThrough(kTopic), std::optional<int64_t>(t0));
+  // Applied (the store down first: nothing moves while it is), then the next
+  // note: fresh through the time of that note.
+  clock_.Advance(5 * kNsPerSec);
+  store_.SetUp(false);
+  EXPECT_FALSE(w.RunOnce().ok());
+  store_.SetUp(true);
+  EXPECT_EQ(*store_.FreshThrough(kTopic), std::optional<int64_t>(t0));
+  ASSERT_TRUE(w.RunOnce().ok());
+  EXPECT_EQ(store_.raw_count(), 2u);
+  EXPECT_EQ(*store_.FreshThrough(kTopic), std::optional<int64_t>(clock_.NowNs()));
+  // Idle: every tick moves it on.
+  clock_.Advance(3 * kNsPerSec);
+  ASSERT_TRUE(w.RunOnce().ok());
+  EXPECT_EQ(*store_.FreshThrough(kTopic), std::optional<int64_t>(clock_.NowNs()));
+}
+
 TEST_F(WriterTest, CacheKeepsTheNewestEvenWhenOlderDataArrivesLater) {
   Produce({{"d1", "t", 5'000, 5}});
   FakeConsumer consumer(&kafka_, kTopic);

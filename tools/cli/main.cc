@@ -31,6 +31,7 @@
 #include <cstdio>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
@@ -54,6 +55,11 @@ ABSL_FLAG(std::string, sensors, "", "Sensors, comma-separated (empty: all)");
 ABSL_FLAG(double, value, 0, "Value (write)");
 ABSL_FLAG(std::string, unit, "", "Unit (write)");
 ABSL_FLAG(std::string, token, "", "Consistency token from a write (STRONG read-your-writes)");
+ABSL_FLAG(std::string, consistency, "strong",
+          "latest, range: strong, eventual or analytics (the warehouse)");
+ABSL_FLAG(bool, allow_fallback, false,
+          "latest, range with --consistency=analytics: read a replica while the warehouse is "
+          "unavailable");
 ABSL_FLAG(int64_t, from_s, 3600, "Range start, seconds before now");
 ABSL_FLAG(int64_t, to_s, 0, "Range end, seconds before now");
 ABSL_FLAG(int64_t, limit, 0, "Range limit (0: none)");
@@ -111,6 +117,7 @@ void PrintMetadata(const telemetry::v1::ReadMetadata& md) {
                md.lag_seconds(),
                telemetry::v1::ConsistencyLevel_Name(md.consistency_level()).c_str(),
                telemetry::v1::CacheStatus_Name(md.cache_status()).c_str());
+  if (!md.fallback().empty()) std::fprintf(stderr, "fallback=%s\n", md.fallback().c_str());
 }
 
 int Fail(const grpc::Status& st) {
@@ -373,7 +380,16 @@ int main(int argc, char** argv) {
   ctx.AddMetadata("authorization", auth);
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   telemetry::v1::ReadOptions opts;
-  opts.set_consistency(telemetry::v1::CONSISTENCY_LEVEL_STRONG);
+  telemetry::v1::ConsistencyLevel level;
+  if (!telemetry::v1::ConsistencyLevel_Parse(
+          "CONSISTENCY_LEVEL_" + absl::AsciiStrToUpper(absl::GetFlag(FLAGS_consistency)), &level) ||
+      level == telemetry::v1::CONSISTENCY_LEVEL_UNSPECIFIED) {
+    std::fprintf(stderr, "--consistency: strong, eventual or analytics, not '%s'\n",
+                 absl::GetFlag(FLAGS_consistency).c_str());
+    return 2;
+  }
+  opts.set_consistency(level);
+  opts.set_allow_fallback(absl::GetFlag(FLAGS_allow_fallback));
   opts.set_consistency_token(absl::GetFlag(FLAGS_token));
   if (cmd == "latest") {
     telemetry::v1::LatestRequest req;
