@@ -47,6 +47,8 @@ if [[ -z "${KEEP:-}" ]]; then
   trap 'stop_services; deploy/local/down.sh >/dev/null 2>&1 || true' EXIT
 fi
 "$BUILD_DIR/tools/admin/telemetry-admin" migrate --dir db/migrations
+# The same schema in the analytics warehouse (a PostgreSQL cluster of its own).
+"$BUILD_DIR/tools/admin/telemetry-admin" --pg_primary="$TELEMETRY_WAREHOUSE" migrate --dir db/migrations
 mkdir -p "$RUN"
 if [[ ! -f "$RUN/tenant" ]]; then
   name="demo-$(date +%s)"
@@ -64,8 +66,9 @@ echo $! >"$RUN/ingest.pid"
 # The standby for EVENTUAL reads (the env file names it TELEMETRY_PG_REPLICA,
 # the flag is --pg_replicas: a list).
 # --archive_root: Range, Playback and Latest over hours retention dropped read the archive.
+# --pg_warehouse: ANALYTICS reads go to the warehouse the export service loads.
 "$BUILD_DIR/services/query/telemetry-query" --pg_replicas="$TELEMETRY_PG_REPLICA" \
-  --archive_root="$RUN/archive" \
+  --archive_root="$RUN/archive" --pg_warehouse="$TELEMETRY_WAREHOUSE" \
   >"$RUN/query.log" 2>&1 &
 echo $! >"$RUN/query.pid"
 "$BUILD_DIR/services/alert/telemetry-alert" >"$RUN/alert.log" 2>&1 &
@@ -75,8 +78,10 @@ echo $! >"$RUN/alert.pid"
   --mqtt_password="$TELEMETRY_MQTT_BRIDGE_PASSWORD" >"$RUN/bridge.log" 2>&1 &
 echo $! >"$RUN/bridge.pid"
 # The Parquet archive of packed hours (docs/archive.md), looking for them every 2 s here, and
-# only for the last 4 hours (a database with older data keeps the demo short).
+# only for the last 4 hours (a database with older data keeps the demo short); and the analytics
+# warehouse, loaded from the readings topic (docs/warehouse.md).
 "$BUILD_DIR/services/export/telemetry-export" --archive_root="$RUN/archive" \
+  --pg_warehouse="$TELEMETRY_WAREHOUSE" \
   --archive_interval_s=2 --archive_from_ns=$(( ($(date +%s) / 3600 - 4) * 3600 * 1000000000 )) \
   >"$RUN/export.log" 2>&1 &
 echo $! >"$RUN/export.pid"
@@ -138,6 +143,11 @@ echo "   readings: the string sensor's readings have no rollup, so the two count
 psql "$TELEMETRY_PG_PRIMARY" -c "SELECT count(*) AS raw_readings,
     count(*) FILTER (WHERE value_text IS NULL) AS numeric_or_boolean FROM raw_readings_merged" \
   -c "SELECT count(*) AS minute_buckets, sum(cnt) AS readings_in_rollups FROM agg_1m_merged"
+echo "== the same Range at ANALYTICS: from the warehouse (telemetry-export loads it from the topic"
+echo "   in 1 s micro-batches; the lag is its freshness)"
+"$BUILD_DIR/tools/cli/telemetry-cli" range --api_key "$API_KEY" --device dev-1 --sensors s2 \
+  --from_s 3600 --limit 3 --consistency analytics
+psql "$TELEMETRY_WAREHOUSE" -c "SELECT count(*) AS readings_in_the_warehouse FROM raw_readings_merged"
 echo "== writer metrics"
 curl -s http://127.0.0.1:9102/metrics | grep -E '^writer_(readings|batches|dead|log_gap)'
 sleep 3  # the last windows close (allowed lateness 5 s, then the idle partitions' clock)

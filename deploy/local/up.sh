@@ -306,17 +306,21 @@ pg_sysid() { # pg_sysid DATADIR: the cluster's system identifier
     sed -n 's/^Database system identifier: *//p'
 }
 
-# a) primary
-if [[ ! -f "$PG_PRIMARY_DATA/PG_VERSION" ]]; then
-  log "initdb PostgreSQL primary in $PG_PRIMARY_DATA"
-  as_pg rm -rf "$PG_PRIMARY_DATA"
-  as_pg "$PG_BIN/initdb" -D "$PG_PRIMARY_DATA" -U "$PG_SUPERUSER" --auth=trust \
-    --encoding=UTF8 --locale=C.UTF-8 >"$STATE_DIR/initdb.log" 2>&1 ||
-    { cat "$STATE_DIR/initdb.log" >&2; die "initdb failed"; }
+pg_init() { # pg_init DATADIR LABEL: a new cluster, unless DATADIR holds one
+  local datadir="$1" label="$2"
+  [[ -f "$datadir/PG_VERSION" ]] && return 0
+  log "initdb PostgreSQL $label in $datadir"
+  as_pg rm -rf "$datadir"
+  as_pg "$PG_BIN/initdb" -D "$datadir" -U "$PG_SUPERUSER" --auth=trust \
+    --encoding=UTF8 --locale=C.UTF-8 >"$STATE_DIR/initdb-$label.log" 2>&1 ||
+    { cat "$STATE_DIR/initdb-$label.log" >&2; die "initdb ($label) failed"; }
   printf "\n# Local telemetry stack settings (deploy/local/up.sh)\ninclude 'telemetry.conf'\n" |
-    as_pg tee -a "$PG_PRIMARY_DATA/postgresql.conf" >/dev/null
-  write_pg_hba "$PG_PRIMARY_DATA"
-fi
+    as_pg tee -a "$datadir/postgresql.conf" >/dev/null
+  write_pg_hba "$datadir"
+}
+
+# a) primary
+pg_init "$PG_PRIMARY_DATA" primary
 if [[ -z "$PG_PRIMARY_RUNNING_PORT" ]]; then
   write_pg_conf "$PG_PRIMARY_DATA" "$PG_PORT"
   pg_start "$PG_PRIMARY_DATA" primary
@@ -382,16 +386,7 @@ done
 # c) the analytics warehouse: a cluster of its own (telemetry-export
 # --pg_warehouse loads it, telemetry-query --pg_warehouse reads it), so that
 # its outage is an outage of the warehouse alone.
-if [[ ! -f "$PG_WAREHOUSE_DATA/PG_VERSION" ]]; then
-  log "initdb PostgreSQL warehouse in $PG_WAREHOUSE_DATA"
-  as_pg rm -rf "$PG_WAREHOUSE_DATA"
-  as_pg "$PG_BIN/initdb" -D "$PG_WAREHOUSE_DATA" -U "$PG_SUPERUSER" --auth=trust \
-    --encoding=UTF8 --locale=C.UTF-8 >"$STATE_DIR/initdb-warehouse.log" 2>&1 ||
-    { cat "$STATE_DIR/initdb-warehouse.log" >&2; die "initdb (warehouse) failed"; }
-  printf "\n# Local telemetry stack settings (deploy/local/up.sh)\ninclude 'telemetry.conf'\n" |
-    as_pg tee -a "$PG_WAREHOUSE_DATA/postgresql.conf" >/dev/null
-  write_pg_hba "$PG_WAREHOUSE_DATA"
-fi
+pg_init "$PG_WAREHOUSE_DATA" warehouse
 if [[ -z "$PG_WAREHOUSE_RUNNING_PORT" ]]; then
   write_pg_conf "$PG_WAREHOUSE_DATA" "$PG_WAREHOUSE_PORT" "${TELEMETRY_PG_WAREHOUSE_SHARED_BUFFERS:-512MB}"
   pg_start "$PG_WAREHOUSE_DATA" warehouse

@@ -76,7 +76,7 @@ absl::Status QueryCore::CheckSensors(
   return absl::OkStatus();
 }
 
-absl::Status QueryCore::CheckOptions(const telemetry::v1::ReadOptions& o) {
+absl::Status QueryCore::CheckOptions(const telemetry::v1::ReadOptions& o) const {
   // An unknown level must not quietly become another (possibly weaker) one.
   if (!telemetry::v1::ConsistencyLevel_IsValid(o.consistency())) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -85,6 +85,15 @@ absl::Status QueryCore::CheckOptions(const telemetry::v1::ReadOptions& o) {
   }
   if (o.max_staleness_ms() < 0) {
     return absl::InvalidArgumentError("options.max_staleness_ms: must be >= 0");
+  }
+  // A token asks for read-your-writes, which only the primary gives (without
+  // a warehouse ANALYTICS reads the primary, and a token makes it STRONG).
+  if (o.consistency() == telemetry::v1::CONSISTENCY_LEVEL_ANALYTICS &&
+      !o.consistency_token().empty() && router_->has_warehouse()) {
+    return absl::InvalidArgumentError(
+        "options.consistency_token: read-your-writes is STRONG's (the primary); ANALYTICS reads "
+        "the warehouse, whose freshness is the response's lag: drop the token or ask for "
+        "CONSISTENCY_LEVEL_STRONG");
   }
   return absl::OkStatus();
 }

@@ -87,7 +87,7 @@ class QueryCore {
   static double StalenessOf(const telemetry::v1::ReadOptions& o);
   // INVALID_ARGUMENT naming the field for options a read cannot honour
   // (an unknown consistency level, a negative staleness).
-  static absl::Status CheckOptions(const telemetry::v1::ReadOptions& o);
+  absl::Status CheckOptions(const telemetry::v1::ReadOptions& o) const;
   // INVALID_ARGUMENT past max_sensors_per_read.
   absl::Status CheckSensors(const google::protobuf::RepeatedPtrField<std::string>& sensors) const;
 

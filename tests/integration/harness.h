@@ -6,9 +6,11 @@
 #include <grpcpp/grpcpp.h>
 #include <sys/types.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/pg/pool.h"
@@ -143,6 +145,17 @@ std::vector<std::vector<std::string>> Sql(const std::string& query);
 int64_t SqlInt(const std::string& query);
 // Runs a statement that changes data on the primary; returns the rows touched.
 int64_t SqlExec(const std::string& statement);
+
+// Polls `probe` every 100 ms until it returns true (at most `ms`); whether it did.
+template <typename F>
+bool Eventually(F probe, int ms) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (!probe()) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return true;
+}
 
 // A STRONG Latest call that waits for `token` (returns the status).
 grpc::Status WaitForToken(telemetry::v1::QueryService::Stub* query, const std::string& key,

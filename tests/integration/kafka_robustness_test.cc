@@ -25,17 +25,6 @@
 namespace telemetry::testing {
 namespace {
 
-// Polls `probe` every 100 ms until it returns true (at most `ms`).
-template <typename F>
-bool Eventually(F probe, int ms) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-  while (!probe()) {
-    if (std::chrono::steady_clock::now() >= until) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return true;
-}
-
 // What a tenant's stored data adds up to: raw rows and every rollup. Sums of
 // doubles are taken as numeric (exact), so they do not depend on the order
 // Postgres happens to add the rows in.

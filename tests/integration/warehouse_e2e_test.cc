@@ -35,16 +35,6 @@ using telemetry::v1::ConsistencyLevel;
 
 constexpr char kAnalyticsHealth[] = "telemetry.v1.QueryService/ANALYTICS";
 
-template <typename F>
-bool Eventually(F probe, int ms) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-  while (!probe()) {
-    if (std::chrono::steady_clock::now() >= until) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return true;
-}
-
 // Every column of every row, as text, from the database at `url`.
 std::vector<std::vector<std::string>> SqlAt(const std::string& url, const std::string& query) {
   pqxx::connection c(url);

@@ -239,10 +239,13 @@ class QueryHandlers : public HandlerFixture {
         health_({std::string(v1::QueryService::service_full_name()) + "/STRONG"},
                 "no source probed yet") {}
 
+  // (A test that made its own router_ keeps it.)
   void Start(int queue = 100, int64_t default_deadline_ns = 5 * kNsPerSec) {
-    router_ = std::make_unique<query::Router>(query::Source{"primary", &store_, nullptr},
-                                              std::vector<query::Source>{}, SystemClock::Get(),
-                                              query::RouterOptions(), &router_metrics_);
+    if (router_ == nullptr) {
+      router_ = std::make_unique<query::Router>(query::Source{"primary", &store_, nullptr},
+                                                std::vector<query::Source>{}, SystemClock::Get(),
+                                                query::RouterOptions(), &router_metrics_);
+    }
     query::QueryOptions o;
     core_ = std::make_unique<query::QueryCore>(o, &progress_, router_.get(), nullptr,
                                                SystemClock::Get(), &metrics_);
@@ -297,6 +300,52 @@ TEST_F(QueryHandlers, HealthPerNameAndReadMetadataAsTrailers) {
   EXPECT_EQ(resp.readings(0).double_value(), 21.5);
   EXPECT_EQ(Trailer(*ctx, "x-data-source"), "primary");
   EXPECT_EQ(Trailer(*ctx, "x-consistency-level"), "strong");
+}
+
+TEST_F(QueryHandlers, AnalyticsWithAWarehouseStatesItsFallbackAndRefusesATokenByField) {
+  testing::FakeReadingReader warehouse, replica;
+  bool warehouse_up = true;
+  router_ = std::make_unique<query::Router>(
+      query::Source{"primary", &store_, nullptr},
+      std::vector<query::Source>{
+          {"replica-r", &replica, []() -> absl::StatusOr<double> { return 0.5; }}},
+      SystemClock::Get(), query::RouterOptions(), &router_metrics_);
+  router_->SetWarehouse({"warehouse", &warehouse, [&]() -> absl::StatusOr<double> {
+                           if (!warehouse_up) return absl::UnavailableError("refused");
+                           return 2.0;
+                         }});
+  router_->ProbeReplicas();
+  Start();
+
+  v1::LatestRequest req = Latest();
+  req.mutable_options()->set_consistency(v1::CONSISTENCY_LEVEL_ANALYTICS);
+  {
+    auto ctx = Context();
+    v1::LatestResponse resp;
+    ASSERT_TRUE(stub_->Latest(ctx.get(), req, &resp).ok());
+    EXPECT_EQ(Trailer(*ctx, "x-data-source"), "warehouse");
+    EXPECT_EQ(Trailer(*ctx, "x-consistency-level"), "analytics");
+    EXPECT_EQ(Trailer(*ctx, "x-data-lag-seconds"), "2.000000");
+    EXPECT_EQ(Trailer(*ctx, "x-data-fallback"), "");
+  }
+  warehouse_up = false;
+  router_->ProbeReplicas();
+  req.mutable_options()->set_allow_fallback(true);
+  {
+    auto ctx = Context();
+    v1::LatestResponse resp;
+    ASSERT_TRUE(stub_->Latest(ctx.get(), req, &resp).ok());
+    EXPECT_EQ(Trailer(*ctx, "x-data-source"), "replica-r");
+    EXPECT_EQ(Trailer(*ctx, "x-consistency-level"), "eventual");
+    EXPECT_NE(Trailer(*ctx, "x-data-fallback").find("warehouse is unavailable"), std::string::npos);
+    EXPECT_EQ(resp.metadata().fallback(), Trailer(*ctx, "x-data-fallback"));
+  }
+  req.mutable_options()->set_consistency_token("anything");
+  auto ctx = Context();
+  v1::LatestResponse resp;
+  grpc::Status st = stub_->Latest(ctx.get(), req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(st.error_message().rfind("options.consistency_token:", 0), 0u) << st.error_message();
 }
 
 TEST_F(QueryHandlers, ReadsNeedAKnownKeyOnUnaryAndStreamingCalls) {
