@@ -49,7 +49,7 @@ e0="$(ticks "$export_pid")"
 start="$(now_ms)"
 burst="$("$BUILD_DIR/tools/loadgen/telemetry-loadgen" --api_keys "$(key burst)" --devices "$DEVICES" \
   --sensors "$SENSORS" --total "$ROWS" --batch 1000 --concurrency 4 --duplicates 0.01 \
-  --interval_ms 1000 --start_ago_s 7200 | tail -n 1)"
+  --interval_ms 1000 --start_ago_s 7200 --query= | tail -n 1)"
 sent="$(now_ms)"
 echo "$burst" >&2
 # Both consumers are done when their applied offsets have stopped moving for 2 s and agree; each
@@ -80,7 +80,7 @@ lags="$OUT/lags"
 : >"$lags"
 "$BUILD_DIR/tools/loadgen/telemetry-loadgen" --api_keys "$(key steady)" --devices "$DEVICES" \
   --sensors "$SENSORS" --rate "$RATE" --duration_s "$SECONDS_STEADY" --batch 500 --concurrency 4 \
-  --duplicates 0.01 --interval_ms 1000 --start_ago_s 7200 >"$OUT/steady.json" &
+  --duplicates 0.01 --interval_ms 1000 --start_ago_s 7200 --query= >"$OUT/steady.json" &
 load=$!
 sleep 5  # past the first batches
 while kill -0 "$load" 2>/dev/null; do
