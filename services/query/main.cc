@@ -199,10 +199,10 @@ int RunQuery(int argc, char** argv) {
   std::unique_ptr<telemetry::ArchiveStore> archive_store;
   std::unique_ptr<telemetry::archive::ColdReadingsMetrics> cold_metrics;
   std::unique_ptr<telemetry::archive::ArchiveColdReadings> cold;
+  if (absl::GetFlag(FLAGS_archive_cache_mb) < 0) {
+    return service.Fail("--archive_cache_mb", absl::InvalidArgumentError("must be >= 0"), 2);
+  }
   if (const std::string root = absl::GetFlag(FLAGS_archive_root); !root.empty()) {
-    if (absl::GetFlag(FLAGS_archive_cache_mb) < 0) {
-      return service.Fail("--archive_cache_mb", absl::InvalidArgumentError("must be >= 0"), 2);
-    }
     auto fs = telemetry::archive::ArchiveFs::Open(root);
     if (!fs.ok()) return service.Fail("--archive_root", fs.status(), 2);
     archive_fs = std::move(*fs);

@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/archive/archive_fs.h"
+#include "common/archive/cold_readings.h"
 #include "common/archive/parquet_readings.h"
 #include "common/auth.h"
 #include "common/pg/pool.h"
@@ -217,6 +218,67 @@ TEST_F(ArchiveS3, AnHourFailsWhileTheStoreIsDownAndIsArchivedWhenItIsBack) {
   auto names = fs_->ListFiles(ArchiveHourDir(t.id, hour));
   ASSERT_TRUE(names.ok());
   EXPECT_EQ(names->size(), current->files.size()) << "a stray file of the failed attempt";
+}
+
+// A cold read (the query service's, docs/archive.md "Cold reads") while the
+// object store is down: UNAVAILABLE, which the router counts against the
+// source and the caller may retry, never an empty or partial answer; once the
+// store is back the same read answers every reading, and what it cached
+// before the outage kept answering during it.
+TEST_F(ArchiveS3, AColdReadWhileTheStoreIsDownIsUnavailableAndAnswersWhenItIsBack) {
+  PgPool pool(RequireEnv("TELEMETRY_PG_PRIMARY"), 2, "test");
+  auto writer = NewPgReadingWriter(&pool);
+  auto metadata = NewPgMetadataStore(&pool);
+  auto store = NewPgArchiveStore(&pool);
+  Tenant t = CreateTenant("archive-s3-cold");
+  // Two hours of its own: 2019-09-01 + 2 h per tenant id.
+  const int64_t hour = 1'567'296'000 * kSec + t.id * 2 * kHour;
+  auto ids =
+      metadata->ResolveSeries(t.id, {{"dev-a", "temp", "C", ""}, {"dev-b", "temp", "C", ""}});
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  ASSERT_TRUE(writer->EnsurePartitions(hour, hour + 2 * kHour).ok());
+  std::vector<RawRow> rows;
+  for (int h = 0; h < 2; ++h) {
+    for (int i = 0; i < 120; ++i) {
+      for (int32_t id : *ids) {
+        RawRow r;
+        r.series_id = id;
+        r.ts_ns = hour + h * kHour + i * 30 * kSec;
+        r.d = 20 + i * 0.5;
+        rows.push_back(r);
+      }
+    }
+  }
+  ASSERT_TRUE(writer->Apply(rows, absl::StrCat("archive-s3-cold-", t.id), {{0, 1}}).ok());
+  ASSERT_TRUE(writer->PackRawHour(hour, 10'000).ok());
+  ASSERT_TRUE(writer->PackRawHour(hour + kHour, 10'000).ok());
+  Exporter exporter(store.get(), fs_.get(), ExporterOptions());
+  auto pass = exporter.RunOnce(hour, hour + 2 * kHour, 4);
+  ASSERT_TRUE(pass.ok()) << pass.status();
+  ASSERT_EQ(pass->exports.size(), 2u);
+
+  archive::ColdReadingsOptions options;
+  options.refresh_ns = 0;
+  archive::ArchiveColdReadings cold(store.get(), fs_.get(), SystemClock::Get(), options, nullptr);
+  auto cached = cold.DeviceHour(t.id, hour, "dev-a");  // read (and cached) before the outage
+  ASSERT_TRUE(cached.ok()) << cached.status();
+  EXPECT_EQ((*cached)->size(), 120u);
+
+  RunOrFail(S3Ctl() + " stop");
+  auto down = cold.DeviceHour(t.id, hour + kHour, "dev-a");
+  auto again = cold.DeviceHour(t.id, hour, "dev-a");
+  RunOrFail(S3Ctl() + " start");
+  EXPECT_EQ(down.status().code(), absl::StatusCode::kUnavailable) << down.status();
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->size(), 120u) << "the cache answers without the store";
+
+  auto back = cold.DeviceHour(t.id, hour + kHour, "dev-a");
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ((*back)->size(), 120u);
+  for (size_t i = 0; i < (*back)->size(); ++i) {
+    EXPECT_EQ((**back)[i].ts_ns, hour + kHour + static_cast<int64_t>(i) * 30 * kSec);
+    EXPECT_EQ((**back)[i].d, 20 + static_cast<double>(i) * 0.5);
+  }
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <pqxx/pqxx>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "common/archive/archive_fs.h"
@@ -419,6 +420,29 @@ TEST_F(ExportE2e, ArchivesToS3AndARootItCannotOpenStopsItAtStart) {
   std::ifstream in(log);
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_NE(text.find("does not exist"), std::string::npos) << text;
+
+  // The query service's cold reads refuse the same root, and a negative
+  // cache size, at start with exit code 2 and the flag named.
+  auto query_exit = [&](const std::string& flag, const std::string& name) {
+    const std::string qlog = (log_dir_ / (name + ".log")).string();
+    Process q(BuildDir() + "/services/query/telemetry-query",
+              {flag, "--pg_primary=" + RequireEnv("TELEMETRY_PG_PRIMARY"),
+               absl::StrCat("--listen=127.0.0.1:", FreePort()), "--http_port=0"},
+              qlog);
+    const int code = q.Wait(20000);
+    std::ifstream qin(qlog);
+    return std::make_pair(
+        code, std::string((std::istreambuf_iterator<char>(qin)), std::istreambuf_iterator<char>()));
+  };
+  auto [code, said] = query_exit(absl::StrCat("--archive_root=s3://no-such-bucket-", getpid(),
+                                              "?endpoint=", RequireEnv("TELEMETRY_S3_ENDPOINT")),
+                                 "query-bad-root");
+  EXPECT_EQ(code, 2) << said;
+  EXPECT_NE(said.find("--archive_root"), std::string::npos) << said;
+  EXPECT_NE(said.find("does not exist"), std::string::npos) << said;
+  std::tie(code, said) = query_exit("--archive_cache_mb=-1", "query-bad-cache");
+  EXPECT_EQ(code, 2) << said;
+  EXPECT_NE(said.find("--archive_cache_mb"), std::string::npos) << said;
 }
 
 }  // namespace
