@@ -29,6 +29,7 @@
 #include "telemetry/v1/query.grpc.pb.h"
 #include "tests/integration/archive_s3_env.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/tcp_proxy.h"
 
 namespace telemetry::testing {
 namespace {
@@ -58,9 +59,10 @@ class ExportE2e : public ::testing::Test {
 
   void Start(const std::vector<std::string>& extra = {}) {
     port_ = FreePort();
+    http_port_ = FreePort();
     std::vector<std::string> args = {
         "--archive_root=" + root_.string(), "--pg_primary=" + RequireEnv("TELEMETRY_PG_PRIMARY"),
-        absl::StrCat("--listen=127.0.0.1:", port_), absl::StrCat("--http_port=", FreePort()),
+        absl::StrCat("--listen=127.0.0.1:", port_), absl::StrCat("--http_port=", http_port_),
         "--archive_interval_s=0.2"};
     args.insert(args.end(), extra.begin(), extra.end());
     service_ =
@@ -154,7 +156,7 @@ class ExportE2e : public ::testing::Test {
   fs::path root_, log_dir_;
   std::unique_ptr<Process> service_;
   std::unique_ptr<ExportService::Stub> stub_;
-  int port_ = 0, runs_ = 0;
+  int port_ = 0, http_port_ = 0, runs_ = 0;
 };
 
 TEST_F(ExportE2e, ArchivesOnItsOwnAndAnswersEachTenantAboutItsOwnOnly) {
@@ -443,6 +445,47 @@ TEST_F(ExportE2e, ArchivesToS3AndARootItCannotOpenStopsItAtStart) {
   std::tie(code, said) = query_exit("--archive_cache_mb=-1", "query-bad-cache");
   EXPECT_EQ(code, 2) << said;
   EXPECT_NE(said.find("--archive_cache_mb"), std::string::npos) << said;
+}
+
+// The primary goes away under the running service (a proxy in between is cut:
+// its connections closed, new ones refused) and comes back: the service says
+// NOT_SERVING while it is gone, counts the failed passes, and once it is back
+// serves again and archives what was packed meanwhile, exactly.
+TEST_F(ExportE2e, ThePrimaryGoingAwayMidRunIsNotServingAndPassesResume) {
+  const int64_t hour = HourFor(SqlInt("SELECT coalesce(max(id), 0) + 1 FROM tenants"));
+  auto [a, a_n] = FillPacked("export-e2e-pg-a", 8, 60, hour);
+  const std::string url = RequireEnv("TELEMETRY_PG_PRIMARY");
+  const size_t colon = url.rfind(':'), slash = url.find('/', colon);
+  TcpProxy proxy(std::stoi(url.substr(colon + 1, slash - colon - 1)));
+  const std::string via_proxy =
+      url.substr(0, colon + 1) + std::to_string(proxy.port()) + url.substr(slash);
+  Start({"--pg_primary=" + via_proxy, absl::StrCat("--archive_from_ns=", hour)});
+  auto cur = WaitArchived(a.id, hour, 30000);
+  ASSERT_TRUE(cur.ok()) << cur.status() << "; log in " << log_dir_;
+  EXPECT_TRUE(WaitForHealth(port_, "", 1, 5000));
+
+  proxy.Cut();
+  EXPECT_TRUE(WaitForHealth(port_, "", 2, 10000)) << "still SERVING; log in " << log_dir_;
+  // Packed while the service cannot see the primary: an hour of its own.
+  auto [b, b_n] = FillPacked("export-e2e-pg-b", 8, 60, hour + kHour);
+  // Passes go on failing, counted (once it is NOT_SERVING, nothing else can
+  // fail a pass: other tests' damaged hours fail only while it can read them).
+  const double failed = MetricValue(http_port_, "export_failures_total");
+  EXPECT_TRUE(
+      Eventually([&] { return MetricValue(http_port_, "export_failures_total") > failed; }, 10'000))
+      << "no failed pass counted; log in " << log_dir_;
+  EXPECT_EQ(archive_->CurrentExport(b.id, hour + kHour).status().code(),
+            absl::StatusCode::kNotFound);
+
+  proxy.Restore();
+  EXPECT_TRUE(WaitForHealth(port_, "", 1, 10000)) << "not SERVING again; log in " << log_dir_;
+  auto later = WaitArchived(b.id, hour + kHour, 30000);
+  ASSERT_TRUE(later.ok()) << later.status() << "; log in " << log_dir_;
+  EXPECT_EQ(ArchivedReadings(*later), b_n);
+  auto first = archive_->CurrentExport(a.id, hour);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->version, cur->version) << "the hour archived before the outage was not redone";
+  EXPECT_EQ(ArchivedReadings(*first), a_n);
 }
 
 }  // namespace
