@@ -114,6 +114,7 @@ void Writer::OnRevoke(const std::vector<int32_t>& partitions) {
     expected_.erase(p);
     applied_next_.erase(p);
     log_ends_.erase(p);
+    fresh_through_.erase(p);  // its new owner records it from now on
   }
   assigned_ = !expected_.empty();
 }

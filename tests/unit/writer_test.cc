@@ -149,6 +149,25 @@ TEST_F(WriterTest, UndecodableMessageGoesToDeadLetterAndDoesNotStall) {
   EXPECT_GE((*applied)[0], 1);  // moved past the poison message
 }
 
+// Without a dead-letter topic (the warehouse loader), an unreadable message
+// is skipped and counted; nothing is published and the partition moves on.
+TEST_F(WriterTest, WithoutADeadLetterTopicAnUnreadableMessageIsSkippedAndCounted) {
+  publisher_.Publish(kTopic, 0, "k", "\xff\xff not protobuf", [](const DeliveryReport&) {});
+  Produce({{"d1", "t", 1'000, 1}});
+  FakeConsumer consumer(&kafka_, kTopic);
+  WriterOptions o;
+  o.max_batch_delay_ns = 0;
+  o.retry_backoff_ns = 0;
+  o.dead_letter_topic = "";
+  Writer w(o, &consumer, /*dead_letters=*/nullptr, &store_, &metadata_, &cache_, &clock_,
+           &metrics_);
+  Drain(w);
+  EXPECT_EQ(store_.raw_count(), 1u);
+  EXPECT_TRUE(kafka_.Messages(kDlq).empty());
+  EXPECT_EQ(metrics_.dead_letters->Value(), 1);
+  EXPECT_GE((*store_.AppliedOffsets(kTopic))[0], 1);
+}
+
 TEST_F(WriterTest, UnknownTenantGoesToDeadLetter) {
   Produce({{"d1", "t", 1'000, 1}}, /*tenant=*/999);
   FakeConsumer consumer(&kafka_, kTopic);
